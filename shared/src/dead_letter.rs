@@ -1,0 +1,63 @@
+//! The dead-letter queue for records that can never be delivered (malformed, no valid
+//! `project_id`, too large, refused by the destination with a 400). Each is sent on its own,
+//! with message attributes that say why, so an operator can inspect, fix and redrive it.
+//! Records that fail for transient reasons are not sent here: SQS redelivers them and the
+//! queue's redrive policy moves them here after `maxReceiveCount`.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+
+use crate::event::RejectedRecord;
+
+/// SQS attribute values are limited in total size per message; a reason is a sentence.
+const MAX_DETAIL_CHARS: usize = 500;
+
+pub struct DeadLetterQueue {
+    client: Client,
+    queue_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot send to the dead-letter queue: {0}")]
+pub struct DeadLetterError(String);
+
+impl DeadLetterQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        record: &RejectedRecord,
+        source_message_id: &str,
+    ) -> Result<(), DeadLetterError> {
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data type and value are set")
+        };
+        let detail: String = record.detail.chars().take(MAX_DETAIL_CHARS).collect();
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&record.body)
+            .message_attributes("rejection_reason", attribute(record.reason.as_str()))
+            .message_attributes("rejection_detail", attribute(&detail))
+            .message_attributes("source_message_id", attribute(source_message_id));
+        if let Some(project) = &record.project_id {
+            request = request.message_attributes("project_id", attribute(project.as_str()));
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(DisplayErrorContext(e).to_string()))
+    }
+}

@@ -1,0 +1,461 @@
+//! The streamer's core: a batch of queue messages in, the ids of the messages to retry out.
+//!
+//! For each record: no configuration → acknowledged (skipped); `DISABLED` → skipped; produced
+//! before `enabled_at` → skipped (re-enabling never backfills); otherwise delivered. Projects
+//! are delivered concurrently, each with its own retries, so one project's slow or failing
+//! destination never holds up another's. Per message the worst record decides:
+//! - any record still failing (transient error past the deadline, 401/403, store outage) →
+//!   the message is reported failed and SQS redelivers it whole;
+//! - otherwise rejected records (malformed, no `project_id`, too large, destination 400) go to
+//!   the dead-letter queue one by one, and the message is acknowledged once they are there.
+//!
+//! Delivery is at-least-once: a redelivered message is sent again. Loki drops the duplicates
+//! (same timestamp and bytes); Datadog does not deduplicate.
+
+pub mod classify;
+pub mod retry;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use tracing::{info, warn};
+
+use crate::dead_letter::DeadLetterQueue;
+use crate::destination::client::DestinationClient;
+use crate::destination::{self, LogLabels};
+use crate::domain::{Destination, ProjectId, StreamingConfig};
+use crate::event::{EventRecord, QueueMessage, RejectReason, RejectedRecord, parse_message};
+use crate::gzip::gzip;
+use crate::store::{CachedConfigStore, ConfigStore};
+use classify::{Classification, LOKI_INGESTION_BLOCKED, classify};
+
+/// Longest single push attempt; a slow destination is retried rather than waited on.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Streamer {
+    store: CachedConfigStore,
+    client: DestinationClient,
+    dead_letters: Option<DeadLetterQueue>,
+    labels: LogLabels,
+    max_concurrent_projects: usize,
+}
+
+pub struct StreamerOptions {
+    pub labels: LogLabels,
+    pub config_cache_ttl: Duration,
+    pub max_concurrent_projects: usize,
+}
+
+/// What became of a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Messages SQS must deliver again.
+    pub failed_message_ids: Vec<String>,
+    pub summary: BatchSummary,
+}
+
+/// Record counts of one batch, logged once per invocation.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub messages: usize,
+    pub records: usize,
+    pub delivered: usize,
+    pub skipped_not_configured: usize,
+    pub skipped_disabled: usize,
+    pub skipped_before_enabled: usize,
+    /// Push attempts beyond the first.
+    pub retries: usize,
+    /// Records sent to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Records that could not be delivered now (their messages are redelivered).
+    pub failed_records: usize,
+    pub failed_messages: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SkipReason {
+    NotConfigured,
+    Disabled,
+    BeforeEnabled,
+}
+
+#[derive(Debug)]
+enum RecordOutcome {
+    Delivered,
+    Skipped(SkipReason),
+    Failed,
+    Rejected(RejectedRecord),
+}
+
+/// A record with the index of the message that carried it.
+type Slotted = (usize, EventRecord);
+
+struct ProjectResult {
+    outcomes: Vec<(usize, RecordOutcome)>,
+    retries: usize,
+}
+
+impl Streamer {
+    pub fn new(
+        store: Arc<dyn ConfigStore>,
+        client: DestinationClient,
+        dead_letters: Option<DeadLetterQueue>,
+        options: StreamerOptions,
+    ) -> Self {
+        Self {
+            store: CachedConfigStore::new(store, options.config_cache_ttl),
+            client,
+            dead_letters,
+            labels: options.labels,
+            max_concurrent_projects: options.max_concurrent_projects.max(1),
+        }
+    }
+
+    /// Processes a batch; all delivery work ends by `deadline`.
+    pub async fn process_batch(&self, messages: &[QueueMessage], deadline: Instant) -> BatchReport {
+        let mut summary = BatchSummary {
+            messages: messages.len(),
+            ..Default::default()
+        };
+        let mut failed = vec![false; messages.len()];
+        let mut rejected: Vec<Vec<RejectedRecord>> = vec![Vec::new(); messages.len()];
+        let mut by_project: BTreeMap<ProjectId, Vec<Slotted>> = BTreeMap::new();
+        for (index, message) in messages.iter().enumerate() {
+            for record in parse_message(message) {
+                summary.records += 1;
+                match record {
+                    Ok(record) => by_project
+                        .entry(record.project_id.clone())
+                        .or_default()
+                        .push((index, record)),
+                    Err(record) => rejected[index].push(record),
+                }
+            }
+        }
+
+        let results: Vec<ProjectResult> = stream::iter(by_project)
+            .map(|(project, records)| self.stream_project(project, records, deadline))
+            .buffer_unordered(self.max_concurrent_projects)
+            .collect()
+            .await;
+        for result in results {
+            summary.retries += result.retries;
+            for (index, outcome) in result.outcomes {
+                match outcome {
+                    RecordOutcome::Delivered => summary.delivered += 1,
+                    RecordOutcome::Skipped(SkipReason::NotConfigured) => {
+                        summary.skipped_not_configured += 1
+                    }
+                    RecordOutcome::Skipped(SkipReason::Disabled) => summary.skipped_disabled += 1,
+                    RecordOutcome::Skipped(SkipReason::BeforeEnabled) => {
+                        summary.skipped_before_enabled += 1
+                    }
+                    RecordOutcome::Failed => {
+                        summary.failed_records += 1;
+                        failed[index] = true;
+                    }
+                    RecordOutcome::Rejected(record) => rejected[index].push(record),
+                }
+            }
+        }
+
+        // A message that is retried anyway keeps its rejected records: they are judged again
+        // on redelivery, so the dead-letter queue never receives the same record twice.
+        let dead_letter_sends = messages
+            .iter()
+            .zip(rejected)
+            .enumerate()
+            .filter(|(index, (_, records))| !failed[*index] && !records.is_empty())
+            .map(|(index, (message, records))| async move {
+                (index, self.dead_letter(message, &records).await)
+            })
+            .collect::<Vec<_>>();
+        for (index, sent) in futures::future::join_all(dead_letter_sends).await {
+            match sent {
+                Ok(count) => summary.dead_lettered += count,
+                Err(()) => failed[index] = true,
+            }
+        }
+
+        let failed_message_ids: Vec<String> = messages
+            .iter()
+            .zip(&failed)
+            .filter(|(_, failed)| **failed)
+            .map(|(message, _)| message.message_id.clone())
+            .collect();
+        summary.failed_messages = failed_message_ids.len();
+        info!(
+            messages = summary.messages,
+            records = summary.records,
+            delivered = summary.delivered,
+            skipped_not_configured = summary.skipped_not_configured,
+            skipped_disabled = summary.skipped_disabled,
+            skipped_before_enabled = summary.skipped_before_enabled,
+            retries = summary.retries,
+            dead_lettered = summary.dead_lettered,
+            failed_records = summary.failed_records,
+            failed_messages = summary.failed_messages,
+            "batch processed"
+        );
+        BatchReport {
+            failed_message_ids,
+            summary,
+        }
+    }
+
+    /// Sends a message's rejected records to the dead-letter queue; `Err` if any did not go.
+    async fn dead_letter(
+        &self,
+        message: &QueueMessage,
+        records: &[RejectedRecord],
+    ) -> Result<usize, ()> {
+        let Some(queue) = &self.dead_letters else {
+            warn!(
+                message_id = %message.message_id,
+                records = records.len(),
+                "records rejected but no DEAD_LETTER_QUEUE_URL is set; the message will be retried"
+            );
+            return Err(());
+        };
+        let mut result = Ok(records.len());
+        for record in records {
+            warn!(
+                message_id = %message.message_id,
+                project_id = record.project_id.as_ref().map(ProjectId::as_str),
+                reason = %record.reason,
+                detail = %record.detail,
+                "record rejected"
+            );
+            if let Err(err) = queue.send(record, &message.message_id).await {
+                warn!(message_id = %message.message_id, error = %err, "dead-letter send failed; the message will be retried");
+                result = Err(());
+            }
+        }
+        result
+    }
+
+    async fn stream_project(
+        &self,
+        project: ProjectId,
+        records: Vec<Slotted>,
+        deadline: Instant,
+    ) -> ProjectResult {
+        let all = |outcome: fn() -> RecordOutcome| ProjectResult {
+            outcomes: records.iter().map(|(i, _)| (*i, outcome())).collect(),
+            retries: 0,
+        };
+        let config = match self.store.get(&project).await {
+            Ok(Some(config)) => config,
+            Ok(None) => return all(|| RecordOutcome::Skipped(SkipReason::NotConfigured)),
+            Err(err) => {
+                warn!(project_id = %project, error = %err, "configuration lookup failed; the messages will be retried");
+                return all(|| RecordOutcome::Failed);
+            }
+        };
+        if !config.is_active() {
+            return all(|| RecordOutcome::Skipped(SkipReason::Disabled));
+        }
+        let (streamable, before_enable): (Vec<Slotted>, Vec<Slotted>) = records
+            .into_iter()
+            .partition(|(_, r)| produced_after_enable(&config, r));
+        let mut result = self
+            .deliver(&project, &config.destination, streamable, deadline)
+            .await;
+        result.outcomes.extend(
+            before_enable
+                .into_iter()
+                .map(|(i, _)| (i, RecordOutcome::Skipped(SkipReason::BeforeEnabled))),
+        );
+        result
+    }
+
+    async fn deliver(
+        &self,
+        project: &ProjectId,
+        destination: &Destination,
+        mut records: Vec<Slotted>,
+        deadline: Instant,
+    ) -> ProjectResult {
+        let mut result = ProjectResult {
+            outcomes: Vec::with_capacity(records.len()),
+            retries: 0,
+        };
+        if records.is_empty() {
+            return result;
+        }
+        let started = Instant::now();
+        let destination_type = destination.destination_type();
+        let limits = destination::limits(destination_type);
+        // Loki wants each stream's values in time order; a stable sort keeps queue order
+        // among equal timestamps.
+        records.sort_by_key(|(_, r)| r.event_time);
+
+        let mut entries = Vec::with_capacity(records.len());
+        let mut sendable = Vec::with_capacity(records.len());
+        for (index, record) in records {
+            let entry = destination::encode_entry(destination_type, &record, &self.labels);
+            if record.line().len() > limits.max_record_bytes
+                || entry.len() > limits.max_request_bytes
+            {
+                let detail = format!(
+                    "the record is {} bytes; {} accepts at most {}",
+                    record.line().len(),
+                    destination_type,
+                    limits.max_record_bytes
+                );
+                result
+                    .outcomes
+                    .push((index, reject(&record, RejectReason::RecordTooLarge, detail)));
+            } else {
+                entries.push(entry);
+                sendable.push((index, record));
+            }
+        }
+
+        let sizes: Vec<usize> = entries.iter().map(String::len).collect();
+        let mut queue: VecDeque<Range<usize>> = destination::chunk(&sizes, limits).into();
+        let mut attempts = 0;
+        let mut bytes = 0;
+        let mut stopped: Option<String> = None;
+        let mut last_status = "delivered";
+        while let Some(range) = queue.pop_front() {
+            if stopped.is_some() {
+                result.outcomes.extend(
+                    sendable[range]
+                        .iter()
+                        .map(|(i, _)| (*i, RecordOutcome::Failed)),
+                );
+                continue;
+            }
+            let body = destination::encode_body(
+                destination_type,
+                entries[range.clone()].iter().map(String::as_str),
+                &self.labels,
+            );
+            bytes += body.len();
+            let (class, tries) = self
+                .push_with_retries(destination, &gzip(&body), deadline)
+                .await;
+            attempts += tries;
+            result.retries += tries.saturating_sub(1);
+            let chunk = &sendable[range.clone()];
+            match class {
+                Classification::Delivered { status } => {
+                    if status == LOKI_INGESTION_BLOCKED {
+                        warn!(project_id = %project, "Loki answered 260: the operator has blocked ingestion for this tenant");
+                    }
+                    result
+                        .outcomes
+                        .extend(chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered)));
+                }
+                Classification::Rejected { detail, .. } => {
+                    last_status = "rejected";
+                    result.outcomes.extend(chunk.iter().map(|(i, r)| {
+                        (
+                            *i,
+                            reject(r, RejectReason::DestinationRejected, detail.clone()),
+                        )
+                    }));
+                }
+                Classification::TooLarge if range.len() > 1 => {
+                    let middle = range.start + range.len() / 2;
+                    queue.push_front(middle..range.end);
+                    queue.push_front(range.start..middle);
+                }
+                Classification::TooLarge => {
+                    last_status = "rejected";
+                    let (i, r) = &chunk[0];
+                    let detail = "the destination answered 413 for this record alone".to_owned();
+                    result
+                        .outcomes
+                        .push((*i, reject(r, RejectReason::RecordTooLarge, detail)));
+                }
+                Classification::Misconfigured { detail }
+                | Classification::Transient { detail, .. } => {
+                    // Later chunks would meet the same credentials or the same outage.
+                    last_status = "failed";
+                    result
+                        .outcomes
+                        .extend(chunk.iter().map(|(i, _)| (*i, RecordOutcome::Failed)));
+                    stopped = Some(detail);
+                }
+            }
+        }
+        info!(
+            project_id = %project,
+            destination_type = %destination_type,
+            events = sendable.len(),
+            bytes,
+            status = last_status,
+            attempts,
+            duration_ms = started.elapsed().as_millis() as u64,
+            error = stopped.as_deref(),
+            "project delivery"
+        );
+        result
+    }
+
+    /// One payload, retried on transient failures while the deadline allows. Returns the
+    /// final classification and the number of attempts made.
+    async fn push_with_retries(
+        &self,
+        destination: &Destination,
+        gzipped: &[u8],
+        deadline: Instant,
+    ) -> (Classification, usize) {
+        let mut attempt: u32 = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining < retry::MIN_ATTEMPT_TIME {
+                let detail = "no time left in this invocation".to_owned();
+                return (
+                    Classification::Transient {
+                        retry_after: None,
+                        detail,
+                    },
+                    attempt as usize,
+                );
+            }
+            attempt += 1;
+            let response = self
+                .client
+                .push(destination, gzipped, remaining.min(REQUEST_TIMEOUT))
+                .await;
+            let class = classify(&response);
+            let Classification::Transient {
+                retry_after,
+                detail,
+            } = &class
+            else {
+                return (class, attempt as usize);
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match retry::next_delay(attempt, *retry_after, remaining, fastrand::f64()) {
+                Some(delay) => {
+                    warn!(attempt, delay_ms = delay.as_millis() as u64, error = %detail, "push failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return (class, attempt as usize),
+            }
+        }
+    }
+}
+
+/// Re-enabling never backfills: only events produced after the last enable are streamed.
+fn produced_after_enable(config: &StreamingConfig, record: &EventRecord) -> bool {
+    config
+        .enabled_at
+        .is_none_or(|enabled_at| record.sent_at >= enabled_at)
+}
+
+fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordOutcome {
+    RecordOutcome::Rejected(RejectedRecord {
+        body: record.line().to_owned(),
+        project_id: Some(record.project_id.clone()),
+        reason,
+        detail,
+    })
+}

@@ -1,0 +1,145 @@
+//! A customer's Grafana Loki: a host name (the product fixes `https://` and
+//! `/loki/api/v1/push`) and basic-auth credentials.
+
+use std::fmt;
+
+use super::ValidationError;
+use crate::secret::Secret;
+
+const FIELD: &str = "destination_config.grafana_loki.hostname";
+/// RFC 1035 limits.
+const MAX_HOST_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+/// A bare host name with an optional port (`logs-prod-021.grafana.net`, or
+/// `loki.example.com:8443` for a self-hosted Loki behind TLS on another port).
+///
+/// Only the syntax is checked here; whether the name resolves to an address we may connect
+/// to is decided at connection time by [`crate::net::AddressPolicy`], because DNS answers
+/// change after a configuration is saved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LokiHostname {
+    host: String,
+    port: Option<u16>,
+}
+
+impl LokiHostname {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let value = value.trim();
+        if value.contains("://") {
+            return Err(ValidationError::new(
+                FIELD,
+                "must be a host name only: https:// is added for you",
+            ));
+        }
+        if value.contains(['/', '?', '#']) {
+            return Err(ValidationError::new(
+                FIELD,
+                "must be a host name only: the path /loki/api/v1/push is added for you",
+            ));
+        }
+        if value.contains('@') {
+            return Err(ValidationError::new(
+                FIELD,
+                "must not contain credentials: set username and password instead",
+            ));
+        }
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| ValidationError::new(FIELD, "has an invalid port"))?;
+                (host, Some(port))
+            }
+            None => (value, None),
+        };
+        let host = host.to_ascii_lowercase();
+        if !is_dns_name(&host) {
+            return Err(ValidationError::new(
+                FIELD,
+                "must be a DNS host name such as logs-prod-021.grafana.net",
+            ));
+        }
+        Ok(Self { host, port })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn push_url(&self) -> String {
+        format!("https://{self}/loki/api/v1/push")
+    }
+}
+
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= MAX_LABEL_LEN
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+impl fmt::Display for LokiHostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LokiDestination {
+    pub hostname: LokiHostname,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_grafana_cloud_and_self_hosted_names() {
+        let cloud = LokiHostname::parse("logs-prod-021.grafana.net").unwrap();
+        assert_eq!(
+            cloud.push_url(),
+            "https://logs-prod-021.grafana.net/loki/api/v1/push"
+        );
+        let own = LokiHostname::parse("Loki.Example.com:8443").unwrap();
+        assert_eq!(
+            own.push_url(),
+            "https://loki.example.com:8443/loki/api/v1/push"
+        );
+        assert_eq!(own.host(), "loki.example.com");
+    }
+
+    #[test]
+    fn refuses_schemes_paths_credentials_and_garbage() {
+        for bad in [
+            "https://logs.grafana.net",
+            "logs.grafana.net/loki/api/v1/push",
+            "logs.grafana.net?x=1",
+            "user:pw@logs.grafana.net",
+            "logs.grafana.net:0",
+            "logs.grafana.net:99999",
+            "logs..grafana.net",
+            "-logs.grafana.net",
+            "logs_grafana.net",
+            "",
+            "[::1]:3100",
+            &format!("{}.net", "a".repeat(64)),
+        ] {
+            assert!(LokiHostname::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Domain types. Each is parsed once at the edge (SQS body, store record, API body) and is
+//! valid from then on, so the delivery code never re-checks a project id or a hostname.
+
+mod config;
+mod datadog;
+mod loki;
+mod project_id;
+
+pub use config::{
+    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, StoredConfigError,
+    StreamingConfig, StreamingStatus,
+};
+pub use datadog::{DatadogApiKey, DatadogDestination, DatadogSite};
+pub use loki::{LokiDestination, LokiHostname};
+pub use project_id::ProjectId;
+
+/// Why a value from outside was refused, worded for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

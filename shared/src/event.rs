@@ -1,0 +1,276 @@
+//! The queue's message contract.
+//!
+//! An SQS message body is one event log record (a JSON object) or a JSON array of records.
+//! A record must carry `project_id`; everything else is opaque and forwarded byte-for-byte,
+//! which is what makes a Loki resend an exact duplicate that Loki drops. The event time is
+//! the record's `timestamp` (RFC 3339 string or Unix milliseconds) when it is present and
+//! valid, otherwise the message's `SentTimestamp`.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::domain::ProjectId;
+
+/// One queue message, free of Lambda types so the same code runs in the local runner.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    pub message_id: String,
+    pub body: String,
+    /// When the producer sent the message (SQS `SentTimestamp`).
+    pub sent_at: OffsetDateTime,
+}
+
+/// A valid record, ready for a destination.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub project_id: ProjectId,
+    /// The record exactly as the producer wrote it.
+    pub raw: Box<RawValue>,
+    pub event_time: OffsetDateTime,
+    /// When the message carrying it was produced; decides the no-backfill rule.
+    pub sent_at: OffsetDateTime,
+}
+
+impl EventRecord {
+    pub fn line(&self) -> &str {
+        self.raw.get()
+    }
+}
+
+/// Why a record can never be delivered. Rejected records go to the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    MalformedJson,
+    NotAnObject,
+    EmptyBatch,
+    InvalidProjectId,
+    RecordTooLarge,
+    DestinationRejected,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::NotAnObject => "not_an_object",
+            Self::EmptyBatch => "empty_batch",
+            Self::InvalidProjectId => "invalid_project_id",
+            Self::RecordTooLarge => "record_too_large",
+            Self::DestinationRejected => "destination_rejected",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record (or a whole unreadable body) that is set aside, with why.
+#[derive(Debug, Clone)]
+pub struct RejectedRecord {
+    pub body: String,
+    pub project_id: Option<ProjectId>,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// Splits a message into its records, each valid or rejected on its own.
+pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, RejectedRecord>> {
+    let reject_whole = |reason, detail: String| {
+        vec![Err(RejectedRecord {
+            body: message.body.clone(),
+            project_id: None,
+            reason,
+            detail,
+        })]
+    };
+    let trimmed = message.body.trim_start();
+    if trimmed.starts_with('[') {
+        match serde_json::from_str::<Vec<Box<RawValue>>>(&message.body) {
+            Ok(records) if records.is_empty() => reject_whole(
+                RejectReason::EmptyBatch,
+                "the array holds no records".into(),
+            ),
+            Ok(records) => records
+                .into_iter()
+                .map(|raw| parse_record(raw, message.sent_at))
+                .collect(),
+            Err(e) => reject_whole(RejectReason::MalformedJson, json_error(&e)),
+        }
+    } else if trimmed.starts_with('{') {
+        match serde_json::from_str::<Box<RawValue>>(&message.body) {
+            Ok(raw) => vec![parse_record(raw, message.sent_at)],
+            Err(e) => reject_whole(RejectReason::MalformedJson, json_error(&e)),
+        }
+    } else {
+        reject_whole(
+            RejectReason::MalformedJson,
+            "the body is neither a JSON object nor a JSON array".into(),
+        )
+    }
+}
+
+/// Position only: serde_json's message could quote the producer's data.
+fn json_error(e: &serde_json::Error) -> String {
+    format!("invalid JSON at line {}, column {}", e.line(), e.column())
+}
+
+#[derive(Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow, default)]
+    project_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+}
+
+fn parse_record(
+    raw: Box<RawValue>,
+    sent_at: OffsetDateTime,
+) -> Result<EventRecord, RejectedRecord> {
+    let reject = |reason, project_id, detail: &str| RejectedRecord {
+        body: raw.get().to_owned(),
+        project_id,
+        reason,
+        detail: detail.to_owned(),
+    };
+    if !raw.get().starts_with('{') {
+        return Err(reject(
+            RejectReason::NotAnObject,
+            None,
+            "a record must be a JSON object",
+        ));
+    }
+    let head: RecordHead = serde_json::from_str(raw.get())
+        .map_err(|e| reject(RejectReason::MalformedJson, None, &json_error(&e)))?;
+    let project_id = head
+        .project_id
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .ok_or_else(|| {
+            reject(
+                RejectReason::InvalidProjectId,
+                None,
+                "the record has no project_id string",
+            )
+        })?;
+    let project_id = ProjectId::parse(&project_id)
+        .map_err(|e| reject(RejectReason::InvalidProjectId, None, &e.to_string()))?;
+    let event_time = head.timestamp.and_then(parse_timestamp).unwrap_or(sent_at);
+    Ok(EventRecord {
+        project_id,
+        raw,
+        event_time,
+        sent_at,
+    })
+}
+
+/// `timestamp` as an RFC 3339 string or whole Unix milliseconds; anything else is ignored.
+fn parse_timestamp(value: &RawValue) -> Option<OffsetDateTime> {
+    if let Ok(text) = serde_json::from_str::<&str>(value.get()) {
+        return OffsetDateTime::parse(text, &Rfc3339).ok();
+    }
+    let millis = serde_json::from_str::<u64>(value.get()).ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const SENT: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
+
+    fn message(body: &str) -> QueueMessage {
+        QueueMessage {
+            message_id: "m-1".into(),
+            body: body.into(),
+            sent_at: SENT,
+        }
+    }
+
+    #[test]
+    fn a_single_record_keeps_its_exact_bytes() {
+        let body = r#"{"project_id":"p-1",  "action":"X", "n": 1.50, "nested":{"a":[1, 2]}}"#;
+        let records = parse_message(&message(body));
+        let record = records[0].as_ref().unwrap();
+        assert_eq!(record.line(), body);
+        assert_eq!(record.project_id.as_str(), "p-1");
+        assert_eq!(record.event_time, SENT);
+    }
+
+    #[test]
+    fn an_array_yields_each_record_with_its_exact_bytes() {
+        let body = r#"[ {"project_id":"a", "x": 1e3} ,{"project_id":"b"}]"#;
+        let records = parse_message(&message(body));
+        let lines: Vec<&str> = records.iter().map(|r| r.as_ref().unwrap().line()).collect();
+        assert_eq!(
+            lines,
+            [r#"{"project_id":"a", "x": 1e3}"#, r#"{"project_id":"b"}"#]
+        );
+    }
+
+    #[test]
+    fn the_record_timestamp_wins_when_valid() {
+        let rfc = r#"{"project_id":"p","timestamp":"2026-11-24T09:59:58.123456789Z"}"#;
+        let millis = r#"{"project_id":"p","timestamp":1795514398123}"#;
+        let bogus = r#"{"project_id":"p","timestamp":"yesterday"}"#;
+        let fractional = r#"{"project_id":"p","timestamp":1.5}"#;
+        let time = |body| {
+            parse_message(&message(body))[0]
+                .as_ref()
+                .unwrap()
+                .event_time
+        };
+        assert_eq!(time(rfc), datetime!(2026-11-24 09:59:58.123456789 UTC));
+        assert_eq!(
+            time(millis).unix_timestamp_nanos(),
+            1_795_514_398_123_000_000
+        );
+        assert_eq!(time(bogus), SENT);
+        assert_eq!(time(fractional), SENT);
+    }
+
+    #[test]
+    fn bad_records_are_rejected_one_by_one() {
+        let body = r#"[{"project_id":"ok"}, 42, {"project_id":"bad id"}, {"action":"x"}, {"project_id":7}]"#;
+        let reasons: Vec<Option<RejectReason>> = parse_message(&message(body))
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                None,
+                Some(RejectReason::NotAnObject),
+                Some(RejectReason::InvalidProjectId),
+                Some(RejectReason::InvalidProjectId),
+                Some(RejectReason::InvalidProjectId),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_body_is_rejected_whole_without_quoting_it() {
+        for (body, reason) in [
+            ("not json", RejectReason::MalformedJson),
+            (
+                r#"{"project_id":"p", secret-stuff"#,
+                RejectReason::MalformedJson,
+            ),
+            ("[]", RejectReason::EmptyBatch),
+            ("", RejectReason::MalformedJson),
+        ] {
+            let records = parse_message(&message(body));
+            let rejected = records[0].as_ref().unwrap_err();
+            assert_eq!(rejected.reason, reason, "{body}");
+            assert_eq!(rejected.body, body);
+            assert!(!rejected.detail.contains("secret-stuff"));
+        }
+    }
+}

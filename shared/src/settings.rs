@@ -1,0 +1,121 @@
+//! The streamer's environment settings, read once per container. Per-project destinations
+//! are not settings: they live in the configuration store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::destination::LogLabels;
+use crate::store::DEFAULT_SECRET_PREFIX;
+
+#[derive(Debug, Clone)]
+pub struct StreamerSettings {
+    /// `CONFIG_SECRET_PREFIX`: secret name prefix, default `event-log-streaming/`.
+    pub config_secret_prefix: String,
+    /// `CONFIG_CACHE_TTL_SECONDS`: how long a configuration lookup is reused, default 30.
+    pub config_cache_ttl: Duration,
+    /// `LOG_SOURCE` (default `stytch`) and `LOG_SERVICE` (default `stytch.auth`).
+    pub labels: LogLabels,
+    /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
+    pub dead_letter_queue_url: Option<String>,
+    /// `MAX_CONCURRENT_PROJECTS`: projects delivered at once, default 16.
+    pub max_concurrent_projects: usize,
+    /// `EXTRA_CA_CERTS` (development and tests only): a PEM bundle trusted in addition to the
+    /// public roots.
+    pub extra_ca_certs: Option<PathBuf>,
+    /// `ALLOW_PRIVATE_DESTINATIONS` (development and tests only, default false).
+    pub allow_private_destinations: bool,
+    /// `DATADOG_INTAKE_URL` (development and tests only): replaces the site's intake URL.
+    pub datadog_intake_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name}: {message}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl StreamerSettings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u64| -> Result<u64, SettingsError> {
+            get(name).map_or(Ok(default), |v| {
+                v.trim().parse().map_err(|_| SettingsError {
+                    name,
+                    message: format!("expected a whole number, got {v:?}"),
+                })
+            })
+        };
+        let flag = |name: &'static str| -> Result<bool, SettingsError> {
+            match get(name).as_deref().map(str::trim) {
+                None | Some("false" | "0") => Ok(false),
+                Some("true" | "1") => Ok(true),
+                Some(other) => Err(SettingsError {
+                    name,
+                    message: format!("expected true or false, got {other:?}"),
+                }),
+            }
+        };
+        let max_concurrent_projects = number("MAX_CONCURRENT_PROJECTS", 16)?;
+        if max_concurrent_projects == 0 {
+            return Err(SettingsError {
+                name: "MAX_CONCURRENT_PROJECTS",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            config_secret_prefix: get("CONFIG_SECRET_PREFIX")
+                .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned()),
+            config_cache_ttl: Duration::from_secs(number("CONFIG_CACHE_TTL_SECONDS", 30)?),
+            labels: LogLabels {
+                source: get("LOG_SOURCE").unwrap_or_else(|| "stytch".into()),
+                service: get("LOG_SERVICE").unwrap_or_else(|| "stytch.auth".into()),
+            },
+            dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
+            max_concurrent_projects: max_concurrent_projects as usize,
+            extra_ca_certs: get("EXTRA_CA_CERTS").map(PathBuf::from),
+            allow_private_destinations: flag("ALLOW_PRIVATE_DESTINATIONS")?,
+            datadog_intake_url: get("DATADOG_INTAKE_URL"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<StreamerSettings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        StreamerSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.config_secret_prefix, "event-log-streaming/");
+        assert_eq!(s.config_cache_ttl, Duration::from_secs(30));
+        assert_eq!(s.labels.source, "stytch");
+        assert_eq!(s.labels.service, "stytch.auth");
+        assert_eq!(s.max_concurrent_projects, 16);
+        assert!(!s.allow_private_destinations);
+        assert!(s.dead_letter_queue_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = settings(&[("CONFIG_CACHE_TTL_SECONDS", "soon")]).unwrap_err();
+        assert_eq!(err.name, "CONFIG_CACHE_TTL_SECONDS");
+        let err = settings(&[("ALLOW_PRIVATE_DESTINATIONS", "yes")]).unwrap_err();
+        assert_eq!(err.name, "ALLOW_PRIVATE_DESTINATIONS");
+        assert!(settings(&[("MAX_CONCURRENT_PROJECTS", "0")]).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! Where per-project configurations live.
+//!
+//! This is the one trait seam of the library: production keeps one Secrets Manager secret per
+//! project, tests and the local runner keep them in memory or in a file. The streamer reads
+//! through [`CachedConfigStore`]; the config API writes straight to the store.
+
+mod cached;
+mod memory;
+mod secrets_manager;
+
+use async_trait::async_trait;
+
+pub use cached::CachedConfigStore;
+pub use memory::MemoryConfigStore;
+pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerStore};
+
+use crate::domain::{ProjectId, StoredConfigError, StreamingConfig};
+
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// The project's configuration, or `None` when the project has none.
+    async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError>;
+    /// Stores a new configuration; [`StoreError::AlreadyExists`] if the project has one.
+    async fn create(&self, project: &ProjectId, config: &StreamingConfig)
+    -> Result<(), StoreError>;
+    /// Replaces an existing configuration; [`StoreError::NotFound`] if there is none.
+    async fn put(&self, project: &ProjectId, config: &StreamingConfig) -> Result<(), StoreError>;
+    /// Deletes at once (no recovery window, so the project can reconfigure immediately).
+    /// Returns whether there was anything to delete.
+    async fn delete(&self, project: &ProjectId) -> Result<bool, StoreError>;
+}
+
+/// Store failures. None of the messages carries a secret: SDK errors describe the call, not
+/// the secret value, and corrupt records are reported by position only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the project already has a configuration")]
+    AlreadyExists,
+    #[error("the project has no configuration")]
+    NotFound,
+    /// Throttling, an outage, missing permissions: worth trying again later.
+    #[error("configuration store unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Corrupt(#[from] StoredConfigError),
+}
