@@ -24,11 +24,13 @@ use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
 use crate::dead_letter::DeadLetterQueue;
-use crate::destination::client::DestinationClient;
+use crate::destination::client::{ClientBuildError, ClientOptions, DestinationClient};
 use crate::destination::{self, LogLabels};
 use crate::domain::{Destination, ProjectId, StreamingConfig};
 use crate::event::{EventRecord, QueueMessage, RejectReason, RejectedRecord, parse_message};
 use crate::gzip::gzip;
+use crate::net::AddressPolicy;
+use crate::settings::StreamerSettings;
 use crate::store::{CachedConfigStore, ConfigStore};
 use classify::{Classification, LOKI_INGESTION_BLOCKED, classify};
 
@@ -47,6 +49,14 @@ pub struct StreamerOptions {
     pub labels: LogLabels,
     pub config_cache_ttl: Duration,
     pub max_concurrent_projects: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamerBuildError {
+    #[error("cannot read EXTRA_CA_CERTS at {0}: {1}")]
+    ExtraCaCerts(String, std::io::Error),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
 }
 
 /// What became of a batch.
@@ -112,6 +122,34 @@ impl Streamer {
             labels: options.labels,
             max_concurrent_projects: options.max_concurrent_projects.max(1),
         }
+    }
+
+    /// Builds the HTTP client from the settings (reading `EXTRA_CA_CERTS` if set).
+    pub fn from_settings(
+        settings: &StreamerSettings,
+        store: Arc<dyn ConfigStore>,
+        dead_letters: Option<DeadLetterQueue>,
+    ) -> Result<Self, StreamerBuildError> {
+        let extra_ca_pem = match &settings.extra_ca_certs {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| StreamerBuildError::ExtraCaCerts(path.display().to_string(), e))?,
+            ),
+            None => None,
+        };
+        let client = DestinationClient::new(ClientOptions {
+            policy: AddressPolicy {
+                allow_private: settings.allow_private_destinations,
+            },
+            extra_ca_pem,
+            datadog_intake_url: settings.datadog_intake_url.clone(),
+        })?;
+        let options = StreamerOptions {
+            labels: settings.labels.clone(),
+            config_cache_ttl: settings.config_cache_ttl,
+            max_concurrent_projects: settings.max_concurrent_projects,
+        };
+        Ok(Self::new(store, client, dead_letters, options))
     }
 
     /// Processes a batch; all delivery work ends by `deadline`.
@@ -445,10 +483,13 @@ impl Streamer {
 }
 
 /// Re-enabling never backfills: only events produced after the last enable are streamed.
+/// Compared in whole milliseconds, the precision of SQS's `SentTimestamp`, so an event sent
+/// in the millisecond of the enable counts as after it.
 fn produced_after_enable(config: &StreamingConfig, record: &EventRecord) -> bool {
+    let millis = |t: time::OffsetDateTime| t.unix_timestamp_nanos().div_euclid(1_000_000);
     config
         .enabled_at
-        .is_none_or(|enabled_at| record.sent_at >= enabled_at)
+        .is_none_or(|enabled_at| millis(record.sent_at) >= millis(enabled_at))
 }
 
 fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordOutcome {
@@ -458,4 +499,143 @@ fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordO
         reason,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::domain::{DestinationConfigBody, DestinationType, LokiBody, StreamingStatus};
+    use crate::store::{MemoryConfigStore, StoreError};
+
+    const ENABLED_AT: OffsetDateTime = datetime!(2026-11-24 10:00:00.000_900 UTC);
+
+    fn config(status: StreamingStatus) -> StreamingConfig {
+        let body = DestinationConfigBody {
+            datadog: None,
+            grafana_loki: Some(LokiBody {
+                hostname: "logs.example.com".into(),
+                username: "u".into(),
+                password: "p".into(),
+            }),
+        };
+        StreamingConfig {
+            destination: Destination::parse(DestinationType::GrafanaLoki, &body).unwrap(),
+            streaming_status: status,
+            enabled_at: Some(ENABLED_AT),
+            created_at: ENABLED_AT,
+            updated_at: ENABLED_AT,
+        }
+    }
+
+    fn record_sent_at(sent_at: OffsetDateTime) -> EventRecord {
+        let message = QueueMessage {
+            message_id: "m".into(),
+            body: r#"{"project_id":"p"}"#.into(),
+            sent_at,
+        };
+        parse_message(&message).remove(0).unwrap()
+    }
+
+    #[test]
+    fn only_events_sent_from_the_enable_on_are_streamed() {
+        let config = config(StreamingStatus::Active);
+        let table = [
+            (datetime!(2026-11-24 09:59:59.999 UTC), false),
+            // SentTimestamp has millisecond precision: the enable's millisecond counts as after.
+            (datetime!(2026-11-24 10:00:00.000 UTC), true),
+            (datetime!(2026-11-24 10:00:00.001 UTC), true),
+        ];
+        for (sent_at, streamed) in table {
+            assert_eq!(
+                produced_after_enable(&config, &record_sent_at(sent_at)),
+                streamed,
+                "{sent_at}"
+            );
+        }
+        let mut never_enabled = config.clone();
+        never_enabled.enabled_at = None;
+        assert!(produced_after_enable(
+            &never_enabled,
+            &record_sent_at(datetime!(2000-01-01 0:00 UTC))
+        ));
+    }
+
+    struct CountingStore {
+        inner: MemoryConfigStore,
+        lookups: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ConfigStore for CountingStore {
+        async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(project).await
+        }
+        async fn create(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
+            self.inner.create(p, c).await
+        }
+        async fn put(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
+            self.inner.put(p, c).await
+        }
+        async fn delete(&self, p: &ProjectId) -> Result<bool, StoreError> {
+            self.inner.delete(p).await
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_grouped_by_project_and_each_project_is_looked_up_once() {
+        let store = Arc::new(CountingStore {
+            inner: MemoryConfigStore::new(),
+            lookups: AtomicUsize::new(0),
+        });
+        let off = ProjectId::parse("off").unwrap();
+        store
+            .create(&off, &config(StreamingStatus::Disabled))
+            .await
+            .unwrap();
+        let client = DestinationClient::new(ClientOptions {
+            policy: AddressPolicy {
+                allow_private: false,
+            },
+            extra_ca_pem: None,
+            datadog_intake_url: None,
+        })
+        .unwrap();
+        let options = StreamerOptions {
+            labels: LogLabels {
+                source: "s".into(),
+                service: "s".into(),
+            },
+            config_cache_ttl: Duration::ZERO,
+            max_concurrent_projects: 4,
+        };
+        let streamer = Streamer::new(store.clone(), client, None, options);
+        let message = |id: &str, body: &str| QueueMessage {
+            message_id: id.into(),
+            body: body.into(),
+            sent_at: OffsetDateTime::now_utc(),
+        };
+        let batch = [
+            message("1", r#"{"project_id":"off"}"#),
+            message("2", r#"[{"project_id":"none"},{"project_id":"off"}]"#),
+            message("3", r#"{"project_id":"none"}"#),
+            message("4", r#"{"project_id":"off"}"#),
+        ];
+
+        let report = streamer
+            .process_batch(&batch, Instant::now() + Duration::from_secs(10))
+            .await;
+
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
+        assert!(report.failed_message_ids.is_empty());
+        assert_eq!(report.summary.records, 5);
+        assert_eq!(report.summary.skipped_disabled, 3);
+        assert_eq!(report.summary.skipped_not_configured, 2);
+    }
 }

@@ -1,0 +1,405 @@
+//! Strict local stand-ins for Grafana Loki and the Datadog logs intake, over real TLS.
+//!
+//! They check what the real services check (method, path, headers, credentials, gzip, body
+//! shape, timestamps as strings, sorted values, size limits) and record every breach as a
+//! violation, so a test can assert the streamer never sends what a real server would refuse.
+//! Scripted answers (429, 500, 401, 400, slow, connection reset) play the failure modes.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use flate2::read::GzDecoder;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::pki;
+
+/// Loki 3.x's default line limit.
+pub const LOKI_MAX_LINE_BYTES: usize = 256 * 1024;
+/// The body cap of the nginx gateways commonly in front of Loki.
+pub const LOKI_GATEWAY_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DATADOG_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+pub const DATADOG_MAX_ITEMS: usize = 1000;
+pub const DATADOG_MAX_LOG_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub enum Kind {
+    Loki { username: String, password: String },
+    Datadog { api_key: String },
+}
+
+/// The answer to the next request instead of the normal one.
+#[derive(Debug, Clone)]
+pub enum Script {
+    Status(u16, &'static str),
+    RetryAfter(u16, u64),
+    /// Drop the connection without an answer.
+    Reset,
+    /// Answer normally, but only after a while.
+    Slow(Duration),
+}
+
+/// One entry the server accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The log line (Loki) or `message` (Datadog): the record as the producer wrote it.
+    pub line: String,
+    /// Loki: nanoseconds; Datadog: milliseconds.
+    pub timestamp: i128,
+    /// Loki: the stream labels; Datadog: the log object without `message`.
+    pub meta: Value,
+}
+
+impl Accepted {
+    pub fn field(&self, name: &str) -> Value {
+        serde_json::from_str::<Value>(&self.line).unwrap()[name].clone()
+    }
+}
+
+struct State {
+    kind: Kind,
+    script: Mutex<VecDeque<Script>>,
+    requests: AtomicUsize,
+    accepted: Mutex<Vec<Accepted>>,
+    violations: Mutex<Vec<String>>,
+    max_body_bytes: Mutex<Option<usize>>,
+}
+
+pub struct FakeDestination {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeDestination {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeDestination {
+    pub async fn loki(username: &str, password: &str) -> Self {
+        Self::start(Kind::Loki {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await
+    }
+
+    pub async fn datadog(api_key: &str) -> Self {
+        Self::start(Kind::Datadog {
+            api_key: api_key.into(),
+        })
+        .await
+    }
+
+    async fn start(kind: Kind) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(pki().server_config.clone());
+        let state = Arc::new(State {
+            kind,
+            script: Mutex::new(VecDeque::new()),
+            requests: AtomicUsize::new(0),
+            accepted: Mutex::new(Vec::new()),
+            violations: Mutex::new(Vec::new()),
+            max_body_bytes: Mutex::new(None),
+        });
+        let server_state = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = server_state.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |request| handle(state.clone(), request));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state, task }
+    }
+
+    /// `localhost:PORT`, what a customer would enter as the Loki hostname.
+    pub fn hostname(&self) -> String {
+        format!("localhost:{}", self.addr.port())
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    pub fn script(&self, answers: impl IntoIterator<Item = Script>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Answer 413 to bodies larger than this (uncompressed), as a proxy would.
+    pub fn limit_body_bytes(&self, bytes: usize) {
+        *self.state.max_body_bytes.lock().unwrap() = Some(bytes);
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.state.accepted.lock().unwrap().clone()
+    }
+
+    pub fn accepted_event_ids(&self) -> Vec<String> {
+        self.accepted()
+            .iter()
+            .map(|a| a.field("event_id").as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.state.violations.lock().unwrap().clone()
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>>;
+
+fn answer(status: u16, body: impl Into<Bytes>) -> Answer {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    Ok(response)
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let scripted = state.script.lock().unwrap().pop_front();
+    match scripted {
+        Some(Script::Status(status, body)) => return answer(status, body),
+        Some(Script::RetryAfter(status, seconds)) => {
+            let mut response = answer(status, "slow down")?;
+            response
+                .headers_mut()
+                .insert("retry-after", seconds.to_string().parse().unwrap());
+            return Ok(response);
+        }
+        Some(Script::Reset) => return Err("scripted connection reset".into()),
+        Some(Script::Slow(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let (result, success) = match &state.kind {
+        Kind::Loki { username, password } => {
+            (loki(&state, &parts, &body, username, password), (204, ""))
+        }
+        Kind::Datadog { api_key } => (datadog(&state, &parts, &body, api_key), (202, "{}")),
+    };
+    match result {
+        Ok(accepted) => {
+            state.accepted.lock().unwrap().extend(accepted);
+            answer(success.0, success.1)
+        }
+        Err(Refusal::Violation(status, message)) => {
+            state.violations.lock().unwrap().push(message.clone());
+            answer(status, message)
+        }
+        Err(Refusal::Answer(status, message)) => answer(status, message),
+    }
+}
+
+enum Refusal {
+    /// The client broke the protocol: a bug on our side.
+    Violation(u16, String),
+    /// A legitimate refusal (bad credentials, a proxy's size cap).
+    Answer(u16, String),
+}
+
+fn violation<T>(status: u16, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::Violation(status, message.into()))
+}
+
+fn header<'a>(parts: &'a hyper::http::request::Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks method, path, content type and encoding; returns the decompressed body.
+fn common(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    path: &str,
+    real_limit: usize,
+) -> Result<Vec<u8>, Refusal> {
+    if parts.method != hyper::Method::POST || parts.uri.path() != path {
+        return violation(
+            404,
+            format!("{} {} is not {path}", parts.method, parts.uri.path()),
+        );
+    }
+    if header(parts, "content-type") != Some("application/json") {
+        return violation(400, "Content-Type must be application/json");
+    }
+    if header(parts, "content-encoding") != Some("gzip") {
+        return violation(400, "Content-Encoding must be gzip");
+    }
+    let mut json = Vec::new();
+    if GzDecoder::new(body).read_to_end(&mut json).is_err() {
+        return violation(400, "body is not valid gzip");
+    }
+    if json.len() > real_limit {
+        return violation(
+            413,
+            format!("body of {} bytes exceeds {real_limit}", json.len()),
+        );
+    }
+    if let Some(limit) = *state.max_body_bytes.lock().unwrap() {
+        if json.len() > limit {
+            return Err(Refusal::Answer(413, "Request Entity Too Large".into()));
+        }
+    }
+    Ok(json)
+}
+
+fn loki(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    username: &str,
+    password: &str,
+) -> Result<Vec<Accepted>, Refusal> {
+    {
+        let expected = format!("Basic {}", BASE64.encode(format!("{username}:{password}")));
+        if header(parts, "authorization") != Some(expected.as_str()) {
+            return Err(Refusal::Answer(
+                401,
+                "invalid authentication credentials".into(),
+            ));
+        }
+        let json = common(
+            state,
+            parts,
+            body,
+            "/loki/api/v1/push",
+            LOKI_GATEWAY_MAX_BODY_BYTES,
+        )?;
+        let push: Value = serde_json::from_slice(&json)
+            .or_else(|e| violation(400, format!("body is not JSON: {e}")))?;
+        let Some(streams) = push["streams"].as_array() else {
+            return violation(400, "no streams array");
+        };
+        if streams.is_empty() {
+            return violation(422, "push with zero streams");
+        }
+        let mut accepted = Vec::new();
+        for stream in streams {
+            let labels = stream["stream"].as_object().cloned().unwrap_or_default();
+            let mut names: Vec<&str> = labels.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            if names != ["service_name", "source"] || labels.values().any(|v| !v.is_string()) {
+                return violation(
+                    400,
+                    format!("labels must be source and service_name: {labels:?}"),
+                );
+            }
+            let Some(values) = stream["values"].as_array().filter(|v| !v.is_empty()) else {
+                return violation(400, "a stream without values");
+            };
+            let mut previous = 0i128;
+            for value in values {
+                let pair = value.as_array().cloned().unwrap_or_default();
+                if pair.len() != 2 {
+                    return violation(
+                        400,
+                        "a value must be [timestamp, line] (no structured metadata)",
+                    );
+                }
+                let Some(timestamp) = pair[0].as_str().and_then(|t| t.parse::<i128>().ok()) else {
+                    return violation(400, "timestamp must be a string of Unix nanoseconds");
+                };
+                let Some(line) = pair[1].as_str() else {
+                    return violation(400, "line must be a string");
+                };
+                if line.len() > LOKI_MAX_LINE_BYTES {
+                    return violation(400, "max entry size exceeded");
+                }
+                if timestamp < previous {
+                    return violation(400, "entry out of order within the stream");
+                }
+                previous = timestamp;
+                accepted.push(Accepted {
+                    line: line.to_owned(),
+                    timestamp,
+                    meta: Value::Object(labels.clone()),
+                });
+            }
+        }
+        Ok(accepted)
+    }
+}
+
+fn datadog(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    api_key: &str,
+) -> Result<Vec<Accepted>, Refusal> {
+    {
+        if header(parts, "dd-api-key") != Some(api_key) {
+            return Err(Refusal::Answer(
+                403,
+                r#"{"errors":[{"status":"403","title":"Forbidden","detail":"Forbidden"}]}"#.into(),
+            ));
+        }
+        let json = common(state, parts, body, "/api/v2/logs", DATADOG_MAX_BODY_BYTES)?;
+        let logs: Value = serde_json::from_slice(&json)
+            .or_else(|e| violation(400, format!("body is not JSON: {e}")))?;
+        let Some(logs) = logs.as_array() else {
+            return violation(400, "body must be a JSON array of logs");
+        };
+        if logs.is_empty() || logs.len() > DATADOG_MAX_ITEMS {
+            return violation(400, format!("{} logs in one request", logs.len()));
+        }
+        let mut accepted = Vec::new();
+        for log in logs {
+            let (Some(message), Some(timestamp)) =
+                (log["message"].as_str(), log["timestamp"].as_i64())
+            else {
+                return violation(400, "a log needs a message string and integer timestamp");
+            };
+            if !log["ddsource"].is_string()
+                || !log["service"].is_string()
+                || !log["ddtags"].is_string()
+            {
+                return violation(400, "ddsource, service and ddtags must be strings");
+            }
+            if message.len() > DATADOG_MAX_LOG_BYTES {
+                return violation(400, "log larger than 1 MB (Datadog would truncate it)");
+            }
+            let mut meta = log.clone();
+            meta.as_object_mut().unwrap().remove("message");
+            accepted.push(Accepted {
+                line: message.to_owned(),
+                timestamp: i128::from(timestamp),
+                meta,
+            });
+        }
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,67 @@
+//! Lambda events as the runtime would hand them to the streamer.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::json;
+
+/// A message as SQS delivers it to Lambda.
+pub struct SqsRecord {
+    pub message_id: String,
+    pub body: String,
+    pub sent_timestamp_ms: u128,
+}
+
+impl SqsRecord {
+    /// A message sent now.
+    pub fn new(message_id: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            message_id: message_id.into(),
+            body: body.into(),
+            sent_timestamp_ms: now_ms(),
+        }
+    }
+
+    pub fn sent_at_ms(mut self, ms: u128) -> Self {
+        self.sent_timestamp_ms = ms;
+        self
+    }
+}
+
+pub fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// The event of an invocation that has `time_left` before its deadline.
+pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<SqsEvent> {
+    let records: Vec<_> = records
+        .into_iter()
+        .map(|r| {
+            json!({
+                "messageId": r.message_id,
+                "receiptHandle": format!("handle-{}", r.message_id),
+                "body": r.body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": r.sent_timestamp_ms.to_string(),
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": now_ms().to_string()
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let mut context = Context::default();
+    context.request_id = "test-invocation".into();
+    context.deadline = (now_ms() + time_left.as_millis()) as u64;
+    LambdaEvent::new(event, context)
+}

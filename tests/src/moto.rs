@@ -1,0 +1,72 @@
+//! A real AWS emulator for the tests: moto's server, one per test binary, on a free loopback
+//! port. `make test` installs it into `.venv`; a missing install fails the tests loudly rather
+//! than skipping them.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::Credentials;
+
+pub struct Moto {
+    pub endpoint: String,
+    /// Held open for the life of the test process: when the process exits the pipe closes
+    /// and the wrapper shell stops moto, so no server outlives the tests.
+    _lifeline: Mutex<ChildStdin>,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+}
+
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let binary = moto_binary();
+        assert!(
+            binary.exists(),
+            "moto_server not found at {}: run `make test`, which installs it into .venv (or set MOTO_SERVER)",
+            binary.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#)
+            .arg(&binary)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let lifeline = child.stdin.take().unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _lifeline: Mutex::new(lifeline),
+        }
+    })
+}
+
+impl Moto {
+    /// An SDK configuration that talks only to moto, never to AWS or the metadata service.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+}

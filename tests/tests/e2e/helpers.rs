@@ -1,0 +1,249 @@
+//! Arranging a streamer against moto (configuration store and dead-letter queue) and the
+//! strict local destinations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use event_log_streaming::Streamer;
+use event_log_streaming::dead_letter::DeadLetterQueue;
+use event_log_streaming::domain::{
+    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
+    StreamingConfig, StreamingStatus,
+};
+use event_log_streaming::settings::StreamerSettings;
+use event_log_streaming::store::{ConfigStore, SecretsManagerStore};
+use integration_tests::fake_destination::FakeDestination;
+use integration_tests::lambda::{SqsRecord, sqs_event};
+use integration_tests::moto::moto;
+use integration_tests::tls::pki;
+use serde_json::json;
+use time::OffsetDateTime;
+
+pub const LOKI_USER: &str = "123456";
+pub const LOKI_PASSWORD: &str = "glc_loki-password-SECRET-4e1f";
+pub const DATADOG_KEY: &str = "5f3c0ffee0ddba11c0ffee5ca1ab1e42";
+
+/// Names unique to one test, so tests share moto without seeing each other's data.
+pub fn unique(label: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn ca_file() -> String {
+    let path = std::env::temp_dir().join(format!("els-test-ca-{}.pem", std::process::id()));
+    std::fs::write(&path, &pki().ca_pem).unwrap();
+    path.display().to_string()
+}
+
+pub struct StreamerEnv {
+    pub streamer: Streamer,
+    pub store: Arc<SecretsManagerStore>,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dlq_url: Option<String>,
+}
+
+pub struct Options {
+    pub datadog_intake_url: Option<String>,
+    pub dead_letter_queue: bool,
+    pub allow_private: bool,
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            datadog_intake_url: None,
+            dead_letter_queue: true,
+            allow_private: true,
+            cache_ttl_seconds: 30,
+        }
+    }
+}
+
+impl StreamerEnv {
+    pub async fn new(options: Options) -> Self {
+        let aws = moto().sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let dlq_url = if options.dead_letter_queue {
+            let created = sqs
+                .create_queue()
+                .queue_name(unique("dlq"))
+                .send()
+                .await
+                .unwrap();
+            Some(created.queue_url().unwrap().to_owned())
+        } else {
+            None
+        };
+        let prefix = format!("{}/", unique("els"));
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("CONFIG_SECRET_PREFIX", prefix.clone()),
+            (
+                "CONFIG_CACHE_TTL_SECONDS",
+                options.cache_ttl_seconds.to_string(),
+            ),
+            ("EXTRA_CA_CERTS", ca_file()),
+            (
+                "ALLOW_PRIVATE_DESTINATIONS",
+                options.allow_private.to_string(),
+            ),
+        ]);
+        if let Some(url) = &options.datadog_intake_url {
+            vars.insert("DATADOG_INTAKE_URL", url.clone());
+        }
+        if let Some(url) = &dlq_url {
+            vars.insert("DEAD_LETTER_QUEUE_URL", url.clone());
+        }
+        let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let store = Arc::new(SecretsManagerStore::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            prefix.clone(),
+        ));
+        let dead_letters = settings
+            .dead_letter_queue_url
+            .as_ref()
+            .map(|url| DeadLetterQueue::new(sqs.clone(), url.clone()));
+        let streamer = Streamer::from_settings(&settings, store.clone(), dead_letters).unwrap();
+        Self {
+            streamer,
+            store,
+            sqs,
+            dlq_url,
+        }
+    }
+
+    /// A streamer whose Datadog intake is `datadog`.
+    pub async fn with_datadog(datadog: &FakeDestination) -> Self {
+        Self::new(Options {
+            datadog_intake_url: Some(datadog.base_url()),
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn configure(&self, project: &str, config: StreamingConfig) {
+        let project = ProjectId::parse(project).unwrap();
+        self.store.create(&project, &config).await.unwrap();
+    }
+
+    pub async fn invoke(&self, records: Vec<SqsRecord>) -> SqsBatchResponse {
+        self.invoke_with_time_left(records, Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn invoke_with_time_left(
+        &self,
+        records: Vec<SqsRecord>,
+        time_left: Duration,
+    ) -> SqsBatchResponse {
+        streamer::handle(&self.streamer, sqs_event(records, time_left))
+            .await
+            .unwrap()
+    }
+
+    /// Everything in the dead-letter queue: (body, attributes).
+    pub async fn dead_letters(&self) -> Vec<(String, HashMap<String, String>)> {
+        let url = self.dlq_url.as_ref().expect("this environment has a DLQ");
+        let mut all = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .visibility_timeout(300)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages();
+            if messages.is_empty() {
+                return all;
+            }
+            for m in messages {
+                let attributes = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                (k.clone(), v.string_value().unwrap_or_default().to_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                all.push((m.body().unwrap_or_default().to_owned(), attributes));
+            }
+        }
+    }
+}
+
+pub fn loki_config(hostname: &str, password: &str) -> StreamingConfig {
+    let body = DestinationConfigBody {
+        datadog: None,
+        grafana_loki: Some(LokiBody {
+            hostname: hostname.into(),
+            username: LOKI_USER.into(),
+            password: password.into(),
+        }),
+    };
+    active(Destination::parse(DestinationType::GrafanaLoki, &body).unwrap())
+}
+
+pub fn datadog_config(api_key: &str) -> StreamingConfig {
+    let body = DestinationConfigBody {
+        datadog: Some(DatadogBody {
+            site: "US".into(),
+            api_key: api_key.into(),
+        }),
+        grafana_loki: None,
+    };
+    active(Destination::parse(DestinationType::Datadog, &body).unwrap())
+}
+
+/// Active since an hour ago, so every event in a test counts as new.
+fn active(destination: Destination) -> StreamingConfig {
+    let now = OffsetDateTime::now_utc();
+    StreamingConfig {
+        destination,
+        streaming_status: StreamingStatus::Active,
+        enabled_at: Some(now - time::Duration::hours(1)),
+        created_at: now - time::Duration::hours(2),
+        updated_at: now - time::Duration::hours(1),
+    }
+}
+
+pub fn disabled(mut config: StreamingConfig) -> StreamingConfig {
+    config.streaming_status = StreamingStatus::Disabled;
+    config
+}
+
+/// An event log record as the platform produces it.
+pub fn event(project: &str, event_id: &str) -> serde_json::Value {
+    json!({
+        "event_id": event_id,
+        "project_id": project,
+        "project_name": "Test project",
+        "action": "MagicLinksEmailLoginOrCreate",
+        "status": "success",
+        "request_id": format!("request-{event_id}"),
+        "http_status_code": 200,
+        "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+    })
+}
+
+pub fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    ids
+}

@@ -1,0 +1,563 @@
+//! The streamer Lambda handler, fed SQS events, against moto and the strict local servers.
+
+use std::time::Duration;
+
+use integration_tests::fake_destination::{FakeDestination, Script};
+use integration_tests::lambda::{SqsRecord, now_ms};
+use integration_tests::logs::capture_logs;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn events_of_several_projects_reach_their_own_destinations() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("proj-dd", datadog_config(DATADOG_KEY)).await;
+    env.configure(
+        "proj-off",
+        disabled(loki_config(&loki.hostname(), LOKI_PASSWORD)),
+    )
+    .await;
+
+    // Odd spacing and key order must survive byte-for-byte.
+    let loki_body = r#"{"project_id":"proj-loki",  "event_id":"l-1","action":"PasswordsAuthenticate","status":"error","timestamp":"2026-11-24T10:00:00.5Z"}"#;
+    let packed = json!([
+        event("proj-loki", "l-2"),
+        event("proj-dd", "d-1"),
+        event("proj-none", "n-1")
+    ]);
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", loki_body),
+            SqsRecord::new("m2", packed.to_string()),
+            SqsRecord::new("m3", event("proj-dd", "d-2").to_string()),
+            SqsRecord::new("m4", event("proj-off", "o-1").to_string()),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.violations(), Vec::<String>::new());
+    assert_eq!(datadog.violations(), Vec::<String>::new());
+
+    let mut loki_ids = loki.accepted_event_ids();
+    loki_ids.sort();
+    assert_eq!(loki_ids, ["l-1", "l-2"]);
+    let first = loki
+        .accepted()
+        .into_iter()
+        .find(|a| a.field("event_id") == "l-1")
+        .unwrap();
+    assert_eq!(first.line, loki_body);
+    assert_eq!(first.timestamp, 1_795_514_400_500_000_000);
+    assert_eq!(
+        first.meta,
+        json!({"source": "stytch", "service_name": "stytch.auth"})
+    );
+
+    let mut datadog_ids = datadog.accepted_event_ids();
+    datadog_ids.sort();
+    assert_eq!(datadog_ids, ["d-1", "d-2"]);
+    let log = &datadog.accepted()[0];
+    assert_eq!(log.meta["ddsource"], "stytch");
+    assert_eq!(log.meta["service"], "stytch.auth");
+    assert_eq!(log.meta["ddtags"], "project_id:proj-dd");
+    assert!((now_ms() as i128 - log.timestamp).abs() < 60_000);
+    assert_eq!(env.dead_letters().await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_project_does_not_fail_or_block_another() {
+    let broken = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    broken.script(std::iter::repeat_n(Script::Status(503, "unavailable"), 100));
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure(
+        "proj-broken",
+        loki_config(&broken.hostname(), LOKI_PASSWORD),
+    )
+    .await;
+    env.configure("proj-fine", datadog_config(DATADOG_KEY))
+        .await;
+
+    let response = env
+        .invoke_with_time_left(
+            vec![
+                SqsRecord::new("broken-1", event("proj-broken", "b-1").to_string()),
+                SqsRecord::new("fine-1", event("proj-fine", "f-1").to_string()),
+                SqsRecord::new("broken-2", event("proj-broken", "b-2").to_string()),
+            ],
+            Duration::from_secs(8),
+        )
+        .await;
+
+    assert_eq!(failed_ids(&response), ["broken-1", "broken-2"]);
+    assert_eq!(datadog.accepted_event_ids(), ["f-1"]);
+    assert!(broken.requests() >= 2, "the broken destination was retried");
+    assert_eq!(
+        env.dead_letters().await.len(),
+        0,
+        "transient failures are not dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_delivered_once() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    loki.script([
+        Script::RetryAfter(429, 1),
+        Script::Status(500, "internal"),
+        Script::Reset,
+        Script::Status(502, "bad gateway"),
+    ]);
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+
+    let response = env
+        .invoke(vec![SqsRecord::new("m1", event("proj", "e-1").to_string())])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.requests(), 5);
+    assert_eq!(loki.accepted_event_ids(), ["e-1"]);
+}
+
+#[tokio::test]
+async fn a_slow_destination_is_retried_after_the_request_timeout() {
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    datadog.script([Script::Slow(Duration::from_secs(12))]);
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj", datadog_config(DATADOG_KEY)).await;
+
+    let response = env
+        .invoke(vec![SqsRecord::new("m1", event("proj", "e-1").to_string())])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(datadog.requests(), 2);
+    assert_eq!(datadog.accepted_event_ids(), ["e-1"]);
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_reported_for_redelivery_without_retrying() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), "revoked-token"))
+        .await;
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", event("proj", "e-1").to_string()),
+            SqsRecord::new("m2", event("proj", "e-2").to_string()),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), ["m1", "m2"]);
+    assert_eq!(loki.requests(), 1, "a 401 is final for the configuration");
+    assert_eq!(env.dead_letters().await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_destination_400_dead_letters_the_records_with_the_reason() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    loki.script([Script::Status(
+        400,
+        "entry for stream '{source=\"stytch\"}' has timestamp too old",
+    )]);
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let body = event("proj", "e-1").to_string();
+
+    let response = env.invoke(vec![SqsRecord::new("m1", body.clone())]).await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.requests(), 1, "a 400 is never resent unchanged");
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, body);
+    assert_eq!(dead[0].1["rejection_reason"], "destination_rejected");
+    assert!(dead[0].1["rejection_detail"].contains("timestamp too old"));
+    assert_eq!(dead[0].1["source_message_id"], "m1");
+    assert_eq!(dead[0].1["project_id"], "proj");
+}
+
+#[tokio::test]
+async fn malformed_messages_and_bad_records_go_to_the_dead_letter_queue_alone() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let mixed = format!(
+        "[{},{},{}]",
+        event("proj", "good-1"),
+        r#"{"event_id":"no-project"}"#,
+        r#"{"project_id":"bad/id"}"#
+    );
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("garbage", "this is not json"),
+            SqsRecord::new("mixed", mixed),
+            SqsRecord::new("empty", "[]"),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.accepted_event_ids(), ["good-1"]);
+    let mut dead: Vec<(String, String, String)> = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|(body, a)| {
+            (
+                a["source_message_id"].clone(),
+                a["rejection_reason"].clone(),
+                body,
+            )
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            ("empty".into(), "empty_batch".into(), "[]".into()),
+            (
+                "garbage".into(),
+                "malformed_json".into(),
+                "this is not json".into()
+            ),
+            (
+                "mixed".into(),
+                "invalid_project_id".into(),
+                r#"{"event_id":"no-project"}"#.into()
+            ),
+            (
+                "mixed".into(),
+                "invalid_project_id".into(),
+                r#"{"project_id":"bad/id"}"#.into()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_a_dead_letter_queue_rejected_messages_are_kept_for_redelivery() {
+    let env = StreamerEnv::new(Options {
+        dead_letter_queue: false,
+        ..Options::default()
+    })
+    .await;
+
+    let response = env.invoke(vec![SqsRecord::new("garbage", "{{{")]).await;
+
+    assert_eq!(failed_ids(&response), ["garbage"]);
+}
+
+#[tokio::test]
+async fn events_produced_before_the_enable_are_not_backfilled() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    let mut config = loki_config(&loki.hostname(), LOKI_PASSWORD);
+    let enabled_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(10);
+    config.enabled_at = Some(enabled_at);
+    env.configure("proj", config).await;
+    let enabled_ms = (enabled_at.unix_timestamp_nanos() / 1_000_000) as u128;
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("old", event("proj", "while-disabled").to_string())
+                .sent_at_ms(enabled_ms - 1),
+            SqsRecord::new("new", event("proj", "after-enable").to_string()).sent_at_ms(enabled_ms),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.accepted_event_ids(), ["after-enable"]);
+}
+
+#[tokio::test]
+async fn a_store_outage_keeps_the_messages_for_redelivery() {
+    use std::sync::Arc;
+
+    use event_log_streaming::Streamer;
+    use event_log_streaming::settings::StreamerSettings;
+    use event_log_streaming::store::SecretsManagerStore;
+
+    // Nothing listens on this loopback port: every store call fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{closed}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "a", "b", None, None, "t",
+        ))
+        .load()
+        .await;
+    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws), "x/");
+    let settings = StreamerSettings::from_lookup(|_| None).unwrap();
+    let streamer = Streamer::from_settings(&settings, Arc::new(store), None).unwrap();
+
+    let event = integration_tests::lambda::sqs_event(
+        vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],
+        Duration::from_secs(30),
+    );
+    let response = streamer::handle(&streamer, event).await.unwrap();
+
+    assert_eq!(failed_ids(&response), ["m1"]);
+}
+
+#[tokio::test]
+async fn a_413_splits_the_push_until_everything_is_delivered() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    loki.limit_body_bytes(4_000);
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let records: Vec<Value> = (0..40)
+        .map(|i| event("proj", &format!("e-{i:02}")))
+        .collect();
+
+    let response = env
+        .invoke(vec![SqsRecord::new(
+            "m1",
+            Value::Array(records).to_string(),
+        )])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    let mut ids = loki.accepted_event_ids();
+    ids.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("e-{i:02}")).collect();
+    assert_eq!(ids, expected);
+    assert!(loki.requests() > 2);
+    assert_eq!(loki.violations(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn big_batches_are_cut_to_the_destination_limits() {
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj-dd", datadog_config(DATADOG_KEY)).await;
+    env.configure("proj-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    // 2,500 small Datadog logs (over the 1,000-per-request limit) and 50 Loki lines of
+    // 100 KB (5 MB, over the 4 MB gateway cap).
+    let datadog_records: Vec<Value> = (0..2500)
+        .map(|i| event("proj-dd", &format!("d-{i}")))
+        .collect();
+    let padding = "x".repeat(100_000);
+    let loki_records: Vec<Value> = (0..50)
+        .map(|i| {
+            let mut e = event("proj-loki", &format!("l-{i}"));
+            e["padding"] = json!(padding);
+            e
+        })
+        .collect();
+    let mut records = vec![
+        SqsRecord::new(
+            "dd-1",
+            Value::Array(datadog_records[..1250].to_vec()).to_string(),
+        ),
+        SqsRecord::new(
+            "dd-2",
+            Value::Array(datadog_records[1250..].to_vec()).to_string(),
+        ),
+    ];
+    for (i, chunk) in loki_records.chunks(10).enumerate() {
+        records.push(SqsRecord::new(
+            format!("loki-{i}"),
+            Value::Array(chunk.to_vec()).to_string(),
+        ));
+    }
+
+    let response = env.invoke(records).await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(datadog.violations(), Vec::<String>::new());
+    assert_eq!(loki.violations(), Vec::<String>::new());
+    assert_eq!(datadog.accepted().len(), 2500);
+    assert_eq!(datadog.requests(), 3);
+    assert_eq!(loki.accepted().len(), 50);
+    assert!(loki.requests() >= 5, "pushes stay near 1 MB");
+}
+
+#[tokio::test]
+async fn records_too_large_for_the_destination_are_dead_lettered() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let mut huge = event("proj", "huge");
+    huge["padding"] = json!("x".repeat(300 * 1024));
+    let batch = json!([huge, event("proj", "small")]);
+
+    let response = env
+        .invoke(vec![SqsRecord::new("m1", batch.to_string())])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.accepted_event_ids(), ["small"]);
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].1["rejection_reason"], "record_too_large");
+    assert_eq!(dead[0].0, huge.to_string());
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_invocation_deadline() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    loki.script(std::iter::repeat_n(Script::Status(500, "down"), 1000));
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let started = std::time::Instant::now();
+
+    let response = env
+        .invoke_with_time_left(
+            vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],
+            Duration::from_secs(7),
+        )
+        .await;
+
+    assert_eq!(failed_ids(&response), ["m1"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "the handler answers before its deadline"
+    );
+    assert!(loki.requests() >= 1);
+}
+
+#[tokio::test]
+async fn a_redelivered_loki_record_is_sent_byte_identical() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    // No `timestamp` in the record: the event time comes from SentTimestamp, which SQS keeps
+    // on redelivery, never from the time of sending.
+    let body = r#"{"project_id":"proj","event_id":"e-1","action":"OAuthAuthenticate"}"#;
+    let sent = now_ms() - 5_000;
+
+    env.invoke(vec![SqsRecord::new("m1", body).sent_at_ms(sent)])
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    env.invoke(vec![SqsRecord::new("m1", body).sent_at_ms(sent)])
+        .await;
+
+    let accepted = loki.accepted();
+    assert_eq!(accepted.len(), 2);
+    // Same line bytes and same timestamp: Loki stores one.
+    assert_eq!(accepted[0].line, body);
+    assert_eq!(
+        (&accepted[0].line, accepted[0].timestamp),
+        (&accepted[1].line, accepted[1].timestamp)
+    );
+    assert_eq!(accepted[0].timestamp, sent as i128 * 1_000_000);
+}
+
+#[tokio::test]
+async fn destinations_on_private_addresses_are_refused_without_connecting() {
+    let env = StreamerEnv::new(Options {
+        allow_private: false,
+        ..Options::default()
+    })
+    .await;
+    // Link-local (cloud metadata) and private addresses: refused before any connection.
+    env.configure("proj-meta", loki_config("169.254.169.254", LOKI_PASSWORD))
+        .await;
+    env.configure("proj-private", loki_config("10.0.0.1:3100", LOKI_PASSWORD))
+        .await;
+    let (logs, _guard) = capture_logs();
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", event("proj-meta", "e-1").to_string()),
+            SqsRecord::new("m2", event("proj-private", "e-2").to_string()),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), ["m1", "m2"]);
+    let text = logs.text();
+    assert!(
+        text.contains("169.254.169.254 resolves only to private"),
+        "{text}"
+    );
+    assert!(text.contains("10.0.0.1 resolves only to private"), "{text}");
+}
+
+#[tokio::test]
+async fn logs_describe_each_delivery_and_never_contain_secrets() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("proj-dd", datadog_config(DATADOG_KEY)).await;
+    // Wrong secrets too: a rejected credential must not be echoed either.
+    let wrong_password = "glc_wrong-password-SECRET-9a9a";
+    let wrong_key = "0000000000000000000000000000dead";
+    env.configure(
+        "proj-bad-loki",
+        loki_config(&loki.hostname(), wrong_password),
+    )
+    .await;
+    let wrong_datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env_wrong = StreamerEnv::with_datadog(&wrong_datadog).await;
+    env_wrong
+        .configure("proj-bad-dd", datadog_config(wrong_key))
+        .await;
+    let (logs, _guard) = capture_logs();
+
+    env.invoke(vec![
+        SqsRecord::new("m1", event("proj-loki", "e-1").to_string()),
+        SqsRecord::new("m2", event("proj-dd", "e-2").to_string()),
+        SqsRecord::new("m3", event("proj-bad-loki", "e-3").to_string()),
+    ])
+    .await;
+    env_wrong
+        .invoke(vec![SqsRecord::new(
+            "m4",
+            event("proj-bad-dd", "e-4").to_string(),
+        )])
+        .await;
+
+    let text = logs.text();
+    for secret in [LOKI_PASSWORD, DATADOG_KEY, wrong_password, wrong_key] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+    }
+    let lines = logs.lines();
+    let delivery = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "project delivery" && l["fields"]["project_id"] == "proj-loki"
+        })
+        .expect("a delivery line for proj-loki");
+    assert_eq!(delivery["fields"]["destination_type"], "GRAFANA_LOKI");
+    assert_eq!(delivery["fields"]["status"], "delivered");
+    assert_eq!(delivery["fields"]["events"], 1);
+    assert_eq!(delivery["fields"]["attempts"], 1);
+    let failed = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "project delivery"
+                && l["fields"]["project_id"] == "proj-bad-loki"
+        })
+        .expect("a delivery line for proj-bad-loki");
+    assert_eq!(failed["fields"]["status"], "failed");
+    assert!(failed["fields"]["error"].as_str().unwrap().contains("401"));
+    let summary = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "batch processed")
+        .expect("a summary line");
+    assert_eq!(summary["fields"]["delivered"], 2);
+    assert_eq!(summary["fields"]["failed_messages"], 1);
+}
