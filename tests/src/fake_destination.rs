@@ -269,10 +269,10 @@ fn common(
             format!("body of {} bytes exceeds {real_limit}", json.len()),
         );
     }
-    if let Some(limit) = *state.max_body_bytes.lock().unwrap() {
-        if json.len() > limit {
-            return Err(Refusal::Answer(413, "Request Entity Too Large".into()));
-        }
+    if let Some(limit) = *state.max_body_bytes.lock().unwrap()
+        && json.len() > limit
+    {
+        return Err(Refusal::Answer(413, "Request Entity Too Large".into()));
     }
     Ok(json)
 }

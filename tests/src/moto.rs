@@ -35,6 +35,8 @@ pub fn moto() -> &'static Moto {
             binary.display()
         );
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The wrapper shell is reaped by init when the test process exits; nothing waits on it.
+        #[allow(clippy::zombie_processes)]
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#)

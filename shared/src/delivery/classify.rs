@@ -95,7 +95,8 @@ mod tests {
     #[test]
     fn every_answer_has_its_documented_class() {
         use Classification as C;
-        let table: &[(u16, fn(&C) -> bool)] = &[
+        type Expect = fn(&C) -> bool;
+        let table: &[(u16, Expect)] = &[
             (200, |c| matches!(c, C::Delivered { .. })),
             (202, |c| matches!(c, C::Delivered { .. })),
             (204, |c| matches!(c, C::Delivered { .. })),

@@ -33,10 +33,10 @@ impl CachedConfigStore {
         &self,
         project: &ProjectId,
     ) -> Result<Option<Arc<StreamingConfig>>, StoreError> {
-        if let Some((fetched, config)) = self.entries.lock().unwrap().get(project) {
-            if fetched.elapsed() < self.ttl {
-                return Ok(config.clone());
-            }
+        if let Some((fetched, config)) = self.entries.lock().unwrap().get(project)
+            && fetched.elapsed() < self.ttl
+        {
+            return Ok(config.clone());
         }
         let config = self.store.get(project).await?.map(Arc::new);
         self.entries
