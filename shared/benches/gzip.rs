@@ -18,7 +18,12 @@ const ROUNDS: usize = 15;
 
 /// Event records shaped like the platform's: a few hundred bytes, mostly repeated keys.
 fn records() -> Vec<EventRecord> {
-    let actions = ["MagicLinksEmailLoginOrCreate", "PasswordsAuthenticate", "OAuthAuthenticate", "SessionsAuthenticate"];
+    let actions = [
+        "MagicLinksEmailLoginOrCreate",
+        "PasswordsAuthenticate",
+        "OAuthAuthenticate",
+        "SessionsAuthenticate",
+    ];
     let statuses = ["start", "success", "error"];
     let records: Vec<String> = (0..RECORDS)
         .map(|i| {
@@ -39,7 +44,10 @@ fn records() -> Vec<EventRecord> {
         body: format!("[{}]", records.join(",")),
         sent_at: OffsetDateTime::now_utc(),
     };
-    parse_message(&message).into_iter().map(Result::unwrap).collect()
+    parse_message(&message)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// Median time of `ROUNDS` runs.
@@ -61,8 +69,15 @@ fn mb_per_s(bytes: usize, time: Duration) -> f64 {
 }
 
 fn main() {
-    let backend = if cfg!(feature = "zlib-rs") { "zlib-rs" } else { "miniz_oxide" };
-    let labels = LogLabels { source: "stytch".into(), service: "stytch.auth".into() };
+    let backend = if cfg!(feature = "zlib-rs") {
+        "zlib-rs"
+    } else {
+        "miniz_oxide"
+    };
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
     let records = records();
     let raw_bytes: usize = records.iter().map(|r| r.line().len()).sum();
     println!("{RECORDS} records, {raw_bytes} bytes of record JSON; flate2 backend: {backend}");
@@ -74,7 +89,8 @@ fn main() {
                 .iter()
                 .map(|r| destination::encode_entry(destination, r, &labels))
                 .collect();
-            body = destination::encode_body(destination, entries.iter().map(String::as_str), &labels);
+            body =
+                destination::encode_body(destination, entries.iter().map(String::as_str), &labels);
             black_box(&body);
         });
         println!(
