@@ -1,24 +1,19 @@
-//! The streamer's environment settings, read once per container. Per-project destinations
-//! are not settings: they live in the configuration store.
+//! Environment settings, read once per container. Per-project destinations are not
+//! settings: they live in the configuration store.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::destination::LogLabels;
+use crate::destination::client::ClientOptions;
+use crate::net::AddressPolicy;
 use crate::store::DEFAULT_SECRET_PREFIX;
 
+/// How destinations are reached; shared by the streamer and the config API's test endpoint.
 #[derive(Debug, Clone)]
-pub struct StreamerSettings {
-    /// `CONFIG_SECRET_PREFIX`: secret name prefix, default `event-log-streaming/`.
-    pub config_secret_prefix: String,
-    /// `CONFIG_CACHE_TTL_SECONDS`: how long a configuration lookup is reused, default 30.
-    pub config_cache_ttl: Duration,
+pub struct DestinationSettings {
     /// `LOG_SOURCE` (default `stytch`) and `LOG_SERVICE` (default `stytch.auth`).
     pub labels: LogLabels,
-    /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
-    pub dead_letter_queue_url: Option<String>,
-    /// `MAX_CONCURRENT_PROJECTS`: projects delivered at once, default 16.
-    pub max_concurrent_projects: usize,
     /// `EXTRA_CA_CERTS` (development and tests only): a PEM bundle trusted in addition to the
     /// public roots.
     pub extra_ca_certs: Option<PathBuf>,
@@ -26,6 +21,67 @@ pub struct StreamerSettings {
     pub allow_private_destinations: bool,
     /// `DATADOG_INTAKE_URL` (development and tests only): replaces the site's intake URL.
     pub datadog_intake_url: Option<String>,
+}
+
+impl DestinationSettings {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            labels: LogLabels {
+                source: get("LOG_SOURCE").unwrap_or_else(|| "stytch".into()),
+                service: get("LOG_SERVICE").unwrap_or_else(|| "stytch.auth".into()),
+            },
+            extra_ca_certs: get("EXTRA_CA_CERTS").map(PathBuf::from),
+            allow_private_destinations: flag(lookup, "ALLOW_PRIVATE_DESTINATIONS")?,
+            datadog_intake_url: get("DATADOG_INTAKE_URL"),
+        })
+    }
+
+    /// The HTTP client's options; reads the `EXTRA_CA_CERTS` file.
+    pub fn client_options(&self) -> Result<ClientOptions, SettingsError> {
+        let extra_ca_pem = match &self.extra_ca_certs {
+            Some(path) => Some(std::fs::read(path).map_err(|e| SettingsError {
+                name: "EXTRA_CA_CERTS",
+                message: format!("cannot read {}: {e}", path.display()),
+            })?),
+            None => None,
+        };
+        Ok(ClientOptions {
+            policy: AddressPolicy {
+                allow_private: self.allow_private_destinations,
+            },
+            extra_ca_pem,
+            datadog_intake_url: self.datadog_intake_url.clone(),
+        })
+    }
+}
+
+/// A boolean setting: unset, `false` or `0`; `true` or `1`.
+pub fn flag(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<bool, SettingsError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(SettingsError {
+            name,
+            message: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamerSettings {
+    /// `CONFIG_SECRET_PREFIX`: secret name prefix, default `event-log-streaming/`.
+    pub config_secret_prefix: String,
+    /// `CONFIG_CACHE_TTL_SECONDS`: how long a configuration lookup is reused, default 30.
+    pub config_cache_ttl: Duration,
+    pub destinations: DestinationSettings,
+    /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
+    pub dead_letter_queue_url: Option<String>,
+    /// `MAX_CONCURRENT_PROJECTS`: projects delivered at once, default 16.
+    pub max_concurrent_projects: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,16 +106,6 @@ impl StreamerSettings {
                 })
             })
         };
-        let flag = |name: &'static str| -> Result<bool, SettingsError> {
-            match get(name).as_deref().map(str::trim) {
-                None | Some("false" | "0") => Ok(false),
-                Some("true" | "1") => Ok(true),
-                Some(other) => Err(SettingsError {
-                    name,
-                    message: format!("expected true or false, got {other:?}"),
-                }),
-            }
-        };
         let max_concurrent_projects = number("MAX_CONCURRENT_PROJECTS", 16)?;
         if max_concurrent_projects == 0 {
             return Err(SettingsError {
@@ -71,15 +117,9 @@ impl StreamerSettings {
             config_secret_prefix: get("CONFIG_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned()),
             config_cache_ttl: Duration::from_secs(number("CONFIG_CACHE_TTL_SECONDS", 30)?),
-            labels: LogLabels {
-                source: get("LOG_SOURCE").unwrap_or_else(|| "stytch".into()),
-                service: get("LOG_SERVICE").unwrap_or_else(|| "stytch.auth".into()),
-            },
+            destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
             max_concurrent_projects: max_concurrent_projects as usize,
-            extra_ca_certs: get("EXTRA_CA_CERTS").map(PathBuf::from),
-            allow_private_destinations: flag("ALLOW_PRIVATE_DESTINATIONS")?,
-            datadog_intake_url: get("DATADOG_INTAKE_URL"),
         })
     }
 }
@@ -103,10 +143,10 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.config_secret_prefix, "event-log-streaming/");
         assert_eq!(s.config_cache_ttl, Duration::from_secs(30));
-        assert_eq!(s.labels.source, "stytch");
-        assert_eq!(s.labels.service, "stytch.auth");
+        assert_eq!(s.destinations.labels.source, "stytch");
+        assert_eq!(s.destinations.labels.service, "stytch.auth");
         assert_eq!(s.max_concurrent_projects, 16);
-        assert!(!s.allow_private_destinations);
+        assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
     }
 

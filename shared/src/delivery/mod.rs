@@ -14,6 +14,7 @@
 
 pub mod classify;
 pub mod retry;
+pub mod test_event;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -24,13 +25,12 @@ use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
 use crate::dead_letter::DeadLetterQueue;
-use crate::destination::client::{ClientBuildError, ClientOptions, DestinationClient};
+use crate::destination::client::{ClientBuildError, DestinationClient};
 use crate::destination::{self, LogLabels};
 use crate::domain::{Destination, ProjectId, StreamingConfig};
 use crate::event::{EventRecord, QueueMessage, RejectReason, RejectedRecord, parse_message};
 use crate::gzip::gzip;
-use crate::net::AddressPolicy;
-use crate::settings::StreamerSettings;
+use crate::settings::{SettingsError, StreamerSettings};
 use crate::store::{CachedConfigStore, ConfigStore};
 use classify::{Classification, LOKI_INGESTION_BLOCKED, classify};
 
@@ -53,8 +53,8 @@ pub struct StreamerOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamerBuildError {
-    #[error("cannot read EXTRA_CA_CERTS at {0}: {1}")]
-    ExtraCaCerts(String, std::io::Error),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Client(#[from] ClientBuildError),
 }
@@ -130,22 +130,9 @@ impl Streamer {
         store: Arc<dyn ConfigStore>,
         dead_letters: Option<DeadLetterQueue>,
     ) -> Result<Self, StreamerBuildError> {
-        let extra_ca_pem = match &settings.extra_ca_certs {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|e| StreamerBuildError::ExtraCaCerts(path.display().to_string(), e))?,
-            ),
-            None => None,
-        };
-        let client = DestinationClient::new(ClientOptions {
-            policy: AddressPolicy {
-                allow_private: settings.allow_private_destinations,
-            },
-            extra_ca_pem,
-            datadog_intake_url: settings.datadog_intake_url.clone(),
-        })?;
+        let client = DestinationClient::new(settings.destinations.client_options()?)?;
         let options = StreamerOptions {
-            labels: settings.labels.clone(),
+            labels: settings.destinations.labels.clone(),
             config_cache_ttl: settings.config_cache_ttl,
             max_concurrent_projects: settings.max_concurrent_projects,
         };
@@ -510,7 +497,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::destination::client::ClientOptions;
     use crate::domain::{DestinationConfigBody, DestinationType, LokiBody, StreamingStatus};
+    use crate::net::AddressPolicy;
     use crate::store::{MemoryConfigStore, StoreError};
 
     const ENABLED_AT: OffsetDateTime = datetime!(2026-11-24 10:00:00.000_900 UTC);

@@ -1,4 +1,5 @@
 //! End-to-end tests: one binary, so one moto server serves them all.
 
+mod config_api;
 mod helpers;
 mod streamer;

@@ -1,0 +1,96 @@
+//! Every error of the API, mapped to a status code in one place.
+//!
+//! Bodies have the management API's shape: `{status_code, request_id, error_type,
+//! error_message}`. Internal errors are logged with their cause and answered with a generic
+//! message: no store, SDK or parser detail reaches the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use event_log_streaming::domain::ValidationError;
+use event_log_streaming::store::StoreError;
+use serde_json::json;
+
+use crate::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("missing or invalid management key")]
+    Unauthorized,
+    #[error("this management key may not manage this project")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than 64 KB")]
+    PayloadTooLarge,
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// The cause is logged where the error is made, never sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized_credentials"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> Self {
+        Self::InvalidArgument(err.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists => Self::Conflict(
+                "the project already has an event log streaming configuration; a project streams to one destination (delete it first)".into(),
+            ),
+            StoreError::NotFound => Self::NotFound("the project has no event log streaming configuration".into()),
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %err, "configuration store failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error_type) = self.status_and_type();
+        let body = json!({
+            "status_code": status.as_u16(),
+            "request_id": request_id(),
+            "error_type": error_type,
+            "error_message": self.to_string(),
+        });
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="event-log-streaming""#),
+            );
+        }
+        response
+    }
+}

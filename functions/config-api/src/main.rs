@@ -1,0 +1,42 @@
+//! Wiring only: settings, tracing, clients built once per container, then the router served
+//! through lambda_http.
+
+use std::sync::Arc;
+
+use config_api::auth::{KeySource, ManagementKeys};
+use config_api::settings::ConfigApiSettings;
+use config_api::{AppState, app};
+use event_log_streaming::destination::client::DestinationClient;
+use event_log_streaming::store::SecretsManagerStore;
+use lambda_http::Error;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .with_target(false)
+        .init();
+
+    let settings = ConfigApiSettings::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let store = SecretsManagerStore::new(secrets.clone(), settings.config_secret_prefix.clone());
+    let keys = ManagementKeys::new(KeySource::SecretsManager {
+        client: secrets,
+        secret_id: settings.management_keys_secret_id.clone(),
+    });
+    let client = DestinationClient::new(settings.destinations.client_options()?)?;
+    let state = AppState::new(
+        Arc::new(store),
+        keys,
+        client,
+        settings.destinations.labels.clone(),
+    );
+
+    lambda_http::run(app(state)).await
+}

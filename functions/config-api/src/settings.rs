@@ -1,0 +1,33 @@
+//! The config API's environment settings, read once per container.
+
+use event_log_streaming::settings::{DestinationSettings, SettingsError};
+use event_log_streaming::store::DEFAULT_SECRET_PREFIX;
+
+#[derive(Debug, Clone)]
+pub struct ConfigApiSettings {
+    /// `CONFIG_SECRET_PREFIX`, as for the streamer.
+    pub config_secret_prefix: String,
+    /// `MANAGEMENT_KEYS_SECRET_ID` (required): the secret holding the management keys.
+    pub management_keys_secret_id: String,
+    /// Labels and network settings for the test endpoint, as for the streamer.
+    pub destinations: DestinationSettings,
+}
+
+impl ConfigApiSettings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            config_secret_prefix: get("CONFIG_SECRET_PREFIX")
+                .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.into()),
+            management_keys_secret_id: get("MANAGEMENT_KEYS_SECRET_ID").ok_or(SettingsError {
+                name: "MANAGEMENT_KEYS_SECRET_ID",
+                message: "must name the secret that holds the management keys".into(),
+            })?,
+            destinations: DestinationSettings::from_lookup(lookup)?,
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! A test delivery at setup time: one synthetic event (`action: "EventLogStreamingTest"`)
+//! sent now to a configured destination, through the same encoder, client and
+//! classification as the streamer, answered in words a customer can act on.
+//! One attempt and no retries: a person is waiting for the answer.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::classify::{Classification, classify};
+use crate::destination::client::{DestinationClient, PushResponse};
+use crate::destination::{self, LogLabels};
+use crate::domain::{Destination, DestinationType, ProjectId};
+use crate::event::{QueueMessage, parse_message};
+use crate::gzip::gzip;
+
+pub const TEST_ACTION: &str = "EventLogStreamingTest";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestDelivery {
+    pub delivered: bool,
+    /// The destination's HTTP status, when it answered.
+    pub destination_status: Option<u16>,
+    pub message: String,
+}
+
+pub async fn send_test_event(
+    client: &DestinationClient,
+    project: &ProjectId,
+    destination: &Destination,
+    labels: &LogLabels,
+) -> TestDelivery {
+    let now = OffsetDateTime::now_utc();
+    let event_id = format!("test-{:032x}", fastrand::u128(..));
+    let record = serde_json::json!({
+        "event_id": event_id,
+        "project_id": project.as_str(),
+        "action": TEST_ACTION,
+        "status": "success",
+        "request_id": format!("request-{event_id}"),
+        "timestamp": now.format(&Rfc3339).expect("now formats as RFC 3339"),
+    });
+    let message = QueueMessage {
+        message_id: event_id,
+        body: record.to_string(),
+        sent_at: now,
+    };
+    let record = parse_message(&message)
+        .pop()
+        .and_then(Result::ok)
+        .expect("the synthetic event is a valid record");
+    let destination_type = destination.destination_type();
+    let entry = destination::encode_entry(destination_type, &record, labels);
+    let body = destination::encode_body(destination_type, std::iter::once(entry.as_str()), labels);
+
+    let response = client.push(destination, &gzip(&body), TIMEOUT).await;
+    let destination_status = match &response {
+        PushResponse::Status { status, .. } => Some(*status),
+        _ => None,
+    };
+    let name = match destination_type {
+        DestinationType::GrafanaLoki => "Grafana Loki",
+        DestinationType::Datadog => "Datadog",
+    };
+    let (delivered, message) = match classify(&response) {
+        Classification::Delivered { status } => (
+            true,
+            format!("{name} accepted the test event (HTTP {status})"),
+        ),
+        Classification::Misconfigured { detail } => {
+            (false, advice(destination_type, destination_status, &detail))
+        }
+        Classification::Rejected { detail, .. } => {
+            (false, format!("{name} refused the test event: {detail}"))
+        }
+        Classification::TooLarge => (
+            false,
+            format!(
+                "{name} answered 413 to a single small event: a proxy in front of it limits request size"
+            ),
+        ),
+        Classification::Transient { detail, .. } => (
+            false,
+            format!(
+                "{name} could not be reached or is failing ({detail}); events are retried while this lasts"
+            ),
+        ),
+    };
+    TestDelivery {
+        delivered,
+        destination_status,
+        message,
+    }
+}
+
+fn advice(destination: DestinationType, status: Option<u16>, detail: &str) -> String {
+    match (destination, status) {
+        (DestinationType::GrafanaLoki, Some(401 | 403)) => format!(
+            "{} from Grafana Loki: check the username and token (the token needs the logs:write scope)",
+            status.unwrap_or_default()
+        ),
+        (DestinationType::Datadog, Some(401 | 403)) => format!(
+            "{} from Datadog: check the API key and that the site matches your Datadog account",
+            status.unwrap_or_default()
+        ),
+        (DestinationType::GrafanaLoki, Some(404 | 405)) => {
+            "Grafana Loki's push API was not found at this hostname: check that it is a Loki endpoint".into()
+        }
+        (_, Some(_)) => format!("the destination refused the event: {detail}"),
+        (_, None) => detail.to_owned(),
+    }
+}

@@ -1,0 +1,826 @@
+//! The config API router, called with `oneshot` as API Gateway and the local runner would.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
+use config_api::{AppState, app};
+use event_log_streaming::destination::LogLabels;
+use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
+use event_log_streaming::domain::ProjectId;
+use event_log_streaming::net::AddressPolicy;
+use event_log_streaming::store::{ConfigStore, MemoryConfigStore, SecretsManagerStore, StoreError};
+use failing_store::FailingStore;
+use http_body_util::BodyExt;
+use integration_tests::fake_destination::FakeDestination;
+use integration_tests::logs::capture_logs;
+use integration_tests::moto::moto;
+use integration_tests::tls::pki;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, unique};
+
+const ADMIN: (&str, &str) = ("key-admin", "admin-secret-Fixture-77");
+const SCOPED: (&str, &str) = ("key-scoped", "scoped-secret-Fixture-88");
+const COLLECTION: &str = "/v1/projects/proj-a/event_log_streaming";
+
+struct Api {
+    router: Router,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    headers: axum::http::HeaderMap,
+}
+
+fn keys() -> ManagementKeys {
+    ManagementKeys::new(KeySource::Fixed(vec![
+        ManagementKey::new(ADMIN.0, ADMIN.1, &["*"]),
+        ManagementKey::new(SCOPED.0, SCOPED.1, &["proj-a"]),
+    ]))
+}
+
+fn client(datadog_intake_url: Option<String>) -> DestinationClient {
+    DestinationClient::new(ClientOptions {
+        policy: AddressPolicy {
+            allow_private: true,
+        },
+        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
+        datadog_intake_url,
+    })
+    .unwrap()
+}
+
+impl Api {
+    fn with_store(store: Arc<dyn ConfigStore>, datadog_intake_url: Option<String>) -> Self {
+        let labels = LogLabels {
+            source: "stytch".into(),
+            service: "stytch.auth".into(),
+        };
+        Self {
+            router: app(AppState::new(
+                store,
+                keys(),
+                client(datadog_intake_url),
+                labels,
+            )),
+        }
+    }
+
+    fn new() -> Self {
+        Self::with_store(Arc::new(MemoryConfigStore::new()), None)
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<(&str, &str)>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some((id, secret)) = key {
+            request = request.header(
+                header::AUTHORIZATION,
+                format!("Basic {}", BASE64.encode(format!("{id}:{secret}"))),
+            );
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.call(method, path, Some(ADMIN), body).await
+    }
+}
+
+fn loki_body(hostname: &str, password: &str) -> Value {
+    json!({
+        "destination_type": "GRAFANA_LOKI",
+        "destination_config": {"grafana_loki": {"hostname": hostname, "username": LOKI_USER, "password": password}}
+    })
+}
+
+fn datadog_body(site: &str, api_key: &str) -> Value {
+    json!({
+        "destination_type": "DATADOG",
+        "destination_config": {"datadog": {"site": site, "api_key": api_key}}
+    })
+}
+
+fn assert_error(answer: &Answer, status: StatusCode, error_type: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["status_code"], status.as_u16());
+    assert_eq!(answer.body["error_type"], error_type, "{}", answer.body);
+    assert!(
+        answer.body["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("request-id-")
+    );
+    assert!(answer.body["error_message"].is_string());
+}
+
+#[tokio::test]
+async fn a_configuration_goes_through_its_whole_lifecycle() {
+    let api = Api::new();
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+
+    let created = api
+        .admin(
+            "POST",
+            COLLECTION,
+            Some(loki_body("logs-prod-021.grafana.net", LOKI_PASSWORD)),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["status_code"], 201);
+    let config = &created.body["event_log_streaming_config"];
+    assert_eq!(config["destination_type"], "GRAFANA_LOKI");
+    assert_eq!(config["streaming_status"], "DISABLED");
+    assert_eq!(config["enabled_at"], Value::Null);
+    assert_eq!(
+        config["destination_config"],
+        json!({"grafana_loki": {"hostname": "logs-prod-021.grafana.net", "username": LOKI_USER, "password_last_four": "4e1f"}})
+    );
+
+    let enabled = api
+        .admin("POST", &format!("{resource}/enable"), Some(json!({})))
+        .await;
+    assert_eq!(enabled.status, StatusCode::OK);
+    assert_eq!(enabled.body["status_code"], 200);
+    let read = api.admin("GET", &resource, None).await;
+    assert_eq!(
+        read.body["event_log_streaming_config"]["streaming_status"],
+        "ACTIVE"
+    );
+    let enabled_at = read.body["event_log_streaming_config"]["enabled_at"].clone();
+    assert!(enabled_at.is_string());
+
+    // Enabling again keeps enabled_at; a body is optional.
+    assert_eq!(
+        api.admin("POST", &format!("{resource}/enable"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let read = api.admin("GET", &resource, None).await;
+    assert_eq!(
+        read.body["event_log_streaming_config"]["enabled_at"],
+        enabled_at
+    );
+
+    assert_eq!(
+        api.admin("POST", &format!("{resource}/disable"), Some(json!({})))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let read = api.admin("GET", &resource, None).await;
+    assert_eq!(
+        read.body["event_log_streaming_config"]["streaming_status"],
+        "DISABLED"
+    );
+
+    let updated = api
+        .admin(
+            "PUT",
+            &resource,
+            Some(json!({"destination_config": {"grafana_loki": {"hostname": "logs-prod-006.grafana.net", "username": "999", "password": "new-token-abcd"}}})),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    let config = &updated.body["event_log_streaming_config"];
+    assert_eq!(
+        config["destination_config"]["grafana_loki"]["password_last_four"],
+        "abcd"
+    );
+    assert_eq!(config["streaming_status"], "DISABLED");
+
+    let deleted = api.admin("DELETE", &resource, None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(deleted.body["status_code"], 200);
+    assert_error(
+        &api.admin("GET", &resource, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // Deleted at once: the project can configure another destination straight away.
+    let again = api
+        .admin("POST", COLLECTION, Some(datadog_body("EU", DATADOG_KEY)))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(
+        again.body["event_log_streaming_config"]["destination_config"],
+        json!({"datadog": {"site": "EU", "api_key_last_four": "1e42"}})
+    );
+}
+
+#[tokio::test]
+async fn invalid_destinations_get_field_level_messages() {
+    let api = Api::new();
+    let cases = [
+        (
+            datadog_body("MARS", DATADOG_KEY),
+            "destination_config.datadog.site",
+        ),
+        (
+            datadog_body("US", "not-a-key"),
+            "destination_config.datadog.api_key",
+        ),
+        (
+            loki_body("https://logs.grafana.net", "p"),
+            "https:// is added for you",
+        ),
+        (
+            loki_body("logs.grafana.net/loki/api/v1/push", "p"),
+            "path /loki/api/v1/push is added",
+        ),
+        (
+            loki_body("user:pw@logs.grafana.net", "p"),
+            "must not contain credentials",
+        ),
+        (
+            loki_body("logs.grafana.net", ""),
+            "destination_config.grafana_loki.password",
+        ),
+        (
+            json!({"destination_type": "GRAFANA_LOKI", "destination_config": {"grafana_loki": {"hostname": "h.example.com", "username": "", "password": "p"}}}),
+            "destination_config.grafana_loki.username",
+        ),
+        (
+            json!({"destination_type": "DATADOG", "destination_config": {"grafana_loki": {"hostname": "h.example.com", "username": "u", "password": "p"}}}),
+            "must hold exactly the key datadog",
+        ),
+        (
+            json!({"destination_type": "DATADOG", "destination_config": {
+                "datadog": {"site": "US", "api_key": DATADOG_KEY},
+                "grafana_loki": {"hostname": "h.example.com", "username": "u", "password": "p"}}}),
+            "must hold exactly the key datadog",
+        ),
+        (
+            json!({"destination_type": "DATADOG", "destination_config": {}}),
+            "must hold exactly the key datadog",
+        ),
+        (
+            json!({"destination_type": "SPLUNK", "destination_config": {}}),
+            "destination_type: unknown variant `SPLUNK`",
+        ),
+        (
+            json!({"destination_type": "DATADOG", "destination_config": {"datadog": {"site": "US", "api_key": DATADOG_KEY, "region": "x"}}}),
+            "destination_config.datadog.region: unknown field `region`",
+        ),
+        (
+            json!({"destination_type": "DATADOG"}),
+            "missing field `destination_config`",
+        ),
+        (
+            json!({"destination_type": "DATADOG", "destination_config": {"datadog": {"site": "US", "api_key": 42}}}),
+            "destination_config.datadog.api_key: expected a string",
+        ),
+    ];
+    for (body, expected) in cases {
+        let answer = api.admin("POST", COLLECTION, Some(body.clone())).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
+        let message = answer.body["error_message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body} gave {message:?}");
+    }
+    assert_error(
+        &api.admin("GET", &format!("{COLLECTION}/GRAFANA_LOKI"), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn one_destination_per_project_and_paths_must_name_it() {
+    let api = Api::new();
+    assert_eq!(
+        api.admin("POST", COLLECTION, Some(loki_body("h.example.com", "p")))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    assert_error(
+        &api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    for (method, suffix) in [
+        ("GET", ""),
+        ("DELETE", ""),
+        ("POST", "/enable"),
+        ("POST", "/disable"),
+        ("POST", "/test"),
+    ] {
+        let answer = api
+            .admin(method, &format!("{COLLECTION}/DATADOG{suffix}"), None)
+            .await;
+        assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
+    }
+    let answer = api
+        .admin(
+            "PUT",
+            &format!("{COLLECTION}/DATADOG"),
+            Some(
+                json!({"destination_config": {"datadog": {"site": "US", "api_key": DATADOG_KEY}}}),
+            ),
+        )
+        .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &api.admin("GET", &format!("{COLLECTION}/SPLUNK"), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    assert_error(
+        &api.admin(
+            "GET",
+            "/v1/projects/bad%20id/event_log_streaming/DATADOG",
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    assert_error(
+        &api.admin("GET", "/v1/nowhere", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &api.admin("PATCH", COLLECTION, None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    // Enable takes {} or nothing.
+    let answer = api
+        .admin(
+            "POST",
+            &format!("{COLLECTION}/GRAFANA_LOKI/enable"),
+            Some(json!({"backfill": true})),
+        )
+        .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
+}
+
+#[tokio::test]
+async fn management_keys_authenticate_and_are_scoped_to_projects() {
+    let api = Api::new();
+    let body = Some(loki_body("h.example.com", "p"));
+
+    let missing = api.call("POST", COLLECTION, None, body.clone()).await;
+    assert_error(
+        &missing,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized_credentials",
+    );
+    assert_eq!(
+        missing.headers[header::WWW_AUTHENTICATE],
+        r#"Basic realm="event-log-streaming""#
+    );
+    let wrong = api
+        .call("POST", COLLECTION, Some((ADMIN.0, "guess")), body.clone())
+        .await;
+    assert_error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized_credentials");
+    let unknown = api
+        .call("POST", COLLECTION, Some(("nobody", ADMIN.1)), body.clone())
+        .await;
+    assert_error(
+        &unknown,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized_credentials",
+    );
+
+    let other_project = api
+        .call(
+            "POST",
+            "/v1/projects/proj-b/event_log_streaming",
+            Some(SCOPED),
+            body.clone(),
+        )
+        .await;
+    assert_error(&other_project, StatusCode::FORBIDDEN, "forbidden");
+    let own_project = api.call("POST", COLLECTION, Some(SCOPED), body).await;
+    assert_eq!(own_project.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_and_at_most_64_kb() {
+    let api = Api::new();
+    let text = Request::post(COLLECTION)
+        .header(
+            header::AUTHORIZATION,
+            format!(
+                "Basic {}",
+                BASE64.encode(format!("{}:{}", ADMIN.0, ADMIN.1))
+            ),
+        )
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("destination_type=DATADOG"))
+        .unwrap();
+    assert_error(
+        &api.send(text).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+
+    let mut huge = loki_body("h.example.com", "p");
+    huge["destination_config"]["grafana_loki"]["username"] = json!("u".repeat(70 * 1024));
+    assert_error(
+        &api.admin("POST", COLLECTION, Some(huge)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+
+    let broken = Request::post(COLLECTION)
+        .header(
+            header::AUTHORIZATION,
+            format!(
+                "Basic {}",
+                BASE64.encode(format!("{}:{}", ADMIN.0, ADMIN.1))
+            ),
+        )
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(r#"{"destination_type": "DATADOG", "#))
+        .unwrap();
+    assert_error(
+        &api.send(broken).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+}
+
+mod failing_store {
+    use super::*;
+
+    /// A store whose every call fails with a detailed cause.
+    pub struct FailingStore;
+
+    fn outage() -> StoreError {
+        StoreError::Unavailable(
+            "dispatch failure: io error: connection refused (os error 111) at internal-host-17"
+                .into(),
+        )
+    }
+
+    #[async_trait::async_trait]
+    impl ConfigStore for FailingStore {
+        async fn get(
+            &self,
+            _: &ProjectId,
+        ) -> Result<Option<event_log_streaming::domain::StreamingConfig>, StoreError> {
+            Err(outage())
+        }
+        async fn create(
+            &self,
+            _: &ProjectId,
+            _: &event_log_streaming::domain::StreamingConfig,
+        ) -> Result<(), StoreError> {
+            Err(outage())
+        }
+        async fn put(
+            &self,
+            _: &ProjectId,
+            _: &event_log_streaming::domain::StreamingConfig,
+        ) -> Result<(), StoreError> {
+            Err(outage())
+        }
+        async fn delete(&self, _: &ProjectId) -> Result<bool, StoreError> {
+            Err(outage())
+        }
+    }
+}
+
+#[tokio::test]
+async fn store_failures_are_500s_that_reveal_nothing() {
+    let api = Api::with_store(Arc::new(FailingStore), None);
+    let (logs, _guard) = capture_logs();
+
+    let created = api
+        .admin("POST", COLLECTION, Some(loki_body("h.example.com", "p")))
+        .await;
+    assert_error(
+        &created,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+    );
+    assert_eq!(created.body["error_message"], "internal error");
+    let read = api
+        .admin("GET", &format!("{COLLECTION}/GRAFANA_LOKI"), None)
+        .await;
+    assert_error(&read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert!(!read.body.to_string().contains("internal-host-17"));
+    assert!(
+        logs.text().contains("internal-host-17"),
+        "the cause is logged for operators"
+    );
+}
+
+#[tokio::test]
+async fn every_route_is_documented_and_every_documented_route_exists() {
+    let document: Value =
+        serde_json::from_str(include_str!("../../../functions/config-api/openapi.json")).unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    documented.sort();
+
+    // Probe the router: a routed method answers 401 (unauthenticated), another one 405.
+    let api = Api::new();
+    let mut routed = Vec::new();
+    for (path, _) in config_api::routes() {
+        let concrete = path
+            .replace("{project_id}", "p")
+            .replace("{destination_type}", "DATADOG");
+        for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+            let answer = api.call(method, &concrete, None, None).await;
+            match answer.status {
+                StatusCode::UNAUTHORIZED => routed.push(format!("{method} {path}")),
+                StatusCode::METHOD_NOT_ALLOWED => {}
+                other => panic!("{method} {concrete} answered {other}"),
+            }
+        }
+    }
+    routed.sort();
+    assert_eq!(routed, documented);
+}
+
+#[tokio::test]
+async fn an_api_gateway_http_api_event_is_served_through_lambda_http() {
+    let api = Api::new();
+    let request =
+        lambda_http::request::from_str(include_str!("../../fixtures/apigw_v2_create.json"))
+            .unwrap();
+
+    let response = api.router.clone().oneshot(request).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["event_log_streaming_config"]["destination_config"]["datadog"]["site"],
+        "EU"
+    );
+}
+
+#[tokio::test]
+async fn the_secrets_manager_store_works_against_the_emulator() {
+    let aws = moto().sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let prefix = format!("{}/", unique("api"));
+    let store = Arc::new(SecretsManagerStore::new(secrets.clone(), prefix.clone()));
+    let api = Api::with_store(store.clone(), None);
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+
+    assert_eq!(
+        api.admin(
+            "POST",
+            COLLECTION,
+            Some(loki_body("h.example.com", LOKI_PASSWORD))
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_error(
+        &api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_eq!(
+        api.admin("POST", &format!("{resource}/enable"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let stored = store
+        .get(&ProjectId::parse("proj-a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.is_active());
+    let described = secrets
+        .describe_secret()
+        .secret_id(format!("{prefix}proj-a"))
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            ("destination_type".into(), "GRAFANA_LOKI".into()),
+            ("project_id".into(), "proj-a".into())
+        ]
+    );
+
+    assert_eq!(
+        api.admin("DELETE", &resource, None).await.status,
+        StatusCode::OK
+    );
+    assert_error(
+        &api.admin("GET", &resource, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn the_test_endpoint_reports_what_the_destination_answered() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let api = Api::with_store(Arc::new(MemoryConfigStore::new()), Some(datadog.base_url()));
+
+    api.admin(
+        "POST",
+        COLLECTION,
+        Some(loki_body(&loki.hostname(), LOKI_PASSWORD)),
+    )
+    .await;
+    let ok = api
+        .admin("POST", &format!("{COLLECTION}/GRAFANA_LOKI/test"), None)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["delivered"], true);
+    assert_eq!(ok.body["destination_status"], 204);
+    let accepted = loki.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].field("action"), "EventLogStreamingTest");
+    assert_eq!(accepted[0].field("project_id"), "proj-a");
+    assert_eq!(loki.violations(), Vec::<String>::new());
+
+    // Wrong token: the customer is told what to check.
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    api.admin(
+        "PUT",
+        &resource,
+        Some(json!({"destination_config": {"grafana_loki": {"hostname": loki.hostname(), "username": LOKI_USER, "password": "wrong-token"}}})),
+    )
+    .await;
+    let denied = api.admin("POST", &format!("{resource}/test"), None).await;
+    assert_eq!(denied.body["delivered"], false);
+    assert_eq!(denied.body["destination_status"], 401);
+    assert!(
+        denied.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("check the username and token"),
+        "{}",
+        denied.body
+    );
+
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    api.admin(
+        "PUT",
+        &resource,
+        Some(json!({"destination_config": {"grafana_loki": {"hostname": format!("localhost:{closed}"), "username": LOKI_USER, "password": LOKI_PASSWORD}}})),
+    )
+    .await;
+    let unreachable = api.admin("POST", &format!("{resource}/test"), None).await;
+    assert_eq!(unreachable.body["delivered"], false);
+    assert_eq!(unreachable.body["destination_status"], Value::Null);
+    assert!(
+        unreachable.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{}",
+        unreachable.body
+    );
+
+    api.admin("DELETE", &resource, None).await;
+    api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
+        .await;
+    let datadog_ok = api
+        .admin("POST", &format!("{COLLECTION}/DATADOG/test"), None)
+        .await;
+    assert_eq!(datadog_ok.body["delivered"], true, "{}", datadog_ok.body);
+    assert_eq!(datadog_ok.body["destination_status"], 202);
+    assert_eq!(datadog.accepted()[0].meta["ddtags"], "project_id:proj-a");
+}
+
+#[tokio::test]
+async fn no_answer_or_log_line_contains_a_secret() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let api = Api::new();
+    let (logs, _guard) = capture_logs();
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    let wrong_password = "glc_WRONG-password-SECRET-5150";
+    let mut answers = vec![
+        api.admin("POST", COLLECTION, Some(loki_body(&loki.hostname(), LOKI_PASSWORD))).await,
+        api.admin("GET", &resource, None).await,
+        api.admin("POST", &format!("{resource}/test"), None).await,
+        api.admin("PUT", &resource, Some(json!({"destination_config": {"grafana_loki": {"hostname": loki.hostname(), "username": LOKI_USER, "password": wrong_password}}}))).await,
+        api.admin("POST", &format!("{resource}/test"), None).await,
+        api.admin("POST", &format!("{resource}/enable"), None).await,
+        api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY))).await,
+        api.call("GET", &resource, Some((ADMIN.0, "not-the-secret-9d9d")), None).await,
+    ];
+    // Invalid bodies that carry secrets must not echo them either.
+    answers.push(
+        api.admin(
+            "POST",
+            "/v1/projects/proj-z/event_log_streaming",
+            Some(datadog_body("MARS", DATADOG_KEY)),
+        )
+        .await,
+    );
+    answers.push(
+        api.admin(
+            "POST",
+            "/v1/projects/proj-z/event_log_streaming",
+            Some(json!({"destination_type": "DATADOG", "destination_config": DATADOG_KEY})),
+        )
+        .await,
+    );
+    answers.push(api.admin("POST", "/v1/projects/proj-z/event_log_streaming", Some(json!({"destination_type": "DATADOG", "destination_config": {"datadog": {"site": "US", "api_key": "0123456789ABCDEF-SECRET-KEY-0000"}}}))).await);
+
+    let secrets = [
+        LOKI_PASSWORD,
+        wrong_password,
+        DATADOG_KEY,
+        ADMIN.1,
+        "not-the-secret-9d9d",
+        "0123456789ABCDEF-SECRET-KEY-0000",
+    ];
+    for answer in &answers {
+        let text = answer.body.to_string();
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "an answer contains a secret: {text}"
+            );
+        }
+    }
+    let text = logs.text();
+    for secret in secrets {
+        assert!(!text.contains(secret), "the logs contain a secret");
+    }
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| l["fields"]["message"] == "configuration changed"
+                && l["fields"]["key_id"] == ADMIN.0
+                && l["fields"]["operation"] == "create"
+                && l["fields"]["project_id"] == "proj-a"),
+        "changes are audited with the key id"
+    );
+}
