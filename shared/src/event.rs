@@ -24,6 +24,12 @@ pub struct QueueMessage {
     pub sent_at: OffsetDateTime,
 }
 
+/// SQS's `SentTimestamp` attribute (Unix milliseconds as a decimal string).
+pub fn parse_sent_timestamp(millis: &str) -> Option<OffsetDateTime> {
+    let millis = millis.trim().parse::<i64>().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
 /// A valid record, ready for a destination.
 #[derive(Debug, Clone)]
 pub struct EventRecord {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use event_log_streaming::Streamer;
-use event_log_streaming::event::QueueMessage;
+use event_log_streaming::event::{QueueMessage, parse_sent_timestamp};
 use lambda_runtime::{Error, LambdaEvent};
 use time::OffsetDateTime;
 
@@ -41,8 +41,7 @@ fn queue_message(message: SqsMessage, received_at: OffsetDateTime) -> QueueMessa
     let sent_at = message
         .attributes
         .get("SentTimestamp")
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|ms| parse_sent_timestamp(ms))
         .unwrap_or(received_at);
     QueueMessage {
         message_id: message.message_id.unwrap_or_default(),

@@ -1,16 +1,18 @@
 //! Where per-project configurations live.
 //!
 //! This is the one trait seam of the library: production keeps one Secrets Manager secret per
-//! project, tests and the local runner keep them in memory or in a file. The streamer reads
+//! project, tests keep them in memory and the local runner in a file. The streamer reads
 //! through [`CachedConfigStore`]; the config API writes straight to the store.
 
 mod cached;
+mod file;
 mod memory;
 mod secrets_manager;
 
 use async_trait::async_trait;
 
 pub use cached::CachedConfigStore;
+pub use file::{FileConfigStore, write_private_atomically};
 pub use memory::MemoryConfigStore;
 pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerStore};
 

@@ -2,4 +2,5 @@
 
 mod config_api;
 mod helpers;
+mod runner;
 mod streamer;

@@ -1,0 +1,137 @@
+//! `make run`: the config API on 127.0.0.1:3000 and the streamer, on a local file store.
+//!
+//! Usage: local-runner [--listen ADDR] [--data-dir DIR] [--sqs-queue-url URL]
+//!                     [--batch-timeout-seconds N]
+//! The streamer's environment settings apply (see the README); `CONFIG_CACHE_TTL_SECONDS`
+//! defaults to 0 here, so a change made through the API applies to the next event.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config_api::AppState;
+use config_api::auth::{KeySource, ManagementKeys};
+use event_log_streaming::Streamer;
+use event_log_streaming::dead_letter::DeadLetterQueue;
+use event_log_streaming::destination::client::DestinationClient;
+use event_log_streaming::settings::StreamerSettings;
+use event_log_streaming::store::FileConfigStore;
+use local_runner::keys::{self, LOCAL_KEY_ID};
+use local_runner::local_app;
+use local_runner::sqs::Consumer;
+use tracing_subscriber::EnvFilter;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    sqs_queue_url: Option<String>,
+    batch_timeout: Duration,
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let mut args = Args {
+        listen: "127.0.0.1:3000".parse()?,
+        data_dir: PathBuf::from(".local"),
+        sqs_queue_url: None,
+        batch_timeout: Duration::from_secs(30),
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(flag) = words.next() {
+        let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value()?.parse()?,
+            "--data-dir" => args.data_dir = PathBuf::from(value()?),
+            "--sqs-queue-url" => args.sqs_queue_url = Some(value()?),
+            "--batch-timeout-seconds" => {
+                args.batch_timeout = Duration::from_secs(value()?.parse()?)
+            }
+            "--help" | "-h" => {
+                println!(
+                    "local-runner [--listen 127.0.0.1:3000] [--data-dir .local] [--sqs-queue-url URL] [--batch-timeout-seconds 30]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let args = parse_args()?;
+    let settings = StreamerSettings::from_lookup(|name| match (name, std::env::var(name)) {
+        (_, Ok(value)) => Some(value),
+        ("CONFIG_CACHE_TTL_SECONDS", Err(_)) => Some("0".into()),
+        _ => None,
+    })?;
+
+    let store = Arc::new(FileConfigStore::new(args.data_dir.join("configs.json")));
+    let (management_keys, new_secret) =
+        keys::load_or_create(&args.data_dir.join("management-keys.json"))?;
+    if let Some(secret) = new_secret {
+        println!(
+            "\nCreated a management key (shown once; only its hash is kept in {}):",
+            args.data_dir.display()
+        );
+        println!(
+            "  key id: {LOCAL_KEY_ID}\n  secret: {secret}\n  export KEY='{LOCAL_KEY_ID}:{secret}'\n"
+        );
+    }
+
+    let needs_aws = args.sqs_queue_url.is_some() || settings.dead_letter_queue_url.is_some();
+    let sqs = if needs_aws {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Some(aws_sdk_sqs::Client::new(&aws))
+    } else {
+        None
+    };
+    let dead_letters = match (&settings.dead_letter_queue_url, &sqs) {
+        (Some(url), Some(sqs)) => Some(DeadLetterQueue::new(sqs.clone(), url.clone())),
+        _ => None,
+    };
+    let streamer = Arc::new(Streamer::from_settings(
+        &settings,
+        store.clone(),
+        dead_letters,
+    )?);
+    let api = AppState::new(
+        store,
+        ManagementKeys::new(KeySource::Fixed(management_keys)),
+        DestinationClient::new(settings.destinations.client_options()?)?,
+        settings.destinations.labels.clone(),
+    );
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("Config API and POST /v1/events on http://{}", args.listen);
+    let server =
+        axum::serve(listener, local_app(api, streamer.clone())).with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+        });
+    match (args.sqs_queue_url, sqs) {
+        (Some(queue_url), Some(sqs)) => {
+            let consumer = Consumer {
+                streamer: &streamer,
+                sqs,
+                queue_url,
+                batch_time_budget: args.batch_timeout,
+            };
+            let stop = async {
+                tokio::signal::ctrl_c().await.ok();
+            };
+            let (served, ()) = tokio::join!(server, consumer.run(stop));
+            served?;
+        }
+        _ => server.await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Consuming a real SQS queue with the Lambda's semantics: receive a batch, process it, delete
+//! what was delivered or skipped, and leave failures alone so that SQS redelivers them after
+//! the visibility timeout and its redrive policy moves them to the dead-letter queue after
+//! `maxReceiveCount` receives.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use event_log_streaming::Streamer;
+use event_log_streaming::event::{QueueMessage, parse_sent_timestamp};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+/// Long polling, as the Lambda event source does.
+const WAIT_TIME_SECONDS: i32 = 10;
+const MAX_MESSAGES: i32 = 10;
+
+pub struct Consumer<'a> {
+    pub streamer: &'a Streamer,
+    pub sqs: Client,
+    pub queue_url: String,
+    /// Time a batch may take; keep it below the queue's visibility timeout.
+    pub batch_time_budget: Duration,
+}
+
+impl Consumer<'_> {
+    /// Runs until `shutdown` completes.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        info!(queue_url = %self.queue_url, "consuming the queue");
+        loop {
+            let received = tokio::select! {
+                _ = &mut shutdown => return,
+                received = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(&self.queue_url)
+                    .max_number_of_messages(MAX_MESSAGES)
+                    .wait_time_seconds(WAIT_TIME_SECONDS)
+                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                    .send() => received,
+            };
+            let messages = match received {
+                Ok(output) => output.messages.unwrap_or_default(),
+                Err(err) => {
+                    warn!(error = %DisplayErrorContext(err), "receive failed; trying again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if !messages.is_empty() {
+                self.process(messages).await;
+            }
+        }
+    }
+
+    async fn process(&self, messages: Vec<Message>) {
+        let batch: Vec<QueueMessage> = messages.iter().map(queue_message).collect();
+        let report = self
+            .streamer
+            .process_batch(&batch, Instant::now() + self.batch_time_budget)
+            .await;
+        let done: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .filter(|m| {
+                !report
+                    .failed_message_ids
+                    .iter()
+                    .any(|id| Some(id.as_str()) == m.message_id())
+            })
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let deleted = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(done))
+            .send()
+            .await;
+        match deleted {
+            Ok(output) if !output.failed().is_empty() => {
+                warn!(
+                    failed = output.failed().len(),
+                    "some processed messages could not be deleted and will be redelivered"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => {
+                warn!(error = %DisplayErrorContext(err), "delete failed; the batch will be redelivered")
+            }
+        }
+    }
+}
+
+fn queue_message(message: &Message) -> QueueMessage {
+    let sent_at = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|ms| parse_sent_timestamp(ms))
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    QueueMessage {
+        message_id: message.message_id().unwrap_or_default().to_owned(),
+        body: message.body().unwrap_or_default().to_owned(),
+        sent_at,
+    }
+}

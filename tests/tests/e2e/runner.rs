@@ -1,0 +1,249 @@
+//! The local runner: HTTP ingest into the delivery code, and SQS mode against moto's queues
+//! with a real redrive policy.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use config_api::AppState;
+use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
+use event_log_streaming::Streamer;
+use event_log_streaming::destination::LogLabels;
+use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
+use event_log_streaming::net::AddressPolicy;
+use event_log_streaming::settings::StreamerSettings;
+use event_log_streaming::store::MemoryConfigStore;
+use http_body_util::BodyExt;
+use integration_tests::fake_destination::{FakeDestination, Script};
+use integration_tests::tls::pki;
+use local_runner::local_app;
+use local_runner::sqs::Consumer;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_api() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let store = Arc::new(MemoryConfigStore::new());
+    let settings = StreamerSettings::from_lookup(|name| match name {
+        "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
+        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
+        "EXTRA_CA_CERTS" => Some(ca_file()),
+        _ => None,
+    })
+    .unwrap();
+    let streamer = Arc::new(Streamer::from_settings(&settings, store.clone(), None).unwrap());
+    let client = DestinationClient::new(ClientOptions {
+        policy: AddressPolicy {
+            allow_private: true,
+        },
+        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
+        datadog_intake_url: None,
+    })
+    .unwrap();
+    let keys = ManagementKeys::new(KeySource::Fixed(vec![ManagementKey::new(
+        "local-admin",
+        "s3cret",
+        &["*"],
+    )]));
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
+    let app = local_app(AppState::new(store, keys, client, labels), streamer);
+    let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));
+    let call = |method: &str, path: &str, body: String| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, &auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+
+    let created = app
+        .clone()
+        .oneshot(call(
+            "POST",
+            "/v1/projects/proj/event_log_streaming",
+            json!({"destination_type": "GRAFANA_LOKI", "destination_config": {"grafana_loki": {
+                "hostname": loki.hostname(), "username": LOKI_USER, "password": LOKI_PASSWORD}}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let enabled = app
+        .clone()
+        .oneshot(call(
+            "POST",
+            "/v1/projects/proj/event_log_streaming/GRAFANA_LOKI/enable",
+            String::new(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let ndjson = format!(
+        "{}\n{}\n{}\n",
+        event("proj", "e-1"),
+        event("proj", "e-2"),
+        event("other", "e-3")
+    );
+
+    let answer = app
+        .oneshot(call("POST", "/v1/events", ndjson))
+        .await
+        .unwrap();
+
+    assert_eq!(answer.status(), StatusCode::OK);
+    let summary: Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(summary["messages"], 3);
+    assert_eq!(summary["delivered"], 2);
+    assert_eq!(summary["skipped_not_configured"], 1);
+    let mut ids = loki.accepted_event_ids();
+    ids.sort();
+    assert_eq!(ids, ["e-1", "e-2"]);
+}
+
+#[tokio::test]
+async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let broken = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    broken.script(std::iter::repeat_n(
+        Script::Status(503, "unavailable"),
+        10_000,
+    ));
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("proj-dd", datadog_config(DATADOG_KEY)).await;
+    env.configure(
+        "proj-broken",
+        loki_config(&broken.hostname(), LOKI_PASSWORD),
+    )
+    .await;
+
+    let dlq_url = env.dlq_url.clone().unwrap();
+    let dlq_arn = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let queue_url = env
+        .sqs
+        .create_queue()
+        .queue_name(unique("events"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+
+    let mut sent = BTreeSet::new();
+    for project in ["proj-loki", "proj-dd", "proj-broken"] {
+        for i in 0..8 {
+            let id = format!("{project}-{i}");
+            env.sqs
+                .send_message()
+                .queue_url(&queue_url)
+                .message_body(event(project, &id).to_string())
+                .send()
+                .await
+                .unwrap();
+            sent.insert(id);
+        }
+    }
+
+    let consumer = Consumer {
+        streamer: &env.streamer,
+        sqs: env.sqs.clone(),
+        queue_url: queue_url.clone(),
+        batch_time_budget: Duration::from_secs(3),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watch = async {
+        let started = Instant::now();
+        loop {
+            let attributes = env
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let count = |name| {
+                attributes
+                    .attributes()
+                    .and_then(|a| a.get(&name))
+                    .map_or(0, |v| v.parse::<u32>().unwrap())
+            };
+            let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + count(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                );
+            if left == 0 || started.elapsed() > Duration::from_secs(90) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    tokio::join!(consumer.run(async { stopped.await.unwrap() }), watch);
+
+    let mut delivered: Vec<String> = loki.accepted_event_ids();
+    delivered.extend(datadog.accepted_event_ids());
+    delivered.sort();
+    delivered.dedup();
+    let dead: Vec<String> = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|(body, _)| {
+            serde_json::from_str::<Value>(&body).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        dead.len(),
+        8,
+        "the broken project's messages went to the DLQ once each: {dead:?}"
+    );
+    assert!(dead.iter().all(|id| id.starts_with("proj-broken-")));
+    assert!(
+        broken.requests() >= 2,
+        "the broken destination was tried on every receive"
+    );
+    assert!(delivered.iter().all(|id| !id.starts_with("proj-broken-")));
+    let accounted: BTreeSet<String> = delivered.into_iter().chain(dead).collect();
+    assert_eq!(accounted, sent, "every event is delivered or dead-lettered");
+    assert_eq!(loki.violations(), Vec::<String>::new());
+    assert_eq!(datadog.violations(), Vec::<String>::new());
+}
