@@ -1,11 +1,22 @@
-# The few commands a newcomer needs. Tools the tests use are installed into .venv from pinned
-# PyPI packages, so a fresh machine needs only Rust and Python 3.
+# The few commands a newcomer needs. Every tool beyond Rust and Python 3 comes from pinned
+# PyPI packages installed into local virtualenvs: .venv for the tests' AWS emulator (moto),
+# .venv-tools for Lambda builds and template checks (cargo-lambda, zig, SAM CLI, cfn-lint).
 SHELL := /bin/bash
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
-MOTO_VERSION := 5.2.5
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+TEMPLATE := infra/template.yaml
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+export SAM_CLI_TELEMETRY := 0
+# cargo-lambda finds zig through the first python3 on PATH: the tools' virtualenv.
+WITH_TOOLS := PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"
 
-.PHONY: test lint bench fmt
+.PHONY: run test lint build sam-build bench fmt
+
+## run: the config API and POST /v1/events on 127.0.0.1:3000, on a local file store (.local/)
+run:
+	cargo run --locked -p local-runner -- $(ARGS)
 
 ## test: install the AWS emulator (moto) if needed, then run every test
 test: $(MOTO)
@@ -13,12 +24,31 @@ test: $(MOTO)
 
 $(MOTO):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 
-## lint: formatting and clippy, warnings are errors
-lint:
+$(TOOLS_STAMP):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check \
+		'cargo-lambda==1.9.2' 'ziglang==0.17.1' 'aws-sam-cli==1.170.0' 'cfn-lint==1.58.0'
+	touch $@
+
+## lint: formatting, clippy (warnings are errors) and three independent template checks
+lint: $(TOOLS_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(TOOLS)/bin/sam validate --template-file $(TEMPLATE) --region us-east-1
+	$(TOOLS)/bin/sam validate --lint --template-file $(TEMPLATE) --region us-east-1
+	$(TOOLS)/bin/cfn-lint $(TEMPLATE)
+
+## build: arm64 Lambda artifacts in target/lambda/{streamer,config-api}/bootstrap
+build: $(TOOLS_STAMP)
+	rustup target add $(LAMBDA_TARGET)
+	$(WITH_TOOLS) cargo lambda build --release --arm64 --locked -p streamer -p config-api
+
+## sam-build: what `sam deploy` uploads, built by SAM with cargo-lambda
+sam-build: $(TOOLS_STAMP)
+	rustup target add $(LAMBDA_TARGET)
+	$(WITH_TOOLS) sam build
 
 ## bench: gzip and encoding throughput (see README, "Performance")
 bench:
