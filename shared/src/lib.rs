@@ -11,6 +11,7 @@ pub mod destination;
 pub mod domain;
 pub mod event;
 pub mod gzip;
+pub mod logging;
 pub mod net;
 pub mod secret;
 pub mod settings;

@@ -9,18 +9,10 @@ use config_api::{AppState, app};
 use event_log_streaming::destination::client::DestinationClient;
 use event_log_streaming::store::SecretsManagerStore;
 use lambda_http::Error;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        .init();
+    event_log_streaming::logging::init_json_logs();
 
     let settings = ConfigApiSettings::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

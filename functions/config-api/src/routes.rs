@@ -160,19 +160,7 @@ async fn enable(
     Path((_, kind)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    expect_empty(&body.map_err(|_| ApiError::PayloadTooLarge)?)?;
-    let mut config = load(&state, &who.project, &kind).await?;
-    // Re-enabling an active configuration keeps its enabled_at: events already flowing keep
-    // flowing. Enabling a disabled one starts from now, so nothing is backfilled.
-    if config.streaming_status != StreamingStatus::Active {
-        let now = OffsetDateTime::now_utc();
-        config.streaming_status = StreamingStatus::Active;
-        config.enabled_at = Some(now);
-        config.updated_at = now;
-        state.store.put(&who.project, &config).await?;
-    }
-    audit(&who, "enable", config.destination.destination_type());
-    ok(StatusCode::OK, json!({}))
+    set_status(&state, &who, &kind, body, StreamingStatus::Active).await
 }
 
 async fn disable(
@@ -181,14 +169,35 @@ async fn disable(
     Path((_, kind)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    set_status(&state, &who, &kind, body, StreamingStatus::Disabled).await
+}
+
+/// Enables or disables, keeping the configuration. Enabling a disabled configuration starts
+/// from now, so nothing is backfilled; enabling an active one keeps its `enabled_at`, so
+/// events already flowing keep flowing.
+async fn set_status(
+    state: &AppState,
+    who: &Authorized,
+    kind: &str,
+    body: Result<Bytes, BytesRejection>,
+    status: StreamingStatus,
+) -> Answer {
     expect_empty(&body.map_err(|_| ApiError::PayloadTooLarge)?)?;
-    let mut config = load(&state, &who.project, &kind).await?;
-    if config.streaming_status != StreamingStatus::Disabled {
-        config.streaming_status = StreamingStatus::Disabled;
-        config.updated_at = OffsetDateTime::now_utc();
+    let mut config = load(state, &who.project, kind).await?;
+    if config.streaming_status != status {
+        let now = OffsetDateTime::now_utc();
+        config.streaming_status = status;
+        config.updated_at = now;
+        if status == StreamingStatus::Active {
+            config.enabled_at = Some(now);
+        }
         state.store.put(&who.project, &config).await?;
     }
-    audit(&who, "disable", config.destination.destination_type());
+    let operation = match status {
+        StreamingStatus::Active => "enable",
+        StreamingStatus::Disabled => "disable",
+    };
+    audit(who, operation, config.destination.destination_type());
     ok(StatusCode::OK, json!({}))
 }
 

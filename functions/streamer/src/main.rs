@@ -7,18 +7,10 @@ use event_log_streaming::dead_letter::DeadLetterQueue;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::SecretsManagerStore;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        .init();
+    event_log_streaming::logging::init_json_logs();
 
     let settings = StreamerSettings::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
