@@ -50,9 +50,10 @@ sam-build: $(TOOLS_STAMP)
 	rustup target add $(LAMBDA_TARGET)
 	$(WITH_TOOLS) sam build
 
-## bench: gzip and encoding throughput (see README, "Performance")
+## bench: encoding, gzip and end-to-end delivery throughput (see README, "Performance")
 bench:
 	cargo bench -p event-log-streaming --bench gzip --locked
+	cargo bench -p integration-tests --bench delivery --locked
 
 fmt:
 	cargo fmt --all

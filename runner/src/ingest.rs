@@ -1,7 +1,9 @@
 //! `POST /v1/events`: events straight into the delivery code, as if they had come from the
 //! queue. The body is one JSON record, a JSON array of records (one queue message each), or
 //! NDJSON (one message per line). Messages are processed in SQS-sized batches and the answer
-//! says what became of them. Local use only: this endpoint has no authentication.
+//! counts what became of them: 200 when every message is done (delivered, skipped or
+//! dead-lettered), 503 when some failed and should be sent again. Local use only: this
+//! endpoint has no authentication.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +84,13 @@ async fn ingest(State(streamer): State<Arc<Streamer>>, body: Bytes) -> (StatusCo
             totals[name] = json!(totals[name].as_u64().unwrap_or(0) + value as u64);
         }
     }
-    (StatusCode::OK, Json(totals))
+    // A producer must learn that it has to send the failed messages again.
+    let status = if totals["failed_messages"].as_u64() == Some(0) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(totals))
 }
 
 #[cfg(test)]

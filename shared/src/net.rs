@@ -29,12 +29,18 @@ impl AddressPolicy {
         self.allow_private || is_public(ip)
     }
 
-    /// Checks a host that is an IP literal (the resolver never sees those). Names pass.
-    pub fn check_literal(&self, host: &str) -> Result<(), RefusedAddress> {
+    /// Checks what can be judged from the host name alone, without resolving it: IP literals
+    /// (the resolver never sees those) and `localhost` names (RFC 6761). Other names pass
+    /// here and are checked address by address when they are resolved.
+    pub fn check_host(&self, host: &str) -> Result<(), RefusedAddress> {
+        let refused = || RefusedAddress {
+            host: host.to_owned(),
+        };
+        let host_lower = host.to_ascii_lowercase();
+        let is_localhost = host_lower == "localhost" || host_lower.ends_with(".localhost");
         match host.parse::<IpAddr>() {
-            Ok(ip) if !self.permits(ip) => Err(RefusedAddress {
-                host: host.to_owned(),
-            }),
+            Ok(ip) if !self.permits(ip) => Err(refused()),
+            Err(_) if is_localhost && !self.allow_private => Err(refused()),
             _ => Ok(()),
         }
     }
@@ -154,14 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn literal_hosts_are_checked_and_names_pass_to_the_resolver() {
-        assert!(STRICT.check_literal("169.254.169.254").is_err());
-        assert!(STRICT.check_literal("10.0.0.1").is_err());
-        assert!(STRICT.check_literal("logs-prod-021.grafana.net").is_ok());
+    fn literal_and_localhost_hosts_are_checked_and_names_pass_to_the_resolver() {
+        assert!(STRICT.check_host("169.254.169.254").is_err());
+        assert!(STRICT.check_host("10.0.0.1").is_err());
+        assert!(STRICT.check_host("localhost").is_err());
+        assert!(STRICT.check_host("loki.localhost").is_err());
+        assert!(STRICT.check_host("34.120.1.1").is_ok());
+        assert!(STRICT.check_host("logs-prod-021.grafana.net").is_ok());
         let open = AddressPolicy {
             allow_private: true,
         };
-        assert!(open.check_literal("127.0.0.1").is_ok());
+        assert!(open.check_host("127.0.0.1").is_ok());
+        assert!(open.check_host("localhost").is_ok());
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ async fn create(
     who: Authorized,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Answer {
-    let destination = Destination::parse(body.destination_type, &body.destination_config)?;
+    let destination = parse_destination(&state, body.destination_type, &body.destination_config)?;
     let now = OffsetDateTime::now_utc();
     let config = StreamingConfig {
         destination,
@@ -229,6 +229,22 @@ async fn test(
             "message": outcome.message,
         }),
     )
+}
+
+/// A destination from a request body; hosts that are plainly not on the public internet
+/// (IP literals of private ranges, `localhost`) are refused now rather than at delivery.
+fn parse_destination(
+    state: &AppState,
+    destination_type: DestinationType,
+    body: &DestinationConfigBody,
+) -> Result<Destination, ApiError> {
+    let destination = Destination::parse(destination_type, body)?;
+    state.client.check_destination(&destination).map_err(|_| {
+        ApiError::InvalidArgument(
+            "destination_config.grafana_loki.hostname: must be reachable on the public internet (private, loopback and link-local addresses are refused)".into(),
+        )
+    })?;
+    Ok(destination)
 }
 
 /// The project's configuration, if its destination type is the one in the path.

@@ -80,6 +80,15 @@ impl DestinationClient {
         })
     }
 
+    /// Refuses, without any network traffic, a destination whose host name alone shows it
+    /// is not on the public internet.
+    pub fn check_destination(&self, destination: &Destination) -> Result<(), RefusedAddress> {
+        match destination {
+            Destination::GrafanaLoki(loki) => self.policy.check_host(loki.hostname.host()),
+            Destination::Datadog(_) => Ok(()),
+        }
+    }
+
     /// Pushes an already gzipped JSON body to the destination, once.
     pub async fn push(
         &self,
@@ -89,7 +98,7 @@ impl DestinationClient {
     ) -> PushResponse {
         let request = match destination {
             Destination::GrafanaLoki(loki) => {
-                if let Err(refused) = self.policy.check_literal(loki.hostname.host()) {
+                if let Err(refused) = self.check_destination(destination) {
                     return PushResponse::Refused(refused.to_string());
                 }
                 self.http

@@ -824,3 +824,54 @@ async fn no_answer_or_log_line_contains_a_secret() {
         "changes are audited with the key id"
     );
 }
+
+#[tokio::test]
+async fn destinations_that_are_plainly_private_are_refused_at_configuration_time() {
+    let strict = DestinationClient::new(ClientOptions {
+        policy: AddressPolicy {
+            allow_private: false,
+        },
+        extra_ca_pem: None,
+        datadog_intake_url: None,
+    })
+    .unwrap();
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
+    let api = Api {
+        router: app(AppState::new(
+            Arc::new(MemoryConfigStore::new()),
+            keys(),
+            strict,
+            labels,
+        )),
+    };
+
+    for hostname in [
+        "169.254.169.254",
+        "10.0.0.1:3100",
+        "localhost:3100",
+        "127.0.0.1",
+    ] {
+        let answer = api
+            .admin("POST", COLLECTION, Some(loki_body(hostname, "p")))
+            .await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
+        assert!(
+            answer.body["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("public internet"),
+            "{hostname}"
+        );
+    }
+    let public = api
+        .admin(
+            "POST",
+            COLLECTION,
+            Some(loki_body("logs-prod-021.grafana.net", "p")),
+        )
+        .await;
+    assert_eq!(public.status, StatusCode::CREATED);
+}

@@ -99,6 +99,7 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     );
 
     let answer = app
+        .clone()
         .oneshot(call("POST", "/v1/events", ndjson))
         .await
         .unwrap();
@@ -112,6 +113,17 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     let mut ids = loki.accepted_event_ids();
     ids.sort();
     assert_eq!(ids, ["e-1", "e-2"]);
+
+    // A failure is answered 503, so that the producer sends the events again.
+    loki.script([Script::Status(401, "invalid authentication credentials")]);
+    let failed = app
+        .oneshot(call("POST", "/v1/events", event("proj", "e-4").to_string()))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let summary: Value =
+        serde_json::from_slice(&failed.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(summary["failed_messages"], 1);
 }
 
 #[tokio::test]

@@ -1,0 +1,157 @@
+//! End-to-end delivery throughput: batches of SQS messages through the real delivery code,
+//! over TLS on loopback, into the strict local Loki and Datadog servers (which gunzip and
+//! check every push, on the same cores). Run with `make bench`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_log_streaming::destination::LogLabels;
+use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
+use event_log_streaming::domain::{
+    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
+    StreamingConfig, StreamingStatus,
+};
+use event_log_streaming::event::QueueMessage;
+use event_log_streaming::net::AddressPolicy;
+use event_log_streaming::store::{ConfigStore, MemoryConfigStore};
+use event_log_streaming::{Streamer, StreamerOptions};
+use integration_tests::fake_destination::FakeDestination;
+use integration_tests::tls::pki;
+use time::OffsetDateTime;
+
+const PROJECTS: usize = 20;
+const RECORDS_PER_MESSAGE: usize = 10;
+const MESSAGES_PER_BATCH: usize = 10;
+const BATCHES: usize = 200;
+
+fn record(project: usize, n: usize) -> String {
+    format!(
+        r#"{{"event_id":"event-live-{n:08x}","project_id":"project-{project}","project_name":"Acme","action":"PasswordsAuthenticate","status":"success","request_id":"request-id-live-{n:012x}","http_status_code":200,"timestamp":"{}","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"}}"#,
+        OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    )
+}
+
+fn config(destination: Destination) -> StreamingConfig {
+    let now = OffsetDateTime::now_utc();
+    StreamingConfig {
+        destination,
+        streaming_status: StreamingStatus::Active,
+        enabled_at: Some(now - time::Duration::hours(1)),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn run(kind: DestinationType) {
+    let loki = FakeDestination::loki("user", "password").await;
+    let datadog = FakeDestination::datadog("0123456789abcdef0123456789abcdef").await;
+    let store = Arc::new(MemoryConfigStore::new());
+    for p in 0..PROJECTS {
+        let body = match kind {
+            DestinationType::GrafanaLoki => DestinationConfigBody {
+                datadog: None,
+                grafana_loki: Some(LokiBody {
+                    hostname: loki.hostname(),
+                    username: "user".into(),
+                    password: "password".into(),
+                }),
+            },
+            DestinationType::Datadog => DestinationConfigBody {
+                datadog: Some(DatadogBody {
+                    site: "US".into(),
+                    api_key: "0123456789abcdef0123456789abcdef".into(),
+                }),
+                grafana_loki: None,
+            },
+        };
+        let project = ProjectId::parse(&format!("project-{p}")).unwrap();
+        store
+            .create(&project, &config(Destination::parse(kind, &body).unwrap()))
+            .await
+            .unwrap();
+    }
+    let client = DestinationClient::new(ClientOptions {
+        policy: AddressPolicy {
+            allow_private: true,
+        },
+        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
+        datadog_intake_url: Some(datadog.base_url()),
+    })
+    .unwrap();
+    let streamer = Streamer::new(
+        store,
+        client,
+        None,
+        StreamerOptions {
+            labels: LogLabels {
+                source: "stytch".into(),
+                service: "stytch.auth".into(),
+            },
+            config_cache_ttl: Duration::from_secs(30),
+            max_concurrent_projects: 16,
+        },
+    );
+
+    let mut n = 0;
+    let batches: Vec<Vec<QueueMessage>> = (0..BATCHES)
+        .map(|b| {
+            (0..MESSAGES_PER_BATCH)
+                .map(|m| {
+                    let records: Vec<String> = (0..RECORDS_PER_MESSAGE)
+                        .map(|_| {
+                            n += 1;
+                            record(n % PROJECTS, n)
+                        })
+                        .collect();
+                    QueueMessage {
+                        message_id: format!("{b}-{m}"),
+                        body: format!("[{}]", records.join(",")),
+                        sent_at: OffsetDateTime::now_utc(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let bytes: usize = batches.iter().flatten().map(|m| m.body.len()).sum();
+
+    // Warm the TLS connections and the configuration cache.
+    streamer
+        .process_batch(&batches[0], Instant::now() + Duration::from_secs(30))
+        .await;
+    let mut latencies = Vec::with_capacity(BATCHES);
+    let started = Instant::now();
+    for batch in &batches[1..] {
+        let t = Instant::now();
+        let report = streamer
+            .process_batch(batch, Instant::now() + Duration::from_secs(30))
+            .await;
+        assert!(report.failed_message_ids.is_empty());
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let events = (BATCHES - 1) * MESSAGES_PER_BATCH * RECORDS_PER_MESSAGE;
+    let fake = if kind == DestinationType::GrafanaLoki {
+        &loki
+    } else {
+        &datadog
+    };
+    assert!(fake.violations().is_empty());
+    println!(
+        "{kind:<12}: {:>8.0} events/s, {:>5.1} MB/s of records; batch of {} events across {PROJECTS} projects: p50 {:>5.1} ms, p95 {:>5.1} ms; {} pushes",
+        events as f64 / elapsed.as_secs_f64(),
+        bytes as f64 * (BATCHES - 1) as f64 / BATCHES as f64 / 1e6 / elapsed.as_secs_f64(),
+        MESSAGES_PER_BATCH * RECORDS_PER_MESSAGE,
+        latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+        latencies[latencies.len() * 95 / 100].as_secs_f64() * 1e3,
+        fake.requests(),
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run(DestinationType::GrafanaLoki));
+    runtime.block_on(run(DestinationType::Datadog));
+}
