@@ -77,6 +77,7 @@ struct State {
     accepted: Mutex<Vec<Accepted>>,
     violations: Mutex<Vec<String>>,
     max_body_bytes: Mutex<Option<usize>>,
+    invalid_marker: Mutex<Option<String>>,
 }
 
 pub struct FakeDestination {
@@ -118,6 +119,7 @@ impl FakeDestination {
             accepted: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             max_body_bytes: Mutex::new(None),
+            invalid_marker: Mutex::new(None),
         });
         let server_state = state.clone();
         let task = tokio::spawn(async move {
@@ -159,6 +161,13 @@ impl FakeDestination {
     /// Answer 413 to bodies larger than this (uncompressed), as a proxy would.
     pub fn limit_body_bytes(&self, bytes: usize) {
         *self.state.max_body_bytes.lock().unwrap() = Some(bytes);
+    }
+
+    /// Treat entries whose line contains `marker` as invalid, the way each service does:
+    /// Loki stores the valid entries of the push and answers 400; Datadog refuses the whole
+    /// payload with 400.
+    pub fn refuse_lines_containing(&self, marker: &str) {
+        *self.state.invalid_marker.lock().unwrap() = Some(marker.to_owned());
     }
 
     pub fn requests(&self) -> usize {
@@ -213,6 +222,26 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
         }
         Kind::Datadog { api_key } => (datadog(&state, &parts, &body, api_key), (202, "{}")),
     };
+    let marker = state.invalid_marker.lock().unwrap().clone();
+    let result = result.and_then(|accepted| match &marker {
+        Some(marker) if accepted.iter().any(|a| a.line.contains(marker.as_str())) => {
+            let (invalid, valid): (Vec<Accepted>, Vec<Accepted>) = accepted
+                .into_iter()
+                .partition(|a| a.line.contains(marker.as_str()));
+            if matches!(state.kind, Kind::Loki { .. }) {
+                state.accepted.lock().unwrap().extend(valid);
+            }
+            Err(Refusal::Answer(
+                400,
+                format!(
+                    "entry with timestamp {} ignored, reason: 'invalid entry', total ignored: {}",
+                    invalid[0].timestamp,
+                    invalid.len()
+                ),
+            ))
+        }
+        _ => Ok(accepted),
+    });
     match result {
         Ok(accepted) => {
             state.accepted.lock().unwrap().extend(accepted);

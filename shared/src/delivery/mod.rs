@@ -8,6 +8,7 @@
 //!   the message is reported failed and SQS redelivers it whole;
 //! - otherwise rejected records (malformed, no `project_id`, too large, destination 400) go to
 //!   the dead-letter queue one by one, and the message is acknowledged once they are there.
+//!   A push refused with 400 is split to find the invalid records ([`MAX_REJECTION_SPLITS`]).
 //!
 //! Delivery is at-least-once: a redelivered message is sent again. Loki drops the duplicates
 //! (same timestamp and bytes); Datadog does not deduplicate.
@@ -33,6 +34,13 @@ use crate::gzip::gzip;
 use crate::settings::{SettingsError, StreamerSettings};
 use crate::store::{CachedConfigStore, ConfigStore};
 use classify::{Classification, LOKI_INGESTION_BLOCKED, classify};
+
+/// A 400 answers for a whole push although only some entries may be invalid (Loki stores
+/// the valid ones anyway; Datadog refuses the whole payload). Sending the two halves of a
+/// refused push isolates the invalid records, so that only they are dead-lettered; valid Loki
+/// entries sent again are exact duplicates, which Loki drops. Bounded per project and batch,
+/// so a destination that refuses everything costs a few requests, not one per record.
+pub const MAX_REJECTION_SPLITS: usize = 16;
 
 /// Longest single push attempt; a slow destination is retried rather than waited on.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -346,6 +354,7 @@ impl Streamer {
         let mut bytes = 0;
         let mut stopped: Option<String> = None;
         let mut last_status = "delivered";
+        let mut rejection_splits = MAX_REJECTION_SPLITS;
         while let Some(range) = queue.pop_front() {
             if stopped.is_some() {
                 result.outcomes.extend(
@@ -376,6 +385,17 @@ impl Streamer {
                         .outcomes
                         .extend(chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered)));
                 }
+                Classification::Rejected { .. } | Classification::TooLarge
+                    if range.len() > 1
+                        && (class == Classification::TooLarge || rejection_splits > 0) =>
+                {
+                    if class != Classification::TooLarge {
+                        rejection_splits -= 1;
+                    }
+                    let middle = range.start + range.len() / 2;
+                    queue.push_front(middle..range.end);
+                    queue.push_front(range.start..middle);
+                }
                 Classification::Rejected { detail, .. } => {
                     last_status = "rejected";
                     result.outcomes.extend(chunk.iter().map(|(i, r)| {
@@ -384,11 +404,6 @@ impl Streamer {
                             reject(r, RejectReason::DestinationRejected, detail.clone()),
                         )
                     }));
-                }
-                Classification::TooLarge if range.len() > 1 => {
-                    let middle = range.start + range.len() / 2;
-                    queue.push_front(middle..range.end);
-                    queue.push_front(range.start..middle);
                 }
                 Classification::TooLarge => {
                     last_status = "rejected";

@@ -561,3 +561,63 @@ async fn logs_describe_each_delivery_and_never_contain_secrets() {
     assert_eq!(summary["fields"]["delivered"], 2);
     assert_eq!(summary["fields"]["failed_messages"], 1);
 }
+
+#[tokio::test]
+async fn a_refused_push_is_split_so_only_the_invalid_records_are_dead_lettered() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    loki.refuse_lines_containing("bad-");
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    datadog.refuse_lines_containing("bad-");
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure("proj-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("proj-dd", datadog_config(DATADOG_KEY)).await;
+    let batch = |project: &str| {
+        let records: Vec<Value> = (0..8)
+            .map(|i| {
+                let id = if i == 5 {
+                    format!("bad-{project}")
+                } else {
+                    format!("{project}-{i}")
+                };
+                event(project, &id)
+            })
+            .collect();
+        Value::Array(records).to_string()
+    };
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m-loki", batch("proj-loki")),
+            SqsRecord::new("m-dd", batch("proj-dd")),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    let mut dead: Vec<String> = env
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|(body, a)| {
+            assert_eq!(a["rejection_reason"], "destination_rejected");
+            serde_json::from_str::<Value>(&body).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(dead, ["bad-proj-dd", "bad-proj-loki"]);
+    for (fake, project) in [(&loki, "proj-loki"), (&datadog, "proj-dd")] {
+        let mut ids = fake.accepted_event_ids();
+        ids.sort();
+        ids.dedup(); // Loki stores a resent entry once; the fake keeps both copies.
+        let expected: Vec<String> = [0, 1, 2, 3, 4, 6, 7]
+            .iter()
+            .map(|i| format!("{project}-{i}"))
+            .collect();
+        assert_eq!(ids, expected);
+    }
+    // Datadog stored nothing twice: every accepted payload was accepted once.
+    assert_eq!(datadog.accepted().len(), 7);
+}
