@@ -20,7 +20,6 @@ use event_log_streaming::store::FileConfigStore;
 use local_runner::keys::{self, LOCAL_KEY_ID};
 use local_runner::local_app;
 use local_runner::sqs::Consumer;
-use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -63,9 +62,7 @@ fn parse_args() -> Result<Args, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(event_log_streaming::logging::filter())
         .with_target(false)
         .init();
     let args = parse_args()?;
@@ -109,6 +106,7 @@ async fn main() -> Result<(), Error> {
         ManagementKeys::new(KeySource::Fixed(management_keys)),
         DestinationClient::new(settings.destinations.client_options()?)?,
         settings.destinations.labels.clone(),
+        settings.config_cache_ttl,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -8,6 +8,8 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+pub const MIN_LEN_TO_SHOW_LAST_FOUR: usize = 12;
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
@@ -17,10 +19,15 @@ impl Secret {
         &self.0
     }
 
-    /// The last four characters, which customers use to tell their keys apart.
+    /// The last four characters, which customers use to tell their keys apart; empty for a
+    /// secret shorter than [`MIN_LEN_TO_SHOW_LAST_FOUR`], of which four characters would give
+    /// away too much.
     pub fn last_four(&self) -> String {
         let chars: Vec<char> = self.0.chars().collect();
-        chars[chars.len().saturating_sub(4)..].iter().collect()
+        if chars.len() < MIN_LEN_TO_SHOW_LAST_FOUR {
+            return String::new();
+        }
+        chars[chars.len() - 4..].iter().collect()
     }
 }
 
@@ -49,8 +56,9 @@ mod tests {
     }
 
     #[test]
-    fn last_four_is_the_tail_even_for_short_values() {
-        assert_eq!(Secret::new("abcdef0123").last_four(), "0123");
-        assert_eq!(Secret::new("ab").last_four(), "ab");
+    fn last_four_is_the_tail_of_long_secrets_only() {
+        assert_eq!(Secret::new("abcdefgh0123").last_four(), "0123");
+        assert_eq!(Secret::new("abcdefg0123").last_four(), "");
+        assert_eq!(Secret::new("ab").last_four(), "");
     }
 }

@@ -80,8 +80,10 @@ pub struct StreamerSettings {
     pub destinations: DestinationSettings,
     /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
     pub dead_letter_queue_url: Option<String>,
-    /// `MAX_CONCURRENT_PROJECTS`: projects delivered at once, default 16.
-    pub max_concurrent_projects: usize,
+    /// `MAX_CONCURRENT_PUSHES`: destination requests in flight at once, default 32. Every
+    /// project of a batch is worked on at once; only the requests are bounded, so a project
+    /// waiting out a backoff holds no slot.
+    pub max_concurrent_pushes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +108,10 @@ impl StreamerSettings {
                 })
             })
         };
-        let max_concurrent_projects = number("MAX_CONCURRENT_PROJECTS", 16)?;
-        if max_concurrent_projects == 0 {
+        let max_concurrent_pushes = number("MAX_CONCURRENT_PUSHES", 32)?;
+        if max_concurrent_pushes == 0 {
             return Err(SettingsError {
-                name: "MAX_CONCURRENT_PROJECTS",
+                name: "MAX_CONCURRENT_PUSHES",
                 message: "must be at least 1".into(),
             });
         }
@@ -119,7 +121,7 @@ impl StreamerSettings {
             config_cache_ttl: Duration::from_secs(number("CONFIG_CACHE_TTL_SECONDS", 30)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
-            max_concurrent_projects: max_concurrent_projects as usize,
+            max_concurrent_pushes: max_concurrent_pushes as usize,
         })
     }
 }
@@ -145,7 +147,7 @@ mod tests {
         assert_eq!(s.config_cache_ttl, Duration::from_secs(30));
         assert_eq!(s.destinations.labels.source, "stytch");
         assert_eq!(s.destinations.labels.service, "stytch.auth");
-        assert_eq!(s.max_concurrent_projects, 16);
+        assert_eq!(s.max_concurrent_pushes, 32);
         assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
     }
@@ -156,6 +158,6 @@ mod tests {
         assert_eq!(err.name, "CONFIG_CACHE_TTL_SECONDS");
         let err = settings(&[("ALLOW_PRIVATE_DESTINATIONS", "yes")]).unwrap_err();
         assert_eq!(err.name, "ALLOW_PRIVATE_DESTINATIONS");
-        assert!(settings(&[("MAX_CONCURRENT_PROJECTS", "0")]).is_err());
+        assert!(settings(&[("MAX_CONCURRENT_PUSHES", "0")]).is_err());
     }
 }

@@ -90,7 +90,7 @@ async fn run(kind: DestinationType) {
                 service: "stytch.auth".into(),
             },
             config_cache_ttl: Duration::from_secs(30),
-            max_concurrent_projects: 16,
+            max_concurrent_pushes: 16,
         },
     );
 

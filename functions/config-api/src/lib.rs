@@ -13,6 +13,7 @@ pub mod settings;
 mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -33,6 +34,8 @@ pub struct Inner {
     pub keys: ManagementKeys,
     pub client: DestinationClient,
     pub labels: LogLabels,
+    /// How far ahead of the request an enable is dated: the streamer's cache TTL.
+    pub streaming_start_delay: Duration,
 }
 
 impl AppState {
@@ -41,12 +44,14 @@ impl AppState {
         keys: ManagementKeys,
         client: DestinationClient,
         labels: LogLabels,
+        streaming_start_delay: Duration,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
             keys,
             client,
             labels,
+            streaming_start_delay,
         }))
     }
 }

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
         keys,
         client,
         settings.destinations.labels.clone(),
+        settings.streaming_start_delay,
     );
 
     lambda_http::run(app(state)).await

@@ -126,7 +126,8 @@ async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Answer {
     let mut config = load(&state, &who.project, &kind).await?;
-    config.destination = Destination::parse(
+    config.destination = parse_destination(
+        &state,
         config.destination.destination_type(),
         &body.destination_config,
     )?;
@@ -172,9 +173,10 @@ async fn disable(
     set_status(&state, &who, &kind, body, StreamingStatus::Disabled).await
 }
 
-/// Enables or disables, keeping the configuration. Enabling a disabled configuration starts
-/// from now, so nothing is backfilled; enabling an active one keeps its `enabled_at`, so
-/// events already flowing keep flowing.
+/// Enables or disables, keeping the configuration. Enabling a disabled configuration sets
+/// `enabled_at` to now plus the streamer's cache TTL: every streamer container sees the
+/// configuration active by then, so every event sent from `enabled_at` on is streamed and
+/// none from before it (no backfill). Enabling an active one keeps its `enabled_at`.
 async fn set_status(
     state: &AppState,
     who: &Authorized,
@@ -189,7 +191,7 @@ async fn set_status(
         config.streaming_status = status;
         config.updated_at = now;
         if status == StreamingStatus::Active {
-            config.enabled_at = Some(now);
+            config.enabled_at = Some(now + state.streaming_start_delay);
         }
         state.store.put(&who.project, &config).await?;
     }

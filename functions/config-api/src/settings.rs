@@ -1,5 +1,7 @@
 //! The config API's environment settings, read once per container.
 
+use std::time::Duration;
+
 use event_log_streaming::settings::{DestinationSettings, SettingsError};
 use event_log_streaming::store::DEFAULT_SECRET_PREFIX;
 
@@ -11,6 +13,10 @@ pub struct ConfigApiSettings {
     pub management_keys_secret_id: String,
     /// Labels and network settings for the test endpoint, as for the streamer.
     pub destinations: DestinationSettings,
+    /// `CONFIG_CACHE_TTL_SECONDS`: the streamer's cache TTL (default 30). An enable is dated
+    /// this far ahead, so that no streamer container still holds the disabled configuration
+    /// when the first event that must be streamed arrives.
+    pub streaming_start_delay: Duration,
 }
 
 impl ConfigApiSettings {
@@ -28,6 +34,13 @@ impl ConfigApiSettings {
                 message: "must name the secret that holds the management keys".into(),
             })?,
             destinations: DestinationSettings::from_lookup(lookup)?,
+            streaming_start_delay: Duration::from_secs(match get("CONFIG_CACHE_TTL_SECONDS") {
+                Some(v) => v.trim().parse().map_err(|_| SettingsError {
+                    name: "CONFIG_CACHE_TTL_SECONDS",
+                    message: format!("expected a whole number, got {v:?}"),
+                })?,
+                None => 30,
+            }),
         })
     }
 }

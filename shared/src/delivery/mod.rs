@@ -22,7 +22,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use futures::future::join_all;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::dead_letter::DeadLetterQueue;
@@ -42,21 +43,27 @@ use classify::{Classification, LOKI_INGESTION_BLOCKED, classify};
 /// so a destination that refuses everything costs a few requests, not one per record.
 pub const MAX_REJECTION_SPLITS: usize = 16;
 
-/// Longest single push attempt; a slow destination is retried rather than waited on.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest single push attempt. Generous, because a timed-out push is sent again and
+/// Datadog does not deduplicate; the invocation's deadline bounds it further.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Time kept after delivery for sending rejected records to the dead-letter queue.
+pub const DEAD_LETTER_RESERVE: Duration = Duration::from_secs(2);
 
 pub struct Streamer {
     store: CachedConfigStore,
     client: DestinationClient,
     dead_letters: Option<DeadLetterQueue>,
     labels: LogLabels,
-    max_concurrent_projects: usize,
+    /// Bounds requests in flight, not projects: a project sleeping in backoff must not keep
+    /// another project from being delivered.
+    pushes: Semaphore,
 }
 
 pub struct StreamerOptions {
     pub labels: LogLabels,
     pub config_cache_ttl: Duration,
-    pub max_concurrent_projects: usize,
+    pub max_concurrent_pushes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +135,7 @@ impl Streamer {
             client,
             dead_letters,
             labels: options.labels,
-            max_concurrent_projects: options.max_concurrent_projects.max(1),
+            pushes: Semaphore::new(options.max_concurrent_pushes.max(1)),
         }
     }
 
@@ -142,12 +149,12 @@ impl Streamer {
         let options = StreamerOptions {
             labels: settings.destinations.labels.clone(),
             config_cache_ttl: settings.config_cache_ttl,
-            max_concurrent_projects: settings.max_concurrent_projects,
+            max_concurrent_pushes: settings.max_concurrent_pushes,
         };
         Ok(Self::new(store, client, dead_letters, options))
     }
 
-    /// Processes a batch; all delivery work ends by `deadline`.
+    /// Processes a batch; all work, dead-letter sends included, ends by `deadline`.
     pub async fn process_batch(&self, messages: &[QueueMessage], deadline: Instant) -> BatchReport {
         let mut summary = BatchSummary {
             messages: messages.len(),
@@ -169,10 +176,13 @@ impl Streamer {
             }
         }
 
-        let results: Vec<ProjectResult> = stream::iter(by_project)
-            .map(|(project, records)| self.stream_project(project, records, deadline))
-            .buffer_unordered(self.max_concurrent_projects)
-            .collect()
+        let delivery_deadline = deadline
+            .checked_sub(DEAD_LETTER_RESERVE)
+            .unwrap_or(deadline);
+        let results: Vec<ProjectResult> =
+            join_all(by_project.into_iter().map(|(project, records)| {
+                self.stream_project(project, records, delivery_deadline)
+            }))
             .await;
         for result in results {
             summary.retries += result.retries;
@@ -196,20 +206,35 @@ impl Streamer {
         }
 
         // A message that is retried anyway keeps its rejected records: they are judged again
-        // on redelivery, so the dead-letter queue never receives the same record twice.
+        // on redelivery rather than dead-lettered twice.
+        let pending: Vec<usize> = (0..messages.len())
+            .filter(|&index| !failed[index] && !rejected[index].is_empty())
+            .collect();
         let dead_letter_sends = messages
             .iter()
             .zip(rejected)
             .enumerate()
-            .filter(|(index, (_, records))| !failed[*index] && !records.is_empty())
+            .filter(|(index, _)| pending.contains(index))
             .map(|(index, (message, records))| async move {
                 (index, self.dead_letter(message, &records).await)
-            })
-            .collect::<Vec<_>>();
-        for (index, sent) in futures::future::join_all(dead_letter_sends).await {
-            match sent {
-                Ok(count) => summary.dead_lettered += count,
-                Err(()) => failed[index] = true,
+            });
+        match tokio::time::timeout_at(deadline.into(), join_all(dead_letter_sends)).await {
+            Ok(sent) => {
+                for (index, sent) in sent {
+                    match sent {
+                        Ok(count) => summary.dead_lettered += count,
+                        Err(()) => failed[index] = true,
+                    }
+                }
+            }
+            Err(_) => {
+                warn!(
+                    messages = pending.len(),
+                    "dead-letter sends did not finish in time; those messages will be retried"
+                );
+                for index in pending {
+                    failed[index] = true;
+                }
             }
         }
 
@@ -253,8 +278,7 @@ impl Streamer {
             );
             return Err(());
         };
-        let mut result = Ok(records.len());
-        for record in records {
+        let sends = records.iter().map(|record| async move {
             warn!(
                 message_id = %message.message_id,
                 project_id = record.project_id.as_ref().map(ProjectId::as_str),
@@ -262,12 +286,12 @@ impl Streamer {
                 detail = %record.detail,
                 "record rejected"
             );
-            if let Err(err) = queue.send(record, &message.message_id).await {
+            queue.send(record, &message.message_id).await.map_err(|err| {
                 warn!(message_id = %message.message_id, error = %err, "dead-letter send failed; the message will be retried");
-                result = Err(());
-            }
-        }
-        result
+            })
+        });
+        let sent: Result<Vec<()>, ()> = join_all(sends).await.into_iter().collect();
+        sent.map(|_| records.len())
     }
 
     async fn stream_project(
@@ -460,10 +484,17 @@ impl Streamer {
                 );
             }
             attempt += 1;
-            let response = self
-                .client
-                .push(destination, gzipped, remaining.min(REQUEST_TIMEOUT))
-                .await;
+            let response = {
+                let _slot = self
+                    .pushes
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                self.client
+                    .push(destination, gzipped, remaining.min(REQUEST_TIMEOUT))
+                    .await
+            };
             let class = classify(&response);
             let Classification::Transient {
                 retry_after,
@@ -617,7 +648,7 @@ mod tests {
                 service: "s".into(),
             },
             config_cache_ttl: Duration::ZERO,
-            max_concurrent_projects: 4,
+            max_concurrent_pushes: 4,
         };
         let streamer = Streamer::new(store.clone(), client, None, options);
         let message = |id: &str, body: &str| QueueMessage {

@@ -20,6 +20,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(25);
 /// Enough of an error body to say why (Loki names the offending entry), bounded for logs.
 const MAX_DETAIL_CHARS: usize = 300;
+const MAX_ERROR_BODY_BYTES: usize = 4096;
 
 #[derive(Clone)]
 pub struct ClientOptions {
@@ -65,6 +66,8 @@ impl DestinationClient {
             .user_agent(concat!("event-log-streaming/", env!("CARGO_PKG_VERSION")))
             .https_only(true)
             .redirect(redirect::Policy::none())
+            // A proxy from the environment would connect on our behalf, past the resolver.
+            .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .dns_resolver(PolicyResolver::new(options.policy));
@@ -84,7 +87,26 @@ impl DestinationClient {
     /// is not on the public internet.
     pub fn check_destination(&self, destination: &Destination) -> Result<(), RefusedAddress> {
         match destination {
-            Destination::GrafanaLoki(loki) => self.policy.check_host(loki.hostname.host()),
+            Destination::GrafanaLoki(loki) => {
+                self.policy.check_host(loki.hostname.host())?;
+                // Judge the host as the HTTP stack will see it after URL parsing too: an IP
+                // address there is connected to directly, without the resolver.
+                let url =
+                    reqwest::Url::parse(&loki.hostname.push_url()).map_err(|_| RefusedAddress {
+                        host: loki.hostname.host().to_owned(),
+                    })?;
+                let ip = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                    Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                    _ => None,
+                };
+                match ip {
+                    Some(ip) if !self.policy.permits(ip) => Err(RefusedAddress {
+                        host: loki.hostname.host().to_owned(),
+                    }),
+                    _ => Ok(()),
+                }
+            }
             Destination::Datadog(_) => Ok(()),
         }
     }
@@ -135,7 +157,7 @@ impl DestinationClient {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let detail = if status >= 400 {
-                    excerpt(&response.text().await.unwrap_or_default())
+                    excerpt(&read_start(response).await)
                 } else {
                     String::new()
                 };
@@ -175,6 +197,20 @@ fn describe_error(err: &reqwest::Error) -> PushResponse {
         source = cause.source();
     }
     PushResponse::Transport(excerpt(&detail))
+}
+
+/// The first few KB of a body: enough to say why, and a hostile destination cannot make us
+/// buffer an endless answer.
+async fn read_start(mut response: reqwest::Response) -> String {
+    let mut start = Vec::new();
+    while start.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    start.truncate(MAX_ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&start).into_owned()
 }
 
 fn excerpt(text: &str) -> String {

@@ -56,6 +56,14 @@ impl LokiHostname {
             None => (value, None),
         };
         let host = host.to_ascii_lowercase();
+        if looks_numeric(&host) && host.parse::<std::net::Ipv4Addr>().is_err() {
+            // `127.1`, `2130706433`, `0x7f.0.0.1`: URL parsers read these as IPv4 addresses,
+            // so they would slip past any check of the host as a name.
+            return Err(ValidationError::new(
+                FIELD,
+                "must be a DNS host name; an IPv4 address must be written as four decimal numbers",
+            ));
+        }
         if !is_dns_name(&host) {
             return Err(ValidationError::new(
                 FIELD,
@@ -72,6 +80,16 @@ impl LokiHostname {
     pub fn push_url(&self) -> String {
         format!("https://{self}/loki/api/v1/push")
     }
+}
+
+/// Whether the WHATWG URL standard (which reqwest's `url` follows) would parse the host as an
+/// IPv4 address: its last label is a decimal, octal or hexadecimal number.
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let hex = last
+        .strip_prefix("0x")
+        .map(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex == Some(true))
 }
 
 fn is_dns_name(host: &str) -> bool {
@@ -124,6 +142,18 @@ mod tests {
     }
 
     #[test]
+    fn canonical_ipv4_addresses_parse_so_the_address_policy_can_judge_them() {
+        assert_eq!(
+            LokiHostname::parse("10.0.0.1:3100").unwrap().host(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            LokiHostname::parse("34.120.1.1").unwrap().host(),
+            "34.120.1.1"
+        );
+    }
+
+    #[test]
     fn refuses_schemes_paths_credentials_and_garbage() {
         for bad in [
             "https://logs.grafana.net",
@@ -137,6 +167,13 @@ mod tests {
             "logs_grafana.net",
             "",
             "[::1]:3100",
+            "127.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "10.0.0.1.",
+            "167772161:8443",
+            "a.0x1",
             &format!("{}.net", "a".repeat(64)),
         ] {
             assert!(LokiHostname::parse(bad).is_err(), "{bad}");

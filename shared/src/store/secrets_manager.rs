@@ -12,6 +12,10 @@ use super::{ConfigStore, StoreError};
 use crate::domain::{ProjectId, StreamingConfig};
 
 pub const DEFAULT_SECRET_PREFIX: &str = "event-log-streaming/";
+/// Re-creating a configuration right after deleting it waits this long at most (10 × 0.5 s)
+/// for the asynchronous deletion to finish.
+const CREATE_AFTER_DELETE_TRIES: u32 = 10;
+const CREATE_AFTER_DELETE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct SecretsManagerStore {
     client: Client,
@@ -28,6 +32,38 @@ impl SecretsManagerStore {
 
     pub fn secret_name(&self, project: &ProjectId) -> String {
         format!("{}{}", self.prefix, project)
+    }
+
+    async fn try_create(
+        &self,
+        project: &ProjectId,
+        config: &StreamingConfig,
+    ) -> Result<(), StoreError> {
+        let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
+        let result = self
+            .client
+            .create_secret()
+            .name(self.secret_name(project))
+            .description("Event log streaming destination of one project")
+            .secret_string(config.to_stored_json())
+            .tags(tag("project_id", project.as_str()))
+            .tags(tag(
+                "destination_type",
+                config.destination.destination_type().as_str(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_exists_exception()) =>
+            {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(err) => Err(unavailable(err)),
+        }
     }
 }
 
@@ -69,30 +105,20 @@ impl ConfigStore for SecretsManagerStore {
         project: &ProjectId,
         config: &StreamingConfig,
     ) -> Result<(), StoreError> {
-        let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
-        let result = self
-            .client
-            .create_secret()
-            .name(self.secret_name(project))
-            .description("Event log streaming destination of one project")
-            .secret_string(config.to_stored_json())
-            .tags(tag("project_id", project.as_str()))
-            .tags(tag(
-                "destination_type",
-                config.destination.destination_type().as_str(),
-            ))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_exists_exception()) =>
-            {
-                Err(StoreError::AlreadyExists)
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_create(project, config).await {
+                // A forced deletion completes asynchronously; until it has, the name is still
+                // taken and AWS asks callers to back off and retry.
+                Err(StoreError::Unavailable(message))
+                    if tries < CREATE_AFTER_DELETE_TRIES
+                        && message.contains("scheduled for deletion") =>
+                {
+                    tokio::time::sleep(CREATE_AFTER_DELETE_BACKOFF).await;
+                }
+                other => return other,
             }
-            Err(err) => Err(unavailable(err)),
         }
     }
 

@@ -28,6 +28,8 @@ use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, unique};
 const ADMIN: (&str, &str) = ("key-admin", "admin-secret-Fixture-77");
 const SCOPED: (&str, &str) = ("key-scoped", "scoped-secret-Fixture-88");
 const COLLECTION: &str = "/v1/projects/proj-a/event_log_streaming";
+/// The streamer's configuration cache TTL, by which an enable is dated ahead.
+const START_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Api {
     router: Router,
@@ -69,6 +71,7 @@ impl Api {
                 keys(),
                 client(datadog_intake_url),
                 labels,
+                START_DELAY,
             )),
         }
     }
@@ -185,7 +188,17 @@ async fn a_configuration_goes_through_its_whole_lifecycle() {
         "ACTIVE"
     );
     let enabled_at = read.body["event_log_streaming_config"]["enabled_at"].clone();
-    assert!(enabled_at.is_string());
+    // Dated one cache TTL ahead, so no streamer container still holds the disabled state.
+    let starts = time::OffsetDateTime::parse(
+        enabled_at.as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ahead = starts - time::OffsetDateTime::now_utc();
+    assert!(
+        ahead > time::Duration::seconds(25) && ahead <= time::Duration::seconds(30),
+        "{ahead}"
+    );
 
     // Enabling again keeps enabled_at; a body is optional.
     assert_eq!(
@@ -845,6 +858,7 @@ async fn destinations_that_are_plainly_private_are_refused_at_configuration_time
             keys(),
             strict,
             labels,
+            START_DELAY,
         )),
     };
 

@@ -57,7 +57,10 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
         source: "stytch".into(),
         service: "stytch.auth".into(),
     };
-    let app = local_app(AppState::new(store, keys, client, labels), streamer);
+    let app = local_app(
+        AppState::new(store, keys, client, labels, Duration::ZERO),
+        streamer,
+    );
     let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));
     let call = |method: &str, path: &str, body: String| {
         Request::builder()
@@ -195,7 +198,7 @@ async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event()
         streamer: &env.streamer,
         sqs: env.sqs.clone(),
         queue_url: queue_url.clone(),
-        batch_time_budget: Duration::from_secs(3),
+        batch_time_budget: Duration::from_secs(5),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let watch = async {

@@ -129,7 +129,8 @@ async fn transient_failures_are_retried_until_delivered_once() {
 #[tokio::test]
 async fn a_slow_destination_is_retried_after_the_request_timeout() {
     let datadog = FakeDestination::datadog(DATADOG_KEY).await;
-    datadog.script([Script::Slow(Duration::from_secs(12))]);
+    // Longer than the 20 s request timeout: the push is abandoned and sent again.
+    datadog.script([Script::Slow(Duration::from_secs(21))]);
     let env = StreamerEnv::with_datadog(&datadog).await;
     env.configure("proj", datadog_config(DATADOG_KEY)).await;
 
@@ -424,13 +425,13 @@ async fn retries_stop_at_the_invocation_deadline() {
     let response = env
         .invoke_with_time_left(
             vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],
-            Duration::from_secs(7),
+            Duration::from_secs(9),
         )
         .await;
 
     assert_eq!(failed_ids(&response), ["m1"]);
     assert!(
-        started.elapsed() < Duration::from_secs(7),
+        started.elapsed() < Duration::from_secs(9),
         "the handler answers before its deadline"
     );
     assert!(loki.requests() >= 1);
