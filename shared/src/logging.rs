@@ -19,7 +19,13 @@ const CAPPED: [&str; 8] = [
 
 /// The filter of `RUST_LOG` (default `info`) with [`CAPPED`] applied.
 pub fn filter() -> EnvFilter {
-    let base = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    filter_from(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+fn filter_from(rust_log: Option<&str>) -> EnvFilter {
+    let base = rust_log
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     CAPPED.iter().fold(base, |filter, directive| {
         filter.add_directive(directive.parse().expect("a valid directive"))
     })
@@ -33,4 +39,62 @@ pub fn init_json_logs() {
         .with_current_span(false)
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn enabled(rust_log: &str, target: &str, level: Level) -> bool {
+        let subscriber = tracing_subscriber::registry().with(filter_from(Some(rust_log)));
+        tracing::subscriber::with_default(subscriber, || event_enabled(target, level))
+    }
+
+    /// `event_enabled!` takes a literal target and level, hence the table.
+    fn event_enabled(target: &str, level: Level) -> bool {
+        macro_rules! check {
+            ($($t:literal),*) => {
+                match target {
+                    $($t => match level {
+                        Level::TRACE => tracing::event_enabled!(target: $t, Level::TRACE),
+                        Level::DEBUG => tracing::event_enabled!(target: $t, Level::DEBUG),
+                        _ => tracing::event_enabled!(target: $t, Level::INFO),
+                    },)*
+                    _ => unreachable!(),
+                }
+            };
+        }
+        check!(
+            "lambda_runtime",
+            "aws_smithy_runtime",
+            "event_log_streaming"
+        )
+    }
+
+    #[test]
+    fn dependencies_that_log_requests_stay_at_info_whatever_rust_log_says() {
+        for rust_log in [
+            "trace",
+            "debug",
+            "aws_smithy_runtime=trace,lambda_runtime=trace",
+        ] {
+            assert!(
+                !enabled(rust_log, "lambda_runtime", Level::TRACE),
+                "{rust_log}"
+            );
+            assert!(
+                !enabled(rust_log, "aws_smithy_runtime", Level::DEBUG),
+                "{rust_log}"
+            );
+            assert!(
+                enabled(rust_log, "aws_smithy_runtime", Level::INFO),
+                "{rust_log}"
+            );
+        }
+        assert!(enabled("debug", "event_log_streaming", Level::DEBUG));
+        assert!(!enabled("info", "event_log_streaming", Level::DEBUG));
+    }
 }
