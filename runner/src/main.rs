@@ -61,10 +61,7 @@ fn parse_args() -> Result<Args, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(event_log_streaming::logging::filter())
-        .with_target(false)
-        .init();
+    event_log_streaming::logging::init_text_logs();
     let args = parse_args()?;
     let settings = StreamerSettings::from_lookup(|name| match (name, std::env::var(name)) {
         (_, Ok(value)) => Some(value),

@@ -1,55 +1,79 @@
 //! Logs as JSON lines, one object per event, as CloudWatch Logs Insights reads them best.
 
+use tracing::Level;
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, Targets};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Dependencies that log whole requests or events at debug or trace: the Lambda runtime
-/// (the raw event, with Authorization headers and bodies), the AWS SDK (request bodies, such
-/// as the secret string of CreateSecret) and the HTTP stacks. They stay at info whatever
-/// `RUST_LOG` says, so no log level can put a secret in the logs.
-const CAPPED: [&str; 8] = [
-    "lambda_runtime=info",
-    "lambda_runtime_api_client=info",
-    "lambda_http=info",
-    "aws_smithy_runtime=info",
-    "aws_smithy_runtime_api=info",
-    "hyper=info",
-    "hyper_util=info",
-    "reqwest=info",
+/// (the raw event, with Authorization headers and bodies), the AWS SDK and its HTTP client
+/// (request bodies, such as the secret string of CreateSecret), and the HTTP and TLS stacks.
+/// Target prefixes; whatever `RUST_LOG` says, nothing below info from them is logged.
+const CAPPED_PREFIXES: [&str; 8] = [
+    "lambda_",
+    "aws_smithy",
+    "aws_sdk",
+    "aws_config",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
 ];
 
-/// The filter of `RUST_LOG` (default `info`) with [`CAPPED`] applied.
-pub fn filter() -> EnvFilter {
+/// The ceiling for [`CAPPED_PREFIXES`]; everything else is left to `RUST_LOG`.
+fn ceiling() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED_PREFIXES.map(|prefix| (prefix, Level::INFO)))
+}
+
+/// `RUST_LOG` (default `info`), under the ceiling: both must let an event through.
+pub fn filter<S: tracing::Subscriber + for<'a> LookupSpan<'a>>() -> impl Filter<S> {
     filter_from(std::env::var("RUST_LOG").ok().as_deref())
 }
 
-fn filter_from(rust_log: Option<&str>) -> EnvFilter {
-    let base = rust_log
+fn filter_from<S: tracing::Subscriber + for<'a> LookupSpan<'a>>(
+    rust_log: Option<&str>,
+) -> impl Filter<S> + use<S> {
+    let requested = rust_log
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    CAPPED.iter().fold(base, |filter, directive| {
-        filter.add_directive(directive.parse().expect("a valid directive"))
-    })
+    requested.and(ceiling())
 }
 
 /// Installs the JSON subscriber for a function's process.
 pub fn init_json_logs() {
-    tracing_subscriber::fmt()
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter())
         .with_current_span(false)
-        .with_target(false)
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(layer, filter()))
+        .init();
+}
+
+/// Installs a human-readable subscriber, for the local runner.
+pub fn init_text_logs() {
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(layer, filter()))
         .init();
 }
 
 #[cfg(test)]
 mod tests {
-    use tracing::Level;
-    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
 
     use super::*;
 
     fn enabled(rust_log: &str, target: &str, level: Level) -> bool {
-        let subscriber = tracing_subscriber::registry().with(filter_from(Some(rust_log)));
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(filter_from(Some(rust_log)));
+        let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || event_enabled(target, level))
     }
 
@@ -61,40 +85,56 @@ mod tests {
                     $($t => match level {
                         Level::TRACE => tracing::event_enabled!(target: $t, Level::TRACE),
                         Level::DEBUG => tracing::event_enabled!(target: $t, Level::DEBUG),
-                        _ => tracing::event_enabled!(target: $t, Level::INFO),
+                        Level::INFO => tracing::event_enabled!(target: $t, Level::INFO),
+                        _ => tracing::event_enabled!(target: $t, Level::WARN),
                     },)*
                     _ => unreachable!(),
                 }
             };
         }
         check!(
-            "lambda_runtime",
-            "aws_smithy_runtime",
+            "lambda_runtime::layers::api_response",
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_smithy_http_client",
             "event_log_streaming"
         )
     }
 
     #[test]
-    fn dependencies_that_log_requests_stay_at_info_whatever_rust_log_says() {
+    fn dependencies_that_log_requests_never_log_below_info() {
         for rust_log in [
             "trace",
             "debug",
             "aws_smithy_runtime=trace,lambda_runtime=trace",
+            "aws_smithy_runtime::client::orchestrator=trace",
         ] {
-            assert!(
-                !enabled(rust_log, "lambda_runtime", Level::TRACE),
-                "{rust_log}"
-            );
-            assert!(
-                !enabled(rust_log, "aws_smithy_runtime", Level::DEBUG),
-                "{rust_log}"
-            );
-            assert!(
-                enabled(rust_log, "aws_smithy_runtime", Level::INFO),
-                "{rust_log}"
-            );
+            for target in [
+                "lambda_runtime::layers::api_response",
+                "aws_smithy_runtime::client::orchestrator",
+                "aws_smithy_http_client",
+            ] {
+                assert!(
+                    !enabled(rust_log, target, Level::DEBUG),
+                    "{rust_log} {target}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn rust_log_still_decides_below_the_ceiling() {
         assert!(enabled("debug", "event_log_streaming", Level::DEBUG));
         assert!(!enabled("info", "event_log_streaming", Level::DEBUG));
+        // The ceiling never raises a level: warn means warn for dependencies too.
+        assert!(!enabled(
+            "warn",
+            "aws_smithy_runtime::client::orchestrator",
+            Level::INFO
+        ));
+        assert!(enabled(
+            "warn",
+            "aws_smithy_runtime::client::orchestrator",
+            Level::WARN
+        ));
     }
 }

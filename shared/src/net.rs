@@ -83,6 +83,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inward)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo, embeds an IPv4 address
         || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64, embeds an IPv4 address
         || s[0] == 0x2002 // 6to4, embeds an IPv4 address
         || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // IPv4-compatible
@@ -145,6 +146,7 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
             "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(!STRICT.permits(ip), "{ip} should be refused");

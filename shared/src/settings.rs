@@ -56,6 +56,25 @@ impl DestinationSettings {
     }
 }
 
+/// `CONFIG_CACHE_TTL_SECONDS`, read by both functions: the streamer caches configurations this
+/// long, and the config API dates an enable this far ahead. At most an hour.
+pub fn cache_ttl_seconds(lookup: &dyn Fn(&str) -> Option<String>) -> Result<u64, SettingsError> {
+    const NAME: &str = "CONFIG_CACHE_TTL_SECONDS";
+    const MAX: u64 = 3600;
+    match lookup(NAME).filter(|v| !v.trim().is_empty()) {
+        None => Ok(30),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|seconds| *seconds <= MAX)
+            .ok_or_else(|| SettingsError {
+                name: NAME,
+                message: format!("expected a whole number of seconds up to {MAX}, got {v:?}"),
+            }),
+    }
+}
+
 /// A boolean setting: unset, `false` or `0`; `true` or `1`.
 pub fn flag(
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -118,7 +137,7 @@ impl StreamerSettings {
         Ok(Self {
             config_secret_prefix: get("CONFIG_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned()),
-            config_cache_ttl: Duration::from_secs(number("CONFIG_CACHE_TTL_SECONDS", 30)?),
+            config_cache_ttl: Duration::from_secs(cache_ttl_seconds(&lookup)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
             max_concurrent_pushes: max_concurrent_pushes as usize,
@@ -156,6 +175,7 @@ mod tests {
     fn bad_values_name_the_setting() {
         let err = settings(&[("CONFIG_CACHE_TTL_SECONDS", "soon")]).unwrap_err();
         assert_eq!(err.name, "CONFIG_CACHE_TTL_SECONDS");
+        assert!(settings(&[("CONFIG_CACHE_TTL_SECONDS", "3601")]).is_err());
         let err = settings(&[("ALLOW_PRIVATE_DESTINATIONS", "yes")]).unwrap_err();
         assert_eq!(err.name, "ALLOW_PRIVATE_DESTINATIONS");
         assert!(settings(&[("MAX_CONCURRENT_PUSHES", "0")]).is_err());

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use event_log_streaming::settings::{DestinationSettings, SettingsError};
+use event_log_streaming::settings::{DestinationSettings, SettingsError, cache_ttl_seconds};
 use event_log_streaming::store::DEFAULT_SECRET_PREFIX;
 
 #[derive(Debug, Clone)]
@@ -34,13 +34,7 @@ impl ConfigApiSettings {
                 message: "must name the secret that holds the management keys".into(),
             })?,
             destinations: DestinationSettings::from_lookup(lookup)?,
-            streaming_start_delay: Duration::from_secs(match get("CONFIG_CACHE_TTL_SECONDS") {
-                Some(v) => v.trim().parse().map_err(|_| SettingsError {
-                    name: "CONFIG_CACHE_TTL_SECONDS",
-                    message: format!("expected a whole number, got {v:?}"),
-                })?,
-                None => 30,
-            }),
+            streaming_start_delay: Duration::from_secs(cache_ttl_seconds(lookup)?),
         })
     }
 }

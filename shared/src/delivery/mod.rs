@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::{StreamExt, stream};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
@@ -49,6 +50,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Time kept after delivery for sending rejected records to the dead-letter queue.
 pub const DEAD_LETTER_RESERVE: Duration = Duration::from_secs(2);
+/// Dead-letter sends in flight at once: a refused chunk can hold a thousand records.
+pub const DEAD_LETTER_CONCURRENCY: usize = 16;
 
 pub struct Streamer {
     store: CachedConfigStore,
@@ -206,35 +209,60 @@ impl Streamer {
         }
 
         // A message that is retried anyway keeps its rejected records: they are judged again
-        // on redelivery rather than dead-lettered twice.
-        let pending: Vec<usize> = (0..messages.len())
-            .filter(|&index| !failed[index] && !rejected[index].is_empty())
-            .collect();
-        let dead_letter_sends = messages
-            .iter()
-            .zip(rejected)
-            .enumerate()
-            .filter(|(index, _)| pending.contains(index))
-            .map(|(index, (message, records))| async move {
-                (index, self.dead_letter(message, &records).await)
-            });
-        match tokio::time::timeout_at(deadline.into(), join_all(dead_letter_sends)).await {
-            Ok(sent) => {
-                for (index, sent) in sent {
-                    match sent {
-                        Ok(count) => summary.dead_lettered += count,
-                        Err(()) => failed[index] = true,
+        // on redelivery rather than dead-lettered twice. The others' records are sent one by
+        // one, a bounded number at a time, within what is left of the deadline; a message is
+        // acknowledged only once all of its records are in the dead-letter queue.
+        let mut owed = vec![0usize; messages.len()];
+        let mut sends = Vec::new();
+        for (index, records) in rejected.into_iter().enumerate() {
+            if failed[index] || records.is_empty() {
+                continue;
+            }
+            owed[index] = records.len();
+            sends.extend(records.into_iter().map(|record| (index, record)));
+        }
+        match &self.dead_letters {
+            None if !sends.is_empty() => warn!(
+                records = sends.len(),
+                "records rejected but no DEAD_LETTER_QUEUE_URL is set; their messages will be retried"
+            ),
+            None => {}
+            Some(queue) => {
+                let mut results = stream::iter(sends)
+                    .map(|(index, record)| async move {
+                        let message_id = &messages[index].message_id;
+                        warn!(
+                            message_id = %message_id,
+                            project_id = record.project_id.as_ref().map(ProjectId::as_str),
+                            reason = %record.reason,
+                            detail = %record.detail,
+                            "record rejected"
+                        );
+                        (index, queue.send(&record, message_id).await)
+                    })
+                    .buffer_unordered(DEAD_LETTER_CONCURRENCY);
+                let all_sent = tokio::time::timeout_at(deadline.into(), async {
+                    while let Some((index, sent)) = results.next().await {
+                        match sent {
+                            Ok(()) => {
+                                owed[index] -= 1;
+                                summary.dead_lettered += 1;
+                            }
+                            Err(err) => warn!(error = %err, "dead-letter send failed; the message will be retried"),
+                        }
                     }
+                })
+                .await;
+                if all_sent.is_err() {
+                    warn!(
+                        "dead-letter sends did not finish in time; their messages will be retried"
+                    );
                 }
             }
-            Err(_) => {
-                warn!(
-                    messages = pending.len(),
-                    "dead-letter sends did not finish in time; those messages will be retried"
-                );
-                for index in pending {
-                    failed[index] = true;
-                }
+        }
+        for (index, owed) in owed.into_iter().enumerate() {
+            if owed > 0 {
+                failed[index] = true;
             }
         }
 
@@ -262,36 +290,6 @@ impl Streamer {
             failed_message_ids,
             summary,
         }
-    }
-
-    /// Sends a message's rejected records to the dead-letter queue; `Err` if any did not go.
-    async fn dead_letter(
-        &self,
-        message: &QueueMessage,
-        records: &[RejectedRecord],
-    ) -> Result<usize, ()> {
-        let Some(queue) = &self.dead_letters else {
-            warn!(
-                message_id = %message.message_id,
-                records = records.len(),
-                "records rejected but no DEAD_LETTER_QUEUE_URL is set; the message will be retried"
-            );
-            return Err(());
-        };
-        let sends = records.iter().map(|record| async move {
-            warn!(
-                message_id = %message.message_id,
-                project_id = record.project_id.as_ref().map(ProjectId::as_str),
-                reason = %record.reason,
-                detail = %record.detail,
-                "record rejected"
-            );
-            queue.send(record, &message.message_id).await.map_err(|err| {
-                warn!(message_id = %message.message_id, error = %err, "dead-letter send failed; the message will be retried");
-            })
-        });
-        let sent: Result<Vec<()>, ()> = join_all(sends).await.into_iter().collect();
-        sent.map(|_| records.len())
     }
 
     async fn stream_project(
@@ -470,31 +468,36 @@ impl Streamer {
         gzipped: &[u8],
         deadline: Instant,
     ) -> (Classification, usize) {
+        let no_time_left = |attempts: u32| {
+            let detail = "no time left in this invocation".to_owned();
+            let class = Classification::Transient {
+                retry_after: None,
+                detail,
+            };
+            (class, attempts as usize)
+        };
         let mut attempt: u32 = 0;
         loop {
+            // Checked again once a slot is free: waiting for one can use up the time, and a
+            // push started with too little of it risks a Datadog duplicate on timeout.
+            if deadline.saturating_duration_since(Instant::now()) < retry::MIN_ATTEMPT_TIME {
+                return no_time_left(attempt);
+            }
+            let slot = self
+                .pushes
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining < retry::MIN_ATTEMPT_TIME {
-                let detail = "no time left in this invocation".to_owned();
-                return (
-                    Classification::Transient {
-                        retry_after: None,
-                        detail,
-                    },
-                    attempt as usize,
-                );
+                return no_time_left(attempt);
             }
             attempt += 1;
-            let response = {
-                let _slot = self
-                    .pushes
-                    .acquire()
-                    .await
-                    .expect("the semaphore is never closed");
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                self.client
-                    .push(destination, gzipped, remaining.min(REQUEST_TIMEOUT))
-                    .await
-            };
+            let response = self
+                .client
+                .push(destination, gzipped, remaining.min(REQUEST_TIMEOUT))
+                .await;
+            drop(slot);
             let class = classify(&response);
             let Classification::Transient {
                 retry_after,
