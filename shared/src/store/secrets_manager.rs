@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::Tag;
 
 use super::{ConfigStore, StoreError};
@@ -55,16 +55,17 @@ impl SecretsManagerStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_exists_exception()) =>
-            {
+            Err(err) if error_code(&err) == Some("ResourceExistsException") => {
                 Err(StoreError::AlreadyExists)
             }
             Err(err) => Err(unavailable(err)),
         }
     }
+}
+
+/// The service's error code, such as `ResourceNotFoundException`.
+fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
+    err.as_service_error().and_then(|e| e.code())
 }
 
 fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
@@ -89,13 +90,7 @@ impl ConfigStore for SecretsManagerStore {
                 let json = output.secret_string().unwrap_or_default();
                 Ok(Some(StreamingConfig::from_stored_json(json)?))
             }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(err) if error_code(&err) == Some("ResourceNotFoundException") => Ok(None),
             Err(err) => Err(unavailable(err)),
         }
     }
@@ -132,11 +127,7 @@ impl ConfigStore for SecretsManagerStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
+            Err(err) if error_code(&err) == Some("ResourceNotFoundException") => {
                 Err(StoreError::NotFound)
             }
             Err(err) => Err(unavailable(err)),
@@ -153,13 +144,7 @@ impl ConfigStore for SecretsManagerStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(err) if error_code(&err) == Some("ResourceNotFoundException") => Ok(false),
             Err(err) => Err(unavailable(err)),
         }
     }
