@@ -5,21 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_log_streaming::destination::LogLabels;
-use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
-use event_log_streaming::domain::{
-    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
-    StreamingConfig, StreamingStatus,
-};
+use event_log_streaming::domain::{DestinationType, ProjectId};
 use event_log_streaming::event::QueueMessage;
-use event_log_streaming::net::AddressPolicy;
 use event_log_streaming::store::{ConfigStore, MemoryConfigStore};
 use event_log_streaming::{Streamer, StreamerOptions};
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::tls::pki;
+use integration_tests::fixtures::{datadog_config, labels, loki_config, loopback_client};
 use time::OffsetDateTime;
 
 const PROJECTS: usize = 20;
+const DATADOG_KEY: &str = "0123456789abcdef0123456789abcdef";
 const RECORDS_PER_MESSAGE: usize = 10;
 const MESSAGES_PER_BATCH: usize = 10;
 const BATCHES: usize = 200;
@@ -33,62 +28,25 @@ fn record(project: usize, n: usize) -> String {
     )
 }
 
-fn config(destination: Destination) -> StreamingConfig {
-    let now = OffsetDateTime::now_utc();
-    StreamingConfig {
-        destination,
-        streaming_status: StreamingStatus::Active,
-        enabled_at: Some(now - time::Duration::hours(1)),
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 async fn run(kind: DestinationType) {
     let loki = FakeDestination::loki("user", "password").await;
-    let datadog = FakeDestination::datadog("0123456789abcdef0123456789abcdef").await;
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
     let store = Arc::new(MemoryConfigStore::new());
     for p in 0..PROJECTS {
-        let body = match kind {
-            DestinationType::GrafanaLoki => DestinationConfigBody {
-                datadog: None,
-                grafana_loki: Some(LokiBody {
-                    hostname: loki.hostname(),
-                    username: "user".into(),
-                    password: "password".into(),
-                }),
-            },
-            DestinationType::Datadog => DestinationConfigBody {
-                datadog: Some(DatadogBody {
-                    site: "US".into(),
-                    api_key: "0123456789abcdef0123456789abcdef".into(),
-                }),
-                grafana_loki: None,
-            },
+        let config = match kind {
+            DestinationType::GrafanaLoki => loki_config(&loki.hostname(), "user", "password"),
+            DestinationType::Datadog => datadog_config(DATADOG_KEY),
         };
         let project = ProjectId::parse(&format!("project-{p}")).unwrap();
-        store
-            .create(&project, &config(Destination::parse(kind, &body).unwrap()))
-            .await
-            .unwrap();
+        store.create(&project, &config).await.unwrap();
     }
-    let client = DestinationClient::new(ClientOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-        },
-        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
-        datadog_intake_url: Some(datadog.base_url()),
-    })
-    .unwrap();
+    let client = loopback_client(Some(datadog.base_url()));
     let streamer = Streamer::new(
         store,
         client,
         None,
         StreamerOptions {
-            labels: LogLabels {
-                source: "stytch".into(),
-                service: "stytch.auth".into(),
-            },
+            labels: labels(),
             config_cache_ttl: Duration::from_secs(30),
             max_concurrent_pushes: 16,
         },

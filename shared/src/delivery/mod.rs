@@ -539,9 +539,6 @@ fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordO
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
     use time::OffsetDateTime;
     use time::macros::datetime;
 
@@ -549,7 +546,7 @@ mod tests {
     use crate::destination::client::ClientOptions;
     use crate::domain::{DestinationConfigBody, DestinationType, LokiBody, StreamingStatus};
     use crate::net::AddressPolicy;
-    use crate::store::{MemoryConfigStore, StoreError};
+    use crate::store::counting::CountingStore;
 
     const ENABLED_AT: OffsetDateTime = datetime!(2026-11-24 10:00:00.000_900 UTC);
 
@@ -604,34 +601,9 @@ mod tests {
         ));
     }
 
-    struct CountingStore {
-        inner: MemoryConfigStore,
-        lookups: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl ConfigStore for CountingStore {
-        async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
-            self.lookups.fetch_add(1, Ordering::SeqCst);
-            self.inner.get(project).await
-        }
-        async fn create(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
-            self.inner.create(p, c).await
-        }
-        async fn put(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
-            self.inner.put(p, c).await
-        }
-        async fn delete(&self, p: &ProjectId) -> Result<bool, StoreError> {
-            self.inner.delete(p).await
-        }
-    }
-
     #[tokio::test]
     async fn records_are_grouped_by_project_and_each_project_is_looked_up_once() {
-        let store = Arc::new(CountingStore {
-            inner: MemoryConfigStore::new(),
-            lookups: AtomicUsize::new(0),
-        });
+        let store = Arc::new(CountingStore::default());
         let off = ProjectId::parse("off").unwrap();
         store
             .create(&off, &config(StreamingStatus::Disabled))
@@ -670,7 +642,7 @@ mod tests {
             .process_batch(&batch, Instant::now() + Duration::from_secs(10))
             .await;
 
-        assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(store.lookups(), 2);
         assert!(report.failed_message_ids.is_empty());
         assert_eq!(report.summary.records, 5);
         assert_eq!(report.summary.skipped_disabled, 3);

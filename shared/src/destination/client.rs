@@ -7,13 +7,14 @@
 //! writes to a connection the server is closing. Redirects are never followed.
 
 use std::error::Error as _;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Certificate, Client, redirect};
+use reqwest::{Certificate, Client, Url, redirect};
 
 use super::datadog;
-use crate::domain::Destination;
+use crate::domain::{Destination, LokiDestination};
 use crate::net::{AddressPolicy, PolicyResolver, RefusedAddress};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,27 +88,28 @@ impl DestinationClient {
     /// is not on the public internet.
     pub fn check_destination(&self, destination: &Destination) -> Result<(), RefusedAddress> {
         match destination {
-            Destination::GrafanaLoki(loki) => {
-                self.policy.check_host(loki.hostname.host())?;
-                // Judge the host as the HTTP stack will see it after URL parsing too: an IP
-                // address there is connected to directly, without the resolver.
-                let url =
-                    reqwest::Url::parse(&loki.hostname.push_url()).map_err(|_| RefusedAddress {
-                        host: loki.hostname.host().to_owned(),
-                    })?;
-                let ip = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-                    Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-                    _ => None,
-                };
-                match ip {
-                    Some(ip) if !self.policy.permits(ip) => Err(RefusedAddress {
-                        host: loki.hostname.host().to_owned(),
-                    }),
-                    _ => Ok(()),
-                }
-            }
+            Destination::GrafanaLoki(loki) => self.loki_push_url(loki).map(|_| ()),
             Destination::Datadog(_) => Ok(()),
+        }
+    }
+
+    /// The push URL, parsed once, if the address policy lets its host through. The host is
+    /// judged as written and as the URL parser reads it: an IP address there is connected to
+    /// directly, without the resolver.
+    fn loki_push_url(&self, loki: &LokiDestination) -> Result<Url, RefusedAddress> {
+        let refused = || RefusedAddress {
+            host: loki.hostname.host().to_owned(),
+        };
+        self.policy.check_host(loki.hostname.host())?;
+        let url = Url::parse(&loki.hostname.push_url()).map_err(|_| refused())?;
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        match ip {
+            Some(ip) if !self.policy.permits(ip) => Err(refused()),
+            _ => Ok(url),
         }
     }
 
@@ -120,11 +122,12 @@ impl DestinationClient {
     ) -> PushResponse {
         let request = match destination {
             Destination::GrafanaLoki(loki) => {
-                if let Err(refused) = self.check_destination(destination) {
-                    return PushResponse::Refused(refused.to_string());
-                }
+                let url = match self.loki_push_url(loki) {
+                    Ok(url) => url,
+                    Err(refused) => return PushResponse::Refused(refused.to_string()),
+                };
                 self.http
-                    .post(loki.hostname.push_url())
+                    .post(url)
                     .basic_auth(&loki.username, Some(loki.password.expose()))
             }
             Destination::Datadog(datadog) => {

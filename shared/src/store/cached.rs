@@ -49,73 +49,36 @@ impl CachedConfigStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
-
     use super::*;
-
-    /// Counts lookups and fails on demand.
-    struct CountingStore {
-        calls: AtomicUsize,
-        fail: bool,
-    }
-
-    #[async_trait]
-    impl ConfigStore for CountingStore {
-        async fn get(&self, _: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.fail {
-                Err(StoreError::Unavailable("throttled".into()))
-            } else {
-                Ok(None)
-            }
-        }
-        async fn create(&self, _: &ProjectId, _: &StreamingConfig) -> Result<(), StoreError> {
-            unreachable!()
-        }
-        async fn put(&self, _: &ProjectId, _: &StreamingConfig) -> Result<(), StoreError> {
-            unreachable!()
-        }
-        async fn delete(&self, _: &ProjectId) -> Result<bool, StoreError> {
-            unreachable!()
-        }
-    }
-
-    fn store(fail: bool) -> Arc<CountingStore> {
-        Arc::new(CountingStore {
-            calls: AtomicUsize::new(0),
-            fail,
-        })
-    }
+    use crate::store::counting::CountingStore;
 
     #[tokio::test]
     async fn not_configured_answers_are_cached_for_the_ttl() {
-        let inner = store(false);
+        let inner = Arc::new(CountingStore::default());
         let cache = CachedConfigStore::new(inner.clone(), Duration::from_secs(60));
         let project = ProjectId::parse("p").unwrap();
         assert!(cache.get(&project).await.unwrap().is_none());
         assert!(cache.get(&project).await.unwrap().is_none());
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.lookups(), 1);
     }
 
     #[tokio::test]
     async fn expired_entries_are_fetched_again() {
-        let inner = store(false);
+        let inner = Arc::new(CountingStore::default());
         let cache = CachedConfigStore::new(inner.clone(), Duration::ZERO);
         let project = ProjectId::parse("p").unwrap();
         cache.get(&project).await.unwrap();
         cache.get(&project).await.unwrap();
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(inner.lookups(), 2);
     }
 
     #[tokio::test]
     async fn errors_are_not_cached() {
-        let inner = store(true);
+        let inner = Arc::new(CountingStore::failing());
         let cache = CachedConfigStore::new(inner.clone(), Duration::from_secs(60));
         let project = ProjectId::parse("p").unwrap();
         assert!(cache.get(&project).await.is_err());
         assert!(cache.get(&project).await.is_err());
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(inner.lookups(), 2);
     }
 }

@@ -46,3 +46,53 @@ pub enum StoreError {
     #[error(transparent)]
     Corrupt(#[from] StoredConfigError),
 }
+
+/// A store for unit tests: memory-backed, counts lookups, and fails them on demand.
+#[cfg(test)]
+pub(crate) mod counting {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::{ConfigStore, MemoryConfigStore, StoreError};
+    use crate::domain::{ProjectId, StreamingConfig};
+
+    #[derive(Default)]
+    pub struct CountingStore {
+        inner: MemoryConfigStore,
+        lookups: AtomicUsize,
+        failing: AtomicBool,
+    }
+
+    impl CountingStore {
+        pub fn failing() -> Self {
+            let store = Self::default();
+            store.failing.store(true, Ordering::SeqCst);
+            store
+        }
+
+        pub fn lookups(&self) -> usize {
+            self.lookups.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl ConfigStore for CountingStore {
+        async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("throttled".into()));
+            }
+            self.inner.get(project).await
+        }
+        async fn create(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
+            self.inner.create(p, c).await
+        }
+        async fn put(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
+            self.inner.put(p, c).await
+        }
+        async fn delete(&self, p: &ProjectId) -> Result<bool, StoreError> {
+            self.inner.delete(p).await
+        }
+    }
+}

@@ -9,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
 use config_api::{AppState, app};
-use event_log_streaming::destination::LogLabels;
 use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
 use event_log_streaming::domain::ProjectId;
 use event_log_streaming::net::AddressPolicy;
@@ -17,9 +16,9 @@ use event_log_streaming::store::{ConfigStore, MemoryConfigStore, SecretsManagerS
 use failing_store::FailingStore;
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::FakeDestination;
+use integration_tests::fixtures::{labels, loopback_client};
 use integration_tests::logs::capture_logs;
 use integration_tests::moto::moto;
-use integration_tests::tls::pki;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -48,29 +47,14 @@ fn keys() -> ManagementKeys {
     ]))
 }
 
-fn client(datadog_intake_url: Option<String>) -> DestinationClient {
-    DestinationClient::new(ClientOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-        },
-        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
-        datadog_intake_url,
-    })
-    .unwrap()
-}
-
 impl Api {
     fn with_store(store: Arc<dyn ConfigStore>, datadog_intake_url: Option<String>) -> Self {
-        let labels = LogLabels {
-            source: "stytch".into(),
-            service: "stytch.auth".into(),
-        };
         Self {
             router: app(AppState::new(
                 store,
                 keys(),
-                client(datadog_intake_url),
-                labels,
+                loopback_client(datadog_intake_url),
+                labels(),
                 START_DELAY,
             )),
         }
@@ -848,16 +832,12 @@ async fn destinations_that_are_plainly_private_are_refused_at_configuration_time
         datadog_intake_url: None,
     })
     .unwrap();
-    let labels = LogLabels {
-        source: "stytch".into(),
-        service: "stytch.auth".into(),
-    };
     let api = Api {
         router: app(AppState::new(
             Arc::new(MemoryConfigStore::new()),
             keys(),
             strict,
-            labels,
+            labels(),
             START_DELAY,
         )),
     };

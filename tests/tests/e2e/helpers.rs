@@ -9,13 +9,11 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use event_log_streaming::Streamer;
 use event_log_streaming::dead_letter::DeadLetterQueue;
-use event_log_streaming::domain::{
-    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
-    StreamingConfig, StreamingStatus,
-};
+use event_log_streaming::domain::{ProjectId, StreamingConfig, StreamingStatus};
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::{ConfigStore, SecretsManagerStore};
 use integration_tests::fake_destination::FakeDestination;
+use integration_tests::fixtures;
 use integration_tests::lambda::{SqsRecord, sqs_event};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
@@ -185,39 +183,10 @@ impl StreamerEnv {
 }
 
 pub fn loki_config(hostname: &str, password: &str) -> StreamingConfig {
-    let body = DestinationConfigBody {
-        datadog: None,
-        grafana_loki: Some(LokiBody {
-            hostname: hostname.into(),
-            username: LOKI_USER.into(),
-            password: password.into(),
-        }),
-    };
-    active(Destination::parse(DestinationType::GrafanaLoki, &body).unwrap())
+    fixtures::loki_config(hostname, LOKI_USER, password)
 }
 
-pub fn datadog_config(api_key: &str) -> StreamingConfig {
-    let body = DestinationConfigBody {
-        datadog: Some(DatadogBody {
-            site: "US".into(),
-            api_key: api_key.into(),
-        }),
-        grafana_loki: None,
-    };
-    active(Destination::parse(DestinationType::Datadog, &body).unwrap())
-}
-
-/// Active since an hour ago, so every event in a test counts as new.
-fn active(destination: Destination) -> StreamingConfig {
-    let now = OffsetDateTime::now_utc();
-    StreamingConfig {
-        destination,
-        streaming_status: StreamingStatus::Active,
-        enabled_at: Some(now - time::Duration::hours(1)),
-        created_at: now - time::Duration::hours(2),
-        updated_at: now - time::Duration::hours(1),
-    }
-}
+pub use integration_tests::fixtures::datadog_config;
 
 pub fn disabled(mut config: StreamingConfig) -> StreamingConfig {
     config.streaming_status = StreamingStatus::Disabled;

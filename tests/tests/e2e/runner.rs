@@ -12,14 +12,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
 use event_log_streaming::Streamer;
-use event_log_streaming::destination::LogLabels;
-use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
-use event_log_streaming::net::AddressPolicy;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::MemoryConfigStore;
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
-use integration_tests::tls::pki;
+use integration_tests::fixtures::{labels, loopback_client};
 use local_runner::local_app;
 use local_runner::sqs::Consumer;
 use serde_json::{Value, json};
@@ -40,25 +37,13 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     })
     .unwrap();
     let streamer = Arc::new(Streamer::from_settings(&settings, store.clone(), None).unwrap());
-    let client = DestinationClient::new(ClientOptions {
-        policy: AddressPolicy {
-            allow_private: true,
-        },
-        extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
-        datadog_intake_url: None,
-    })
-    .unwrap();
     let keys = ManagementKeys::new(KeySource::Fixed(vec![ManagementKey::new(
         "local-admin",
         "s3cret",
         &["*"],
     )]));
-    let labels = LogLabels {
-        source: "stytch".into(),
-        service: "stytch.auth".into(),
-    };
     let app = local_app(
-        AppState::new(store, keys, client, labels, Duration::ZERO),
+        AppState::new(store, keys, loopback_client(None), labels(), Duration::ZERO),
         streamer,
     );
     let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));
