@@ -12,10 +12,12 @@ pub mod domain;
 pub mod event;
 pub mod gzip;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod test_event;
 
 pub use delivery::{BatchReport, BatchSummary, Streamer, StreamerOptions};
 pub use secret::Secret;

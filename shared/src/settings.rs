@@ -1,6 +1,7 @@
 //! Environment settings, read once per container. Per-project destinations are not
 //! settings: they live in the configuration store.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -90,12 +91,33 @@ pub fn flag(
     }
 }
 
+/// `STREAM_TABLE_NAME`: the DynamoDB table of streams, required by both functions in AWS.
+pub fn stream_table_name(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, SettingsError> {
+    lookup("STREAM_TABLE_NAME")
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(SettingsError {
+            name: "STREAM_TABLE_NAME",
+            message: "must name the DynamoDB table of streams".into(),
+        })
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamerSettings {
-    /// `CONFIG_SECRET_PREFIX`: secret name prefix, default `event-log-streaming/`.
+    /// `CONFIG_SECRET_PREFIX`: credential secret name prefix, default `event-log-streaming/`.
     pub config_secret_prefix: String,
     /// `CONFIG_CACHE_TTL_SECONDS`: how long a configuration lookup is reused, default 30.
     pub config_cache_ttl: Duration,
+    /// `CONFIG_CACHE_SIZE`: streams (and credentials) a container keeps, default 10,000.
+    pub config_cache_size: NonZeroUsize,
+    /// `PUSH_TIMEOUT_SECONDS`: longest single push, default 20.
+    pub request_timeout: Duration,
+    /// `HEALTH_WRITE_INTERVAL_SECONDS`: how often a container writes a stream's health when
+    /// its state does not change, default 300.
+    pub health_write_interval: Duration,
+    /// `SUSPEND_AFTER_AUTH_FAILURES`: consecutive refused attempts that suspend, default 10.
+    pub suspend_after_auth_failures: u64,
+    /// `SUSPEND_AFTER_SECONDS`: the span those refusals must cover, default 900.
+    pub suspend_after: Duration,
     pub destinations: DestinationSettings,
     /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
     pub dead_letter_queue_url: Option<String>,
@@ -127,17 +149,29 @@ impl StreamerSettings {
                 })
             })
         };
-        let max_concurrent_pushes = number("MAX_CONCURRENT_PUSHES", 32)?;
-        if max_concurrent_pushes == 0 {
-            return Err(SettingsError {
-                name: "MAX_CONCURRENT_PUSHES",
-                message: "must be at least 1".into(),
-            });
-        }
+        let at_least_one = |name: &'static str, default: u64| -> Result<u64, SettingsError> {
+            match number(name, default)? {
+                0 => Err(SettingsError {
+                    name,
+                    message: "must be at least 1".into(),
+                }),
+                n => Ok(n),
+            }
+        };
+        let max_concurrent_pushes = at_least_one("MAX_CONCURRENT_PUSHES", 32)?;
+        let cache_size = at_least_one("CONFIG_CACHE_SIZE", 10_000)?;
         Ok(Self {
             config_secret_prefix: get("CONFIG_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned()),
             config_cache_ttl: Duration::from_secs(cache_ttl_seconds(&lookup)?),
+            config_cache_size: NonZeroUsize::new(cache_size as usize).expect("at least one"),
+            request_timeout: Duration::from_secs(at_least_one("PUSH_TIMEOUT_SECONDS", 20)?),
+            health_write_interval: Duration::from_secs(number(
+                "HEALTH_WRITE_INTERVAL_SECONDS",
+                300,
+            )?),
+            suspend_after_auth_failures: at_least_one("SUSPEND_AFTER_AUTH_FAILURES", 10)?,
+            suspend_after: Duration::from_secs(number("SUSPEND_AFTER_SECONDS", 900)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
             max_concurrent_pushes: max_concurrent_pushes as usize,
@@ -167,6 +201,11 @@ mod tests {
         assert_eq!(s.destinations.labels.source, "stytch");
         assert_eq!(s.destinations.labels.service, "stytch.auth");
         assert_eq!(s.max_concurrent_pushes, 32);
+        assert_eq!(s.config_cache_size.get(), 10_000);
+        assert_eq!(s.request_timeout, Duration::from_secs(20));
+        assert_eq!(s.health_write_interval, Duration::from_secs(300));
+        assert_eq!(s.suspend_after_auth_failures, 10);
+        assert_eq!(s.suspend_after, Duration::from_secs(900));
         assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
     }
@@ -179,5 +218,7 @@ mod tests {
         let err = settings(&[("ALLOW_PRIVATE_DESTINATIONS", "yes")]).unwrap_err();
         assert_eq!(err.name, "ALLOW_PRIVATE_DESTINATIONS");
         assert!(settings(&[("MAX_CONCURRENT_PUSHES", "0")]).is_err());
+        assert!(settings(&[("CONFIG_CACHE_SIZE", "0")]).is_err());
+        assert!(settings(&[("SUSPEND_AFTER_AUTH_FAILURES", "0")]).is_err());
     }
 }

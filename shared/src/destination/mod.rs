@@ -3,6 +3,7 @@
 //! envelope, so a batch can be cut at any entry boundary (to respect limits, or to split after
 //! a 413) without encoding the records again.
 
+pub mod classify;
 pub mod client;
 pub mod datadog;
 pub mod loki;

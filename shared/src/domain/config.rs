@@ -1,8 +1,9 @@
-//! A project's event log streaming configuration, and its JSON shape.
+//! A project's event log streaming configuration.
 //!
-//! The JSON shape is the management API's (`destination_type`, `destination_config`,
-//! `streaming_status`) plus the timestamps the streamer needs; it is both the body the config
-//! API accepts and the record the store keeps, one Secrets Manager secret per project.
+//! A [`Destination`] is what the management API accepts (`destination_type` and
+//! `destination_config`, secrets included). It is kept in two halves: the [`Endpoint`] in the
+//! state table with the rest of the [`StreamConfig`], and the credential in a secret of its
+//! own, referred to by version ([`CredentialRef`]).
 
 use std::fmt;
 
@@ -10,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    DatadogApiKey, DatadogDestination, DatadogSite, LokiDestination, LokiHostname, ValidationError,
+    DatadogApiKey, DatadogDestination, DatadogSite, LokiDestination, LokiHostname, ProjectId,
+    StreamState, ValidationError,
 };
 use crate::secret::Secret;
 
@@ -45,13 +47,6 @@ impl fmt::Display for DestinationType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StreamingStatus {
-    Active,
-    Disabled,
 }
 
 /// Where a project's events go; exactly one destination per project.
@@ -112,27 +107,6 @@ impl Destination {
             )),
         }
     }
-
-    /// The JSON shape with the secrets in clear: only for the store.
-    pub fn to_body(&self) -> DestinationConfigBody {
-        match self {
-            Self::Datadog(d) => DestinationConfigBody {
-                datadog: Some(DatadogBody {
-                    site: d.site.as_str().to_owned(),
-                    api_key: d.api_key.secret().expose().to_owned(),
-                }),
-                grafana_loki: None,
-            },
-            Self::GrafanaLoki(l) => DestinationConfigBody {
-                datadog: None,
-                grafana_loki: Some(LokiBody {
-                    hostname: l.hostname.to_string(),
-                    username: l.username.clone(),
-                    password: l.password.expose().to_owned(),
-                }),
-            },
-        }
-    }
 }
 
 /// `destination_config` as it travels in JSON. Holds secrets in clear, so it never derives
@@ -161,112 +135,125 @@ pub struct LokiBody {
     pub password: String,
 }
 
-/// A project's configuration as the store keeps it.
+/// The non-secret half of a destination: what the state table holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamingConfig {
-    pub destination: Destination,
-    pub streaming_status: StreamingStatus,
-    /// When streaming was last turned on; events produced before it are not streamed.
-    pub enabled_at: Option<OffsetDateTime>,
+pub enum Endpoint {
+    Datadog {
+        site: DatadogSite,
+    },
+    GrafanaLoki {
+        hostname: LokiHostname,
+        username: String,
+    },
+}
+
+impl Endpoint {
+    pub fn destination_type(&self) -> DestinationType {
+        match self {
+            Self::Datadog { .. } => DestinationType::Datadog,
+            Self::GrafanaLoki { .. } => DestinationType::GrafanaLoki,
+        }
+    }
+}
+
+impl Destination {
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Self::Datadog(d) => Endpoint::Datadog { site: d.site },
+            Self::GrafanaLoki(l) => Endpoint::GrafanaLoki {
+                hostname: l.hostname.clone(),
+                username: l.username.clone(),
+            },
+        }
+    }
+
+    /// The secret half: the Datadog API key or the Loki password (token).
+    pub fn credential(&self) -> &Secret {
+        match self {
+            Self::Datadog(d) => d.api_key.secret(),
+            Self::GrafanaLoki(l) => &l.password,
+        }
+    }
+
+    /// Joins the two halves again, checking the credential as the API did when it was saved.
+    pub fn assemble(endpoint: &Endpoint, credential: Secret) -> Result<Self, ValidationError> {
+        match endpoint {
+            Endpoint::Datadog { site } => Ok(Self::Datadog(DatadogDestination {
+                site: *site,
+                api_key: DatadogApiKey::parse(credential.expose())?,
+            })),
+            Endpoint::GrafanaLoki { hostname, username } => {
+                Ok(Self::GrafanaLoki(LokiDestination {
+                    hostname: hostname.clone(),
+                    username: username.clone(),
+                    password: credential,
+                }))
+            }
+        }
+    }
+}
+
+/// Where a stream's credential is: one secret per project, read by version so that a
+/// container can cache it for its whole life and still see every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRef {
+    pub secret_id: String,
+    pub version_id: String,
+    /// What the API shows of the credential (see [`Secret::last_four`]), kept here so that
+    /// reading a configuration never reads the secret.
+    pub last_four: String,
+}
+
+/// A project's stream configuration, without its credential: what the state table holds
+/// besides delivery health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    pub project_id: ProjectId,
+    pub endpoint: Endpoint,
+    pub credential: CredentialRef,
+    pub state: StreamState,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Grows with every change; every write is conditional on the version it read.
+    pub version: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredRecord {
-    destination_type: DestinationType,
-    destination_config: DestinationConfigBody,
-    streaming_status: StreamingStatus,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    enabled_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
-}
-
-/// A stored record that does not parse. The message names the field, never a value, since
-/// the record holds the customer's credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum StoredConfigError {
-    #[error(
-        "stored configuration is not valid JSON of the expected shape (line {line}, column {column})"
-    )]
-    Shape { line: usize, column: usize },
-    #[error("stored configuration is invalid: {0}")]
-    Invalid(#[from] ValidationError),
-}
-
-impl StreamingConfig {
-    pub fn is_active(&self) -> bool {
-        self.streaming_status == StreamingStatus::Active
+impl StreamConfig {
+    /// A new configuration: version 1, disabled until enabled.
+    pub fn new(
+        project_id: ProjectId,
+        endpoint: Endpoint,
+        credential: CredentialRef,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            project_id,
+            endpoint,
+            credential,
+            state: StreamState::created(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
     }
 
-    pub fn to_stored_json(&self) -> String {
-        let record = StoredRecord {
-            destination_type: self.destination.destination_type(),
-            destination_config: self.destination.to_body(),
-            streaming_status: self.streaming_status,
-            enabled_at: self.enabled_at,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        };
-        serde_json::to_string(&record).expect("a stored record always serializes")
+    pub fn destination_type(&self) -> DestinationType {
+        self.endpoint.destination_type()
     }
 
-    pub fn from_stored_json(json: &str) -> Result<Self, StoredConfigError> {
-        // serde_json's messages can quote the offending value, which may be a secret: keep
-        // only the position.
-        let record: StoredRecord =
-            serde_json::from_str(json).map_err(|e| StoredConfigError::Shape {
-                line: e.line(),
-                column: e.column(),
-            })?;
-        Ok(Self {
-            destination: Destination::parse(record.destination_type, &record.destination_config)?,
-            streaming_status: record.streaming_status,
-            enabled_at: record.enabled_at,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        })
+    /// The next version of this configuration, changed at `now`.
+    pub fn next_version(&self, now: OffsetDateTime) -> Self {
+        Self {
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LOKI: &str = r#"{"destination_type":"GRAFANA_LOKI",
-        "destination_config":{"grafana_loki":{"hostname":"logs-prod-021.grafana.net","username":"123","password":"glc_secret_token"}},
-        "streaming_status":"ACTIVE","enabled_at":"2026-11-24T10:00:00Z",
-        "created_at":"2026-11-24T09:00:00Z","updated_at":"2026-11-24T10:00:00Z"}"#;
-
-    #[test]
-    fn a_stored_loki_record_round_trips() {
-        let config = StreamingConfig::from_stored_json(LOKI).unwrap();
-        assert!(config.is_active());
-        let Destination::GrafanaLoki(loki) = &config.destination else {
-            panic!("expected Loki")
-        };
-        assert_eq!(loki.username, "123");
-        assert_eq!(loki.password.expose(), "glc_secret_token");
-        let again = StreamingConfig::from_stored_json(&config.to_stored_json()).unwrap();
-        assert_eq!(again, config);
-    }
-
-    #[test]
-    fn a_stored_datadog_record_without_enabled_at_parses() {
-        let json = r#"{"destination_type":"DATADOG",
-            "destination_config":{"datadog":{"site":"EU","api_key":"0123456789abcdef0123456789abcdef"}},
-            "streaming_status":"DISABLED","created_at":"2026-11-24T09:00:00Z","updated_at":"2026-11-24T09:00:00Z"}"#;
-        let config = StreamingConfig::from_stored_json(json).unwrap();
-        assert!(!config.is_active());
-        assert_eq!(config.enabled_at, None);
-        assert_eq!(
-            config.destination.destination_type(),
-            DestinationType::Datadog
-        );
-    }
 
     #[test]
     fn destination_config_must_hold_exactly_the_matching_key() {
@@ -294,12 +281,19 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_record_error_never_quotes_its_content() {
-        let json = LOKI.replace("\"ACTIVE\"", "\"glc_secret_token\"");
-        let err = StreamingConfig::from_stored_json(&json).unwrap_err();
-        assert!(!err.to_string().contains("glc_secret_token"), "{err}");
-        let json = LOKI.replace("logs-prod-021.grafana.net", "glc_secret_token/x");
-        let err = StreamingConfig::from_stored_json(&json).unwrap_err();
-        assert!(!err.to_string().contains("glc_secret_token"), "{err}");
+    fn a_destination_splits_into_endpoint_and_credential_and_joins_again() {
+        let body = DestinationConfigBody {
+            datadog: Some(DatadogBody {
+                site: "EU".into(),
+                api_key: "0123456789abcdef0123456789abcdef".into(),
+            }),
+            grafana_loki: None,
+        };
+        let destination = Destination::parse(DestinationType::Datadog, &body).unwrap();
+        let again =
+            Destination::assemble(&destination.endpoint(), destination.credential().clone());
+        assert_eq!(again.unwrap(), destination);
+        let wrong = Destination::assemble(&destination.endpoint(), Secret::new("not-a-key"));
+        assert!(!wrong.unwrap_err().to_string().contains("not-a-key"));
     }
 }

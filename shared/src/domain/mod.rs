@@ -3,16 +3,20 @@
 
 mod config;
 mod datadog;
+mod health;
 mod loki;
 mod project_id;
+mod status;
 
 pub use config::{
-    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, StoredConfigError,
-    StreamingConfig, StreamingStatus,
+    CredentialRef, DatadogBody, Destination, DestinationConfigBody, DestinationType, Endpoint,
+    LokiBody, StreamConfig,
 };
 pub use datadog::{DatadogApiKey, DatadogDestination, DatadogSite};
+pub use health::{DeliveryError, DeliveryHealth, MAX_RECENT_ERRORS, SuspendPolicy};
 pub use loki::{LokiDestination, LokiHostname};
 pub use project_id::ProjectId;
+pub use status::{Eligibility, StreamState, StreamingStatus, Suspension};
 
 /// Why a value from outside was refused, worded for the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

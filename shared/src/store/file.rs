@@ -1,9 +1,9 @@
-//! A store in one local JSON file, for the local runner: no AWS account needed.
+//! The local runner's embedded store: every stream and credential in one JSON file, so the
+//! runner needs no AWS account.
 //!
-//! The file maps project ids to the same records Secrets Manager would hold. It holds
-//! credentials, so it is created readable by its owner only (0600), and every change is
-//! written to a temporary file, flushed and renamed over the old one, so a crash never leaves
-//! a half-written store.
+//! The file holds credentials, so it is created readable by its owner only (0600). Every
+//! change is written to a temporary file, flushed and renamed over the old one, so a crash
+//! never leaves a half-written store, and the data survives restarts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,21 +11,28 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
-use super::{ConfigStore, StoreError};
-use crate::domain::{ProjectId, StreamingConfig};
+use super::memory::State;
+use super::{
+    CredentialRead, CredentialWrite, HealthWrite, StoreError, StoreResult, StoredStream,
+    StreamLookup, StreamWrite,
+};
+use crate::domain::{
+    CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
+    LokiHostname, ProjectId, StreamConfig, StreamState, StreamingStatus, Suspension,
+};
+use crate::secret::Secret;
 
-pub struct FileConfigStore {
+pub struct FileStateStore {
     path: PathBuf,
     /// Serializes read-modify-write cycles within the process.
     lock: Mutex<()>,
 }
 
-type Records = BTreeMap<String, Box<RawValue>>;
-
-impl FileConfigStore {
+impl FileStateStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
@@ -33,29 +40,39 @@ impl FileConfigStore {
         }
     }
 
-    fn read(&self) -> Result<Records, StoreError> {
-        match std::fs::read_to_string(&self.path) {
+    fn read(&self) -> StoreResult<State> {
+        let records: FileRecords = match std::fs::read_to_string(&self.path) {
+            // Positions only: serde_json's messages can quote a value, here a credential.
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "{} is not a JSON object of records (line {}, column {})",
+                StoreError::Corrupt(format!(
+                    "{} is not a state file (line {}, column {})",
                     self.path.display(),
                     e.line(),
                     e.column()
                 ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Records::new()),
-            Err(e) => Err(io_error(&self.path, e)),
-        }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRecords::default(),
+            Err(e) => return Err(StoreError::unavailable("reading the state file", e)),
+        };
+        records.into_state()
     }
 
-    fn write(&self, records: &Records) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(records).expect("records serialize");
-        write_private_atomically(&self.path, &json).map_err(|e| io_error(&self.path, e))
+    /// Runs `change` on the current state and saves the result if `change` succeeded.
+    async fn change<T>(&self, change: impl FnOnce(&mut State) -> StoreResult<T>) -> StoreResult<T> {
+        let _guard = self.lock.lock().await;
+        let mut state = self.read()?;
+        let result = change(&mut state)?;
+        let json =
+            serde_json::to_vec_pretty(&FileRecords::from(&state)).expect("records serialize");
+        write_private_atomically(&self.path, &json)
+            .map_err(|e| StoreError::unavailable("writing the state file", e))?;
+        Ok(result)
     }
-}
 
-fn io_error(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
+    async fn view<T>(&self, view: impl FnOnce(&State) -> T) -> StoreResult<T> {
+        let _guard = self.lock.lock().await;
+        Ok(view(&self.read()?))
+    }
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename, readable by the owner only.
@@ -75,52 +92,293 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
     std::fs::rename(&temporary, path)
 }
 
-fn record(config: &StreamingConfig) -> Box<RawValue> {
-    RawValue::from_string(config.to_stored_json()).expect("a stored record is JSON")
+#[async_trait]
+impl StreamLookup for FileStateStore {
+    async fn get_many(&self, projects: &[ProjectId]) -> StoreResult<Vec<StoredStream>> {
+        self.view(|state| state.get_many(projects)).await
+    }
 }
 
 #[async_trait]
-impl ConfigStore for FileConfigStore {
-    async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
-        let _guard = self.lock.lock().await;
-        match self.read()?.get(project.as_str()) {
-            Some(raw) => Ok(Some(StreamingConfig::from_stored_json(raw.get())?)),
-            None => Ok(None),
-        }
+impl StreamWrite for FileStateStore {
+    async fn get(&self, project: &ProjectId) -> StoreResult<Option<StoredStream>> {
+        self.view(|state| state.streams.get(project).cloned()).await
     }
+    async fn create(&self, config: &StreamConfig) -> StoreResult<()> {
+        self.change(|state| state.create(config)).await
+    }
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> StoreResult<()> {
+        self.change(|state| state.update(config, expected_version))
+            .await
+    }
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> StoreResult<()> {
+        self.change(|state| state.delete(project, expected_version))
+            .await
+    }
+}
 
-    async fn create(
+#[async_trait]
+impl HealthWrite for FileStateStore {
+    async fn record(
         &self,
         project: &ProjectId,
-        config: &StreamingConfig,
-    ) -> Result<(), StoreError> {
-        let _guard = self.lock.lock().await;
-        let mut records = self.read()?;
-        if records.contains_key(project.as_str()) {
-            return Err(StoreError::AlreadyExists);
-        }
-        records.insert(project.to_string(), record(config));
-        self.write(&records)
+        update: &DeliveryHealth,
+    ) -> StoreResult<Option<DeliveryHealth>> {
+        self.change(|state| Ok(state.record(project, update))).await
     }
-
-    async fn put(&self, project: &ProjectId, config: &StreamingConfig) -> Result<(), StoreError> {
-        let _guard = self.lock.lock().await;
-        let mut records = self.read()?;
-        let slot = records
-            .get_mut(project.as_str())
-            .ok_or(StoreError::NotFound)?;
-        *slot = record(config);
-        self.write(&records)
+    async fn suspend(
+        &self,
+        project: &ProjectId,
+        version: u64,
+        suspension: &Suspension,
+    ) -> StoreResult<bool> {
+        self.change(|state| Ok(state.suspend(project, version, suspension)))
+            .await
     }
+}
 
-    async fn delete(&self, project: &ProjectId) -> Result<bool, StoreError> {
-        let _guard = self.lock.lock().await;
-        let mut records = self.read()?;
-        let existed = records.remove(project.as_str()).is_some();
-        if existed {
-            self.write(&records)?;
+#[async_trait]
+impl CredentialRead for FileStateStore {
+    async fn get(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+        self.view(|state| state.credential(credential)).await?
+    }
+}
+
+#[async_trait]
+impl CredentialWrite for FileStateStore {
+    async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
+        self.change(|state| Ok(state.put_credential(project, credential)))
+            .await
+    }
+    async fn delete(&self, project: &ProjectId) -> StoreResult<()> {
+        self.change(|state| {
+            state.credentials.remove(project);
+            Ok(())
+        })
+        .await
+    }
+}
+
+// ---- the file's format
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRecords {
+    #[serde(default)]
+    streams: BTreeMap<String, StreamRecord>,
+    /// Per project, versions oldest first.
+    #[serde(default)]
+    credentials: BTreeMap<String, Vec<CredentialRecord>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CredentialRecord {
+    version_id: String,
+    value: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamRecord {
+    destination_type: DestinationType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    site: Option<DatadogSite>,
+    streaming_status: StreamingStatus,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    enabled_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    suspended_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    suspended_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    version: u64,
+    credential_version_id: String,
+    credential_last_four: String,
+    #[serde(default)]
+    health: HealthRecord,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct HealthRecord {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    last_success_at: Option<OffsetDateTime>,
+    consecutive_failures: u64,
+    consecutive_auth_failures: u64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    auth_failures_since: Option<OffsetDateTime>,
+    recent_errors: Vec<ErrorRecord>,
+    events_delivered: u64,
+    events_failed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorRecord {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    destination_status: Option<u16>,
+    message: String,
+}
+
+impl From<&State> for FileRecords {
+    fn from(state: &State) -> Self {
+        Self {
+            streams: state
+                .streams
+                .iter()
+                .map(|(project, stream)| (project.to_string(), StreamRecord::from(stream)))
+                .collect(),
+            credentials: state
+                .credentials
+                .iter()
+                .map(|(project, versions)| {
+                    let versions = versions
+                        .iter()
+                        .map(|(version_id, secret)| CredentialRecord {
+                            version_id: version_id.clone(),
+                            value: secret.expose().to_owned(),
+                        })
+                        .collect();
+                    (project.to_string(), versions)
+                })
+                .collect(),
         }
-        Ok(existed)
+    }
+}
+
+impl FileRecords {
+    fn into_state(self) -> StoreResult<State> {
+        let project = |id: &str| {
+            ProjectId::parse(id).map_err(|_| StoreError::Corrupt("a project id is invalid".into()))
+        };
+        let mut state = State::default();
+        for (id, record) in self.streams {
+            let project_id = project(&id)?;
+            state
+                .streams
+                .insert(project_id.clone(), record.into_stream(project_id)?);
+        }
+        for (id, versions) in self.credentials {
+            let versions = versions
+                .into_iter()
+                .map(|v| (v.version_id, Secret::new(v.value)))
+                .collect();
+            state.credentials.insert(project(&id)?, versions);
+        }
+        Ok(state)
+    }
+}
+
+impl From<&StoredStream> for StreamRecord {
+    fn from(stream: &StoredStream) -> Self {
+        let config = &stream.config;
+        let (hostname, username, site) = match &config.endpoint {
+            Endpoint::GrafanaLoki { hostname, username } => {
+                (Some(hostname.to_string()), Some(username.clone()), None)
+            }
+            Endpoint::Datadog { site } => (None, None, Some(*site)),
+        };
+        let health = &stream.health;
+        Self {
+            destination_type: config.destination_type(),
+            hostname,
+            username,
+            site,
+            streaming_status: config.state.status,
+            enabled_at: config.state.enabled_at,
+            suspended_at: config.state.suspension.as_ref().map(|s| s.at),
+            suspended_reason: config.state.suspension.as_ref().map(|s| s.reason.clone()),
+            created_at: config.created_at,
+            updated_at: config.updated_at,
+            version: config.version,
+            credential_version_id: config.credential.version_id.clone(),
+            credential_last_four: config.credential.last_four.clone(),
+            health: HealthRecord {
+                last_success_at: health.last_success_at,
+                consecutive_failures: health.consecutive_failures,
+                consecutive_auth_failures: health.consecutive_auth_failures,
+                auth_failures_since: health.auth_failures_since,
+                recent_errors: health
+                    .recent_errors
+                    .iter()
+                    .map(|e| ErrorRecord {
+                        at: e.at,
+                        destination_status: e.destination_status,
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+                events_delivered: health.events_delivered,
+                events_failed: health.events_failed,
+            },
+        }
+    }
+}
+
+impl StreamRecord {
+    fn into_stream(self, project_id: ProjectId) -> StoreResult<StoredStream> {
+        let corrupt =
+            |field: &str| StoreError::Corrupt(format!("{field} of {project_id} is invalid"));
+        let endpoint = match (
+            self.destination_type,
+            self.hostname,
+            self.username,
+            self.site,
+        ) {
+            (DestinationType::GrafanaLoki, Some(hostname), Some(username), None) => {
+                Endpoint::GrafanaLoki {
+                    hostname: LokiHostname::parse(&hostname).map_err(|_| corrupt("hostname"))?,
+                    username,
+                }
+            }
+            (DestinationType::Datadog, None, None, Some(site)) => Endpoint::Datadog { site },
+            _ => return Err(corrupt("the destination")),
+        };
+        let suspension = match (self.suspended_at, self.suspended_reason) {
+            (Some(at), Some(reason)) => Some(Suspension { at, reason }),
+            _ => None,
+        };
+        let health = self.health;
+        Ok(StoredStream {
+            config: StreamConfig {
+                credential: CredentialRef {
+                    secret_id: project_id.to_string(),
+                    version_id: self.credential_version_id,
+                    last_four: self.credential_last_four,
+                },
+                project_id,
+                endpoint,
+                state: StreamState {
+                    status: self.streaming_status,
+                    enabled_at: self.enabled_at,
+                    suspension,
+                },
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                version: self.version,
+            },
+            health: DeliveryHealth {
+                last_success_at: health.last_success_at,
+                consecutive_failures: health.consecutive_failures,
+                consecutive_auth_failures: health.consecutive_auth_failures,
+                auth_failures_since: health.auth_failures_since,
+                recent_errors: health
+                    .recent_errors
+                    .into_iter()
+                    .map(|e| DeliveryError {
+                        at: e.at,
+                        destination_status: e.destination_status,
+                        message: e.message,
+                    })
+                    .collect(),
+                events_delivered: health.events_delivered,
+                events_failed: health.events_failed,
+            },
+        })
     }
 }
 
@@ -131,56 +389,85 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::domain::{
-        DatadogBody, Destination, DestinationConfigBody, DestinationType, StreamingStatus,
-    };
 
-    fn config() -> StreamingConfig {
-        let body = DestinationConfigBody {
-            datadog: Some(DatadogBody {
-                site: "EU".into(),
-                api_key: "0123456789abcdef0123456789abcdef".into(),
-            }),
-            grafana_loki: None,
-        };
-        StreamingConfig {
-            destination: Destination::parse(DestinationType::Datadog, &body).unwrap(),
-            streaming_status: StreamingStatus::Disabled,
-            enabled_at: None,
-            created_at: datetime!(2026-11-24 10:00 UTC),
-            updated_at: datetime!(2026-11-24 10:00 UTC),
-        }
+    fn temporary_path() -> PathBuf {
+        std::env::temp_dir()
+            .join(format!(
+                "els-file-store-{}-{}",
+                std::process::id(),
+                fastrand::u64(..)
+            ))
+            .join("state.json")
     }
 
     #[tokio::test]
-    async fn records_survive_a_new_store_on_the_same_file_and_the_file_is_private() {
-        let dir = std::env::temp_dir().join(format!(
-            "els-file-store-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let path = dir.join("configs.json");
+    async fn streams_health_and_credentials_survive_a_restart_in_a_private_file() {
+        let path = temporary_path();
         let project = ProjectId::parse("p-1").unwrap();
+        let now = datetime!(2026-11-24 10:00 UTC);
 
-        let store = FileConfigStore::new(&path);
-        store.create(&project, &config()).await.unwrap();
+        let store = FileStateStore::new(&path);
+        let credential = store
+            .put(&project, &Secret::new("glc_a-long-loki-token-1a2b"))
+            .await
+            .unwrap();
+        assert_eq!(credential.last_four, "1a2b");
+        let endpoint = Endpoint::GrafanaLoki {
+            hostname: LokiHostname::parse("logs.example.com").unwrap(),
+            username: "123".into(),
+        };
+        let config = StreamConfig::new(project.clone(), endpoint, credential.clone(), now);
+        store.create(&config).await.unwrap();
         assert!(matches!(
-            store.create(&project, &config()).await,
+            store.create(&config).await,
             Err(StoreError::AlreadyExists)
         ));
+        let mut update = DeliveryHealth::default();
+        update.failure(
+            DeliveryError {
+                at: now,
+                destination_status: Some(401),
+                message: "401 from Grafana Loki".into(),
+            },
+            true,
+        );
+        store.record(&project, &update).await.unwrap();
+        let suspension = Suspension {
+            at: now,
+            reason: "refused".into(),
+        };
+        assert!(
+            !store.suspend(&project, 1, &suspension).await.unwrap(),
+            "DISABLED"
+        );
 
-        let reopened = FileConfigStore::new(&path);
-        assert_eq!(reopened.get(&project).await.unwrap(), Some(config()));
+        let reopened = FileStateStore::new(&path);
+        let stream = StreamWrite::get(&reopened, &project)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stream.config, config);
+        assert_eq!(stream.health.consecutive_auth_failures, 1);
+        assert_eq!(
+            CredentialRead::get(&reopened, &credential)
+                .await
+                .unwrap()
+                .expose(),
+            "glc_a-long-loki-token-1a2b"
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!path.with_extension("tmp").exists());
 
-        assert!(reopened.delete(&project).await.unwrap());
-        assert!(!reopened.delete(&project).await.unwrap());
         assert!(matches!(
-            reopened.put(&project, &config()).await,
+            StreamWrite::delete(&reopened, &project, 7).await,
+            Err(StoreError::Conflict)
+        ));
+        StreamWrite::delete(&reopened, &project, 1).await.unwrap();
+        assert!(matches!(
+            StreamWrite::delete(&reopened, &project, 1).await,
             Err(StoreError::NotFound)
         ));
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

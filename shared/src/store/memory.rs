@@ -1,51 +1,198 @@
-//! An in-memory store for tests and the local runner.
+//! Streams and credentials in memory, for unit tests; [`State`] is also the working copy of
+//! the local runner's file store, so both follow exactly the same rules.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{ConfigStore, StoreError};
-use crate::domain::{ProjectId, StreamingConfig};
+use super::{
+    CredentialRead, CredentialWrite, HealthWrite, StoreError, StoreResult, StoredStream,
+    StreamLookup, StreamWrite,
+};
+use crate::domain::{CredentialRef, DeliveryHealth, ProjectId, StreamConfig, Suspension};
+use crate::secret::Secret;
 
-#[derive(Default)]
-pub struct MemoryConfigStore {
-    configs: Mutex<HashMap<ProjectId, StreamingConfig>>,
+/// Versions of a credential kept: the current one and the one before, which a streamer may
+/// still be reading while a change reaches every container.
+const CREDENTIAL_VERSIONS_KEPT: usize = 2;
+
+/// Every stream and credential; each operation has the semantics of the port it serves.
+#[derive(Debug, Default, Clone)]
+pub(super) struct State {
+    pub streams: BTreeMap<ProjectId, StoredStream>,
+    /// Per project, versions oldest first: (version id, credential).
+    pub credentials: BTreeMap<ProjectId, Vec<(String, Secret)>>,
 }
 
-impl MemoryConfigStore {
+impl State {
+    pub fn get_many(&self, projects: &[ProjectId]) -> Vec<StoredStream> {
+        projects
+            .iter()
+            .filter_map(|p| self.streams.get(p).cloned())
+            .collect()
+    }
+
+    pub fn create(&mut self, config: &StreamConfig) -> StoreResult<()> {
+        if self.streams.contains_key(&config.project_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.streams.insert(
+            config.project_id.clone(),
+            StoredStream {
+                config: config.clone(),
+                health: DeliveryHealth::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn at_version(&mut self, project: &ProjectId, version: u64) -> StoreResult<&mut StoredStream> {
+        let stream = self.streams.get_mut(project).ok_or(StoreError::NotFound)?;
+        if stream.config.version != version {
+            return Err(StoreError::Conflict);
+        }
+        Ok(stream)
+    }
+
+    pub fn update(&mut self, config: &StreamConfig, expected_version: u64) -> StoreResult<()> {
+        self.at_version(&config.project_id, expected_version)?
+            .config = config.clone();
+        Ok(())
+    }
+
+    pub fn delete(&mut self, project: &ProjectId, expected_version: u64) -> StoreResult<()> {
+        self.at_version(project, expected_version)?;
+        self.streams.remove(project);
+        Ok(())
+    }
+
+    pub fn record(
+        &mut self,
+        project: &ProjectId,
+        update: &DeliveryHealth,
+    ) -> Option<DeliveryHealth> {
+        let stream = self.streams.get_mut(project)?;
+        stream.health.apply(update);
+        Some(stream.health.clone())
+    }
+
+    pub fn suspend(&mut self, project: &ProjectId, version: u64, suspension: &Suspension) -> bool {
+        let Ok(stream) = self.at_version(project, version) else {
+            return false;
+        };
+        let Some(state) = stream.config.state.suspend(suspension.clone()) else {
+            return false;
+        };
+        let config = &mut stream.config;
+        *config = config.next_version(suspension.at);
+        config.state = state;
+        true
+    }
+
+    pub fn put_credential(&mut self, project: &ProjectId, credential: &Secret) -> CredentialRef {
+        let version_id = format!("{:032x}", fastrand::u128(..));
+        let versions = self.credentials.entry(project.clone()).or_default();
+        versions.push((version_id.clone(), credential.clone()));
+        let excess = versions.len().saturating_sub(CREDENTIAL_VERSIONS_KEPT);
+        versions.drain(..excess);
+        CredentialRef {
+            secret_id: project.to_string(),
+            version_id,
+            last_four: credential.last_four(),
+        }
+    }
+
+    pub fn credential(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+        ProjectId::parse(&credential.secret_id)
+            .ok()
+            .and_then(|project| self.credentials.get(&project))
+            .and_then(|versions| versions.iter().find(|(v, _)| *v == credential.version_id))
+            .map(|(_, secret)| secret.clone())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "credential version {} of {} does not exist",
+                    credential.version_id, credential.secret_id
+                ))
+            })
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryStateStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStateStore {
     pub fn new() -> Self {
         Self::default()
     }
 }
 
 #[async_trait]
-impl ConfigStore for MemoryConfigStore {
-    async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
-        Ok(self.configs.lock().unwrap().get(project).cloned())
+impl StreamLookup for MemoryStateStore {
+    async fn get_many(&self, projects: &[ProjectId]) -> StoreResult<Vec<StoredStream>> {
+        Ok(self.state.lock().unwrap().get_many(projects))
     }
+}
 
-    async fn create(
+#[async_trait]
+impl StreamWrite for MemoryStateStore {
+    async fn get(&self, project: &ProjectId) -> StoreResult<Option<StoredStream>> {
+        Ok(self.state.lock().unwrap().streams.get(project).cloned())
+    }
+    async fn create(&self, config: &StreamConfig) -> StoreResult<()> {
+        self.state.lock().unwrap().create(config)
+    }
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> StoreResult<()> {
+        self.state.lock().unwrap().update(config, expected_version)
+    }
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> StoreResult<()> {
+        self.state.lock().unwrap().delete(project, expected_version)
+    }
+}
+
+#[async_trait]
+impl HealthWrite for MemoryStateStore {
+    async fn record(
         &self,
         project: &ProjectId,
-        config: &StreamingConfig,
-    ) -> Result<(), StoreError> {
-        let mut configs = self.configs.lock().unwrap();
-        if configs.contains_key(project) {
-            return Err(StoreError::AlreadyExists);
-        }
-        configs.insert(project.clone(), config.clone());
-        Ok(())
+        update: &DeliveryHealth,
+    ) -> StoreResult<Option<DeliveryHealth>> {
+        Ok(self.state.lock().unwrap().record(project, update))
     }
-
-    async fn put(&self, project: &ProjectId, config: &StreamingConfig) -> Result<(), StoreError> {
-        let mut configs = self.configs.lock().unwrap();
-        let slot = configs.get_mut(project).ok_or(StoreError::NotFound)?;
-        *slot = config.clone();
-        Ok(())
+    async fn suspend(
+        &self,
+        project: &ProjectId,
+        version: u64,
+        suspension: &Suspension,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .suspend(project, version, suspension))
     }
+}
 
-    async fn delete(&self, project: &ProjectId) -> Result<bool, StoreError> {
-        Ok(self.configs.lock().unwrap().remove(project).is_some())
+#[async_trait]
+impl CredentialRead for MemoryStateStore {
+    async fn get(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+        self.state.lock().unwrap().credential(credential)
+    }
+}
+
+#[async_trait]
+impl CredentialWrite for MemoryStateStore {
+    async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .put_credential(project, credential))
+    }
+    async fn delete(&self, project: &ProjectId) -> StoreResult<()> {
+        self.state.lock().unwrap().credentials.remove(project);
+        Ok(())
     }
 }

@@ -1,98 +1,172 @@
-//! Where per-project configurations live.
+//! Where streams are kept: configuration, status and delivery health in a table, credentials
+//! in one secret per project.
 //!
-//! This is the one trait seam of the library: production keeps one Secrets Manager secret per
-//! project, tests keep them in memory and the local runner in a file. The streamer reads
-//! through [`CachedConfigStore`]; the config API writes straight to the store.
+//! Ports, each as narrow as its caller:
+//! - [`StreamLookup`]: the streamer's batch read;
+//! - [`StreamWrite`]: the config API's versioned writes, each conditional on the version read;
+//! - [`HealthWrite`]: the streamer's health writes and suspension;
+//! - [`CredentialRead`] / [`CredentialWrite`]: the credential secrets, read by version.
+//!
+//! Adapters, one file each, each owning its record format: DynamoDB and Secrets Manager in
+//! AWS, an embedded JSON file for the local runner, memory for unit tests. The streamer reads
+//! through [`StreamDirectory`], a bounded cache in front of the lookup and credential ports.
 
-mod cached;
+mod directory;
+mod dynamodb;
 mod file;
 mod memory;
+pub mod migrate;
 mod secrets_manager;
 
 use async_trait::async_trait;
 
-pub use cached::CachedConfigStore;
-pub use file::{FileConfigStore, write_private_atomically};
-pub use memory::MemoryConfigStore;
-pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerStore};
+pub use directory::{Resolved, ResolvedStream, StreamDirectory};
+pub use dynamodb::DynamoDbStreams;
+pub use file::{FileStateStore, write_private_atomically};
+pub use memory::MemoryStateStore;
+pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerCredentials};
 
-use crate::domain::{ProjectId, StoredConfigError, StreamingConfig};
+use crate::domain::{
+    CredentialRef, DeliveryHealth, Destination, ProjectId, StreamConfig, Suspension,
+};
+use crate::secret::Secret;
 
-#[async_trait]
-pub trait ConfigStore: Send + Sync {
-    /// The project's configuration, or `None` when the project has none.
-    async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError>;
-    /// Stores a new configuration; [`StoreError::AlreadyExists`] if the project has one.
-    async fn create(&self, project: &ProjectId, config: &StreamingConfig)
-    -> Result<(), StoreError>;
-    /// Replaces an existing configuration; [`StoreError::NotFound`] if there is none.
-    async fn put(&self, project: &ProjectId, config: &StreamingConfig) -> Result<(), StoreError>;
-    /// Deletes at once (no recovery window, so the project can reconfigure immediately).
-    /// Returns whether there was anything to delete.
-    async fn delete(&self, project: &ProjectId) -> Result<bool, StoreError>;
+/// A stream as the table holds it: its configuration and its delivery health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStream {
+    pub config: StreamConfig,
+    pub health: DeliveryHealth,
 }
 
+/// The streamer's read: many projects at once.
+#[async_trait]
+pub trait StreamLookup: Send + Sync {
+    /// The streams of `projects` that are configured; the others are absent from the answer.
+    async fn get_many(&self, projects: &[ProjectId]) -> Result<Vec<StoredStream>, StoreError>;
+}
+
+/// The config API's writes. Each is conditional on the version the caller read, so two
+/// concurrent changes never lose one another: the second gets [`StoreError::Conflict`].
+#[async_trait]
+pub trait StreamWrite: Send + Sync {
+    /// The project's stream, read consistently.
+    async fn get(&self, project: &ProjectId) -> Result<Option<StoredStream>, StoreError>;
+    /// [`StoreError::AlreadyExists`] if the project has a stream.
+    async fn create(&self, config: &StreamConfig) -> Result<(), StoreError>;
+    /// Replaces the configuration (never the health) if it is still at `expected_version`.
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> Result<(), StoreError>;
+    /// Deletes the stream, health included, if it is still at `expected_version`.
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> Result<(), StoreError>;
+}
+
+/// The streamer's writes: health, and the one transition it makes.
+#[async_trait]
+pub trait HealthWrite: Send + Sync {
+    /// Adds `update` to the stream's health, touching nothing else. Returns the health after
+    /// it, or `None` when the project has no stream any more.
+    async fn record(
+        &self,
+        project: &ProjectId,
+        update: &DeliveryHealth,
+    ) -> Result<Option<DeliveryHealth>, StoreError>;
+    /// ACTIVE → SUSPENDED, only if the configuration is still at `version` (a credential
+    /// update made meanwhile wins). Returns whether the stream was suspended.
+    async fn suspend(
+        &self,
+        project: &ProjectId,
+        version: u64,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait CredentialRead: Send + Sync {
+    async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError>;
+}
+
+#[async_trait]
+pub trait CredentialWrite: Send + Sync {
+    /// Stores a new version of the project's credential and returns where it is.
+    async fn put(
+        &self,
+        project: &ProjectId,
+        credential: &Secret,
+    ) -> Result<CredentialRef, StoreError>;
+    /// Deletes the project's credential at once, every version; deleting nothing is fine.
+    async fn delete(&self, project: &ProjectId) -> Result<(), StoreError>;
+}
+
+/// Both halves of the credential port, for the config API (its test endpoint reads).
+pub trait CredentialStore: CredentialRead + CredentialWrite {}
+impl<T: CredentialRead + CredentialWrite> CredentialStore for T {}
+
+/// A new stream for `destination`: its credential stored first, then the configuration that
+/// refers to it, DISABLED until enabled.
+pub async fn create_stream(
+    streams: &dyn StreamWrite,
+    credentials: &dyn CredentialWrite,
+    project: &ProjectId,
+    destination: &Destination,
+    now: time::OffsetDateTime,
+) -> StoreResult<StreamConfig> {
+    let credential = credentials.put(project, destination.credential()).await?;
+    let config = StreamConfig::new(project.clone(), destination.endpoint(), credential, now);
+    streams.create(&config).await?;
+    Ok(config)
+}
+
+/// The destination of a stream: its endpoint joined with its credential.
+pub async fn destination_of(
+    config: &StreamConfig,
+    credentials: &dyn CredentialRead,
+) -> Result<Destination, StoreError> {
+    let secret = credentials.get(&config.credential).await?;
+    Destination::assemble(&config.endpoint, secret).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Store failures. None of the messages carries a secret: SDK errors describe the call, not
-/// the secret value, and corrupt records are reported by position only.
+/// the value, and corrupt records are reported by field only.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the project already has a configuration")]
     AlreadyExists,
     #[error("the project has no configuration")]
     NotFound,
+    #[error("the configuration changed since it was read")]
+    Conflict,
     /// Throttling, an outage, missing permissions: worth trying again later.
-    #[error("configuration store unavailable: {0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Corrupt(#[from] StoredConfigError),
+    #[error("{operation} failed")]
+    Unavailable {
+        operation: &'static str,
+        #[source]
+        cause: Cause,
+    },
+    /// A stored record that does not parse; the message names the field, never a value.
+    #[error("stored record is invalid: {0}")]
+    Corrupt(String),
 }
 
-/// A store for unit tests: memory-backed, counts lookups, and fails them on demand.
-#[cfg(test)]
-pub(crate) mod counting {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
-
-    use super::{ConfigStore, MemoryConfigStore, StoreError};
-    use crate::domain::{ProjectId, StreamingConfig};
-
-    #[derive(Default)]
-    pub struct CountingStore {
-        inner: MemoryConfigStore,
-        lookups: AtomicUsize,
-        failing: AtomicBool,
-    }
-
-    impl CountingStore {
-        pub fn failing() -> Self {
-            let store = Self::default();
-            store.failing.store(true, Ordering::SeqCst);
-            store
-        }
-
-        pub fn lookups(&self) -> usize {
-            self.lookups.load(Ordering::SeqCst)
+impl StoreError {
+    pub fn unavailable(operation: &'static str, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            operation,
+            cause: cause.into(),
         }
     }
+}
 
-    #[async_trait]
-    impl ConfigStore for CountingStore {
-        async fn get(&self, project: &ProjectId) -> Result<Option<StreamingConfig>, StoreError> {
-            self.lookups.fetch_add(1, Ordering::SeqCst);
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("throttled".into()));
-            }
-            self.inner.get(project).await
-        }
-        async fn create(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
-            self.inner.create(p, c).await
-        }
-        async fn put(&self, p: &ProjectId, c: &StreamingConfig) -> Result<(), StoreError> {
-            self.inner.put(p, c).await
-        }
-        async fn delete(&self, p: &ProjectId) -> Result<bool, StoreError> {
-            self.inner.delete(p).await
-        }
+/// The error and its causes on one line, for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use crate::destination::client::PushResponse;
+use crate::domain::DestinationType;
 
 /// Loki's "ingestion blocked" answer: a 2xx, so the entries will not be accepted by a resend.
 pub const LOKI_INGESTION_BLOCKED: u16 = 260;
@@ -77,6 +78,57 @@ pub fn classify(response: &PushResponse) -> Classification {
             retry_after: None,
             detail: detail.clone(),
         },
+    }
+}
+
+/// The product name of a destination, as customers know it.
+pub fn destination_name(destination: DestinationType) -> &'static str {
+    match destination {
+        DestinationType::GrafanaLoki => "Grafana Loki",
+        DestinationType::Datadog => "Datadog",
+    }
+}
+
+/// Whether the answer refuses the configuration itself (401/403, and the answers treated
+/// like them): the trigger of suspension, since no retry can succeed until it changes.
+pub fn refuses_configuration(response: &PushResponse) -> bool {
+    matches!(classify(response), Classification::Misconfigured { .. })
+}
+
+/// What a customer should read about a failed attempt: what went wrong and what to fix.
+/// Shared by the test endpoint and delivery health.
+pub fn advice(destination: DestinationType, response: &PushResponse) -> String {
+    let name = destination_name(destination);
+    let status = match response {
+        PushResponse::Status { status, .. } => Some(*status),
+        _ => None,
+    };
+    match (classify(response), destination, status) {
+        (Classification::Delivered { status }, _, _) => {
+            format!("{name} accepted the events (HTTP {status})")
+        }
+        (Classification::Misconfigured { .. }, DestinationType::GrafanaLoki, Some(s @ (401 | 403))) => {
+            format!("{s} from Grafana Loki: check the username and token (the token needs the logs:write scope)")
+        }
+        (Classification::Misconfigured { .. }, DestinationType::Datadog, Some(s @ (401 | 403))) => {
+            format!("{s} from Datadog: check the API key and that the site matches your Datadog account")
+        }
+        (Classification::Misconfigured { .. }, DestinationType::GrafanaLoki, Some(404 | 405)) => {
+            "Grafana Loki's push API was not found at this hostname: check that it is a Loki endpoint".into()
+        }
+        (Classification::Misconfigured { detail }, _, Some(_)) => {
+            format!("{name} refused the events: {detail}")
+        }
+        (Classification::Misconfigured { detail }, _, None) => detail,
+        (Classification::Rejected { detail, .. }, _, _) => {
+            format!("{name} refused the events as invalid: {detail}")
+        }
+        (Classification::TooLarge, _, _) => format!(
+            "{name} answered 413: a proxy in front of it limits request size"
+        ),
+        (Classification::Transient { detail, .. }, _, _) => format!(
+            "{name} could not be reached or is failing ({detail}); events are retried while this lasts"
+        ),
     }
 }
 

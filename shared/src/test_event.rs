@@ -1,17 +1,18 @@
 //! A test delivery at setup time: one synthetic event (`action: "EventLogStreamingTest"`)
 //! sent now to a configured destination, through the same encoder, client and
 //! classification as the streamer, answered in words a customer can act on.
-//! One attempt and no retries: a person is waiting for the answer.
+//! One attempt and no retries: a person is waiting for the answer. It works whatever the
+//! stream's status and changes neither the status nor the delivery health.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::classify::{Classification, classify};
+use crate::destination::classify::{Classification, advice, classify, destination_name};
 use crate::destination::client::{DestinationClient, PushResponse};
 use crate::destination::{self, LogLabels};
-use crate::domain::{Destination, DestinationType, ProjectId};
+use crate::domain::{Destination, ProjectId};
 use crate::event::{QueueMessage, parse_message};
 use crate::gzip::gzip;
 
@@ -60,55 +61,19 @@ pub async fn send_test_event(
         PushResponse::Status { status, .. } => Some(*status),
         _ => None,
     };
-    let name = match destination_type {
-        DestinationType::GrafanaLoki => "Grafana Loki",
-        DestinationType::Datadog => "Datadog",
-    };
-    let (delivered, message) = match classify(&response) {
-        Classification::Delivered { status } => (
-            true,
-            format!("{name} accepted the test event (HTTP {status})"),
-        ),
-        Classification::Misconfigured { detail } => {
-            (false, advice(destination_type, destination_status, &detail))
-        }
-        Classification::Rejected { detail, .. } => {
-            (false, format!("{name} refused the test event: {detail}"))
-        }
-        Classification::TooLarge => (
-            false,
-            format!(
-                "{name} answered 413 to a single small event: a proxy in front of it limits request size"
-            ),
-        ),
-        Classification::Transient { detail, .. } => (
-            false,
-            format!(
-                "{name} could not be reached or is failing ({detail}); events are retried while this lasts"
-            ),
-        ),
+    let delivered = matches!(classify(&response), Classification::Delivered { .. });
+    let message = if delivered {
+        format!(
+            "{} accepted the test event (HTTP {})",
+            destination_name(destination_type),
+            destination_status.unwrap_or_default()
+        )
+    } else {
+        advice(destination_type, &response)
     };
     TestDelivery {
         delivered,
         destination_status,
         message,
-    }
-}
-
-fn advice(destination: DestinationType, status: Option<u16>, detail: &str) -> String {
-    match (destination, status) {
-        (DestinationType::GrafanaLoki, Some(401 | 403)) => format!(
-            "{} from Grafana Loki: check the username and token (the token needs the logs:write scope)",
-            status.unwrap_or_default()
-        ),
-        (DestinationType::Datadog, Some(401 | 403)) => format!(
-            "{} from Datadog: check the API key and that the site matches your Datadog account",
-            status.unwrap_or_default()
-        ),
-        (DestinationType::GrafanaLoki, Some(404 | 405)) => {
-            "Grafana Loki's push API was not found at this hostname: check that it is a Loki endpoint".into()
-        }
-        (_, Some(_)) => format!("the destination refused the event: {detail}"),
-        (_, None) => detail.to_owned(),
     }
 }

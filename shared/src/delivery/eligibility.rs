@@ -1,0 +1,47 @@
+//! Which records of a project are streamed: none when the project has no stream or it is
+//! disabled or suspended, none produced before the last enable (no backfill), and none, for
+//! now, when the store could not say (they are retried).
+
+use tracing::warn;
+
+use super::Slotted;
+use super::outcome::{RecordOutcome, SkipReason};
+use crate::domain::ProjectId;
+use crate::store::Resolved;
+
+pub struct Eligible {
+    /// Records to send to the project's destination.
+    pub streamable: Vec<Slotted>,
+    /// Records settled without sending: skipped, or failed for want of a configuration.
+    pub settled: Vec<(usize, RecordOutcome)>,
+}
+
+pub fn partition(project: &ProjectId, resolved: &Resolved, records: Vec<Slotted>) -> Eligible {
+    let settle_all = |outcome: fn() -> RecordOutcome| Eligible {
+        streamable: Vec::new(),
+        settled: records.iter().map(|(i, _)| (*i, outcome())).collect(),
+    };
+    match resolved {
+        Resolved::NotConfigured => settle_all(|| RecordOutcome::Skipped(SkipReason::NotConfigured)),
+        Resolved::Unavailable(error) => {
+            warn!(project_id = %project, error = %error, "configuration lookup failed; the messages will be retried");
+            settle_all(|| RecordOutcome::Failed)
+        }
+        Resolved::Stream(stream) => {
+            let state = &stream.stored.config.state;
+            let mut eligible = Eligible {
+                streamable: Vec::with_capacity(records.len()),
+                settled: Vec::new(),
+            };
+            for (index, record) in records {
+                match SkipReason::of(state.eligibility(record.sent_at)) {
+                    None => eligible.streamable.push((index, record)),
+                    Some(reason) => eligible
+                        .settled
+                        .push((index, RecordOutcome::Skipped(reason))),
+                }
+            }
+            eligible
+        }
+    }
+}

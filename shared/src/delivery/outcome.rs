@@ -1,0 +1,122 @@
+//! What became of each record, of each project's delivery, and of a whole batch.
+
+use crate::domain::Eligibility;
+use crate::event::RejectedRecord;
+
+/// Why a record was acknowledged without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NotConfigured,
+    Disabled,
+    Suspended,
+    /// Produced before the last enable: re-enabling never backfills.
+    BeforeEnabled,
+}
+
+impl SkipReason {
+    /// The skip reason of a record that is not streamed; `None` when it is.
+    pub fn of(eligibility: Eligibility) -> Option<Self> {
+        match eligibility {
+            Eligibility::Stream => None,
+            Eligibility::Disabled => Some(Self::Disabled),
+            Eligibility::Suspended => Some(Self::Suspended),
+            Eligibility::BeforeEnabled => Some(Self::BeforeEnabled),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum RecordOutcome {
+    Delivered,
+    Skipped(SkipReason),
+    /// Not delivered now; its message is sent again.
+    Failed,
+    /// Can never be delivered; it goes to the dead-letter queue.
+    Rejected(RejectedRecord),
+}
+
+/// How one project's delivery in a batch ended, for its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectStatus {
+    /// Every sendable record was delivered.
+    Delivered,
+    /// Some records were refused as invalid or too large; the others were delivered.
+    Rejected,
+    /// Some records could not be delivered now; `destination_status` is the last answer, if
+    /// the destination answered.
+    Failed { destination_status: Option<u16> },
+    /// Nothing was sent.
+    Skipped(SkipReason),
+}
+
+impl ProjectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Rejected => "rejected",
+            Self::Failed { .. } => "failed",
+            Self::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// What became of a batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Messages SQS must deliver again.
+    pub failed_message_ids: Vec<String>,
+    pub summary: BatchSummary,
+}
+
+/// Record counts of one batch, logged once per invocation.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub messages: usize,
+    pub records: usize,
+    pub delivered: usize,
+    pub skipped_not_configured: usize,
+    pub skipped_disabled: usize,
+    pub skipped_suspended: usize,
+    pub skipped_before_enabled: usize,
+    /// Push attempts beyond the first.
+    pub retries: usize,
+    /// Records sent to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Records that could not be delivered now (their messages are redelivered).
+    pub failed_records: usize,
+    pub failed_messages: usize,
+}
+
+impl BatchSummary {
+    /// Counts a record's outcome; rejected records are counted once dead-lettered.
+    pub fn count(&mut self, outcome: &RecordOutcome) {
+        match outcome {
+            RecordOutcome::Delivered => self.delivered += 1,
+            RecordOutcome::Skipped(reason) => match reason {
+                SkipReason::NotConfigured => self.skipped_not_configured += 1,
+                SkipReason::Disabled => self.skipped_disabled += 1,
+                SkipReason::Suspended => self.skipped_suspended += 1,
+                SkipReason::BeforeEnabled => self.skipped_before_enabled += 1,
+            },
+            RecordOutcome::Failed => self.failed_records += 1,
+            RecordOutcome::Rejected(_) => {}
+        }
+    }
+
+    pub fn log(&self) {
+        tracing::info!(
+            messages = self.messages,
+            records = self.records,
+            delivered = self.delivered,
+            skipped_not_configured = self.skipped_not_configured,
+            skipped_disabled = self.skipped_disabled,
+            skipped_suspended = self.skipped_suspended,
+            skipped_before_enabled = self.skipped_before_enabled,
+            retries = self.retries,
+            dead_lettered = self.dead_lettered,
+            failed_records = self.failed_records,
+            failed_messages = self.failed_messages,
+            "batch processed"
+        );
+    }
+}

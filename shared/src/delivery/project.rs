@@ -1,0 +1,276 @@
+//! One project's records of a batch, delivered to its destination: encoded, cut into pushes
+//! within the destination's limits, each push retried on transient failures while the
+//! deadline allows, refused pushes split ([`super::split`]), and every attempt noted for the
+//! stream's delivery health.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use super::Slotted;
+use super::outcome::{ProjectStatus, RecordOutcome};
+use super::retry;
+use super::split::{self, MAX_REJECTION_SPLITS, Refusal, SplitDecision};
+use crate::destination::classify::{
+    Classification, LOKI_INGESTION_BLOCKED, advice, classify, refuses_configuration,
+};
+use crate::destination::client::{DestinationClient, PushResponse};
+use crate::destination::{self, LogLabels};
+use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
+use crate::event::{EventRecord, RejectReason, RejectedRecord};
+use crate::gzip::gzip;
+
+/// What became of a project's records, and what its attempts tell about its destination.
+pub struct ProjectDelivery {
+    pub outcomes: Vec<(usize, RecordOutcome)>,
+    pub status: ProjectStatus,
+    /// Push attempts beyond the first.
+    pub retries: usize,
+    /// Every attempt, as delivery health sees it.
+    pub health: DeliveryHealth,
+}
+
+/// The shared means of pushing: one client and one bound on requests in flight.
+pub struct Pusher<'a> {
+    pub client: &'a DestinationClient,
+    /// Bounds requests in flight, not projects: a project sleeping in backoff must not keep
+    /// another project from being delivered.
+    pub pushes: &'a Semaphore,
+    pub labels: &'a LogLabels,
+    /// Longest single push attempt; the invocation's deadline bounds it further.
+    pub request_timeout: Duration,
+}
+
+impl Pusher<'_> {
+    pub async fn deliver(
+        &self,
+        project: &ProjectId,
+        destination: &Destination,
+        mut records: Vec<Slotted>,
+        deadline: Instant,
+    ) -> ProjectDelivery {
+        let started = Instant::now();
+        let destination_type = destination.destination_type();
+        let limits = destination::limits(destination_type);
+        let mut delivery = ProjectDelivery {
+            outcomes: Vec::with_capacity(records.len()),
+            status: ProjectStatus::Delivered,
+            retries: 0,
+            health: DeliveryHealth::default(),
+        };
+        // Loki wants each stream's values in time order; a stable sort keeps queue order
+        // among equal timestamps.
+        records.sort_by_key(|(_, r)| r.event_time);
+
+        let mut entries = Vec::with_capacity(records.len());
+        let mut sendable = Vec::with_capacity(records.len());
+        for (index, record) in records {
+            let entry = destination::encode_entry(destination_type, &record, self.labels);
+            if record.line().len() > limits.max_record_bytes
+                || entry.len() > limits.max_request_bytes
+            {
+                let detail = format!(
+                    "the record is {} bytes; {} accepts at most {}",
+                    record.line().len(),
+                    destination_type,
+                    limits.max_record_bytes
+                );
+                delivery.status = ProjectStatus::Rejected;
+                delivery
+                    .outcomes
+                    .push((index, reject(&record, RejectReason::RecordTooLarge, detail)));
+            } else {
+                entries.push(entry);
+                sendable.push((index, record));
+            }
+        }
+
+        let sizes: Vec<usize> = entries.iter().map(String::len).collect();
+        let mut queue: VecDeque<Range<usize>> = destination::chunk(&sizes, limits).into();
+        let mut attempts = 0;
+        let mut bytes = 0;
+        let mut stopped: Option<String> = None;
+        let mut splits_left = MAX_REJECTION_SPLITS;
+        while let Some(range) = queue.pop_front() {
+            let chunk = &sendable[range.clone()];
+            if stopped.is_some() {
+                let failed = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Failed));
+                delivery.outcomes.extend(failed);
+                continue;
+            }
+            let body = destination::encode_body(
+                destination_type,
+                entries[range.clone()].iter().map(String::as_str),
+                self.labels,
+            );
+            bytes += body.len();
+            let (class, tries) = self
+                .push_with_retries(destination, &gzip(&body), deadline, &mut delivery.health)
+                .await;
+            attempts += tries;
+            delivery.retries += tries.saturating_sub(1);
+            let refusal = match class {
+                Classification::Delivered { status } => {
+                    if status == LOKI_INGESTION_BLOCKED {
+                        warn!(project_id = %project, "Loki answered 260: the operator has blocked ingestion for this tenant");
+                    }
+                    let delivered = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered));
+                    delivery.outcomes.extend(delivered);
+                    continue;
+                }
+                Classification::Misconfigured { detail }
+                | Classification::Transient { detail, .. } => {
+                    // Later chunks would meet the same credentials or the same outage.
+                    delivery.status = ProjectStatus::Failed {
+                        destination_status: delivery
+                            .health
+                            .last_error()
+                            .and_then(|e| e.destination_status),
+                    };
+                    let failed = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Failed));
+                    delivery.outcomes.extend(failed);
+                    stopped = Some(detail);
+                    continue;
+                }
+                Classification::Rejected { detail, .. } => (Refusal::Invalid, detail),
+                Classification::TooLarge => (
+                    Refusal::TooLarge,
+                    "the destination answered 413 for this record alone".to_owned(),
+                ),
+            };
+            match split::decide(refusal.0, range.len(), splits_left) {
+                SplitDecision::Split { uses_budget } => {
+                    splits_left -= usize::from(uses_budget);
+                    let middle = range.start + range.len() / 2;
+                    queue.push_front(middle..range.end);
+                    queue.push_front(range.start..middle);
+                }
+                SplitDecision::SetAside(reason) => {
+                    if delivery.status == ProjectStatus::Delivered {
+                        delivery.status = ProjectStatus::Rejected;
+                    }
+                    let rejected = chunk
+                        .iter()
+                        .map(|(i, r)| (*i, reject(r, reason, refusal.1.clone())));
+                    delivery.outcomes.extend(rejected);
+                }
+            }
+        }
+        let health = &mut delivery.health;
+        for (_, outcome) in &delivery.outcomes {
+            match outcome {
+                RecordOutcome::Delivered => health.events_delivered += 1,
+                RecordOutcome::Failed | RecordOutcome::Rejected(_) => health.events_failed += 1,
+                RecordOutcome::Skipped(_) => {}
+            }
+        }
+        info!(
+            project_id = %project,
+            destination_type = %destination_type,
+            events = sendable.len(),
+            bytes,
+            status = delivery.status.as_str(),
+            attempts,
+            duration_ms = started.elapsed().as_millis() as u64,
+            error = stopped.as_deref(),
+            "project delivery"
+        );
+        delivery
+    }
+
+    /// One payload, retried on transient failures while the deadline allows. Returns the
+    /// final classification and the number of attempts made; each attempt is noted in
+    /// `health`.
+    async fn push_with_retries(
+        &self,
+        destination: &Destination,
+        gzipped: &[u8],
+        deadline: Instant,
+        health: &mut DeliveryHealth,
+    ) -> (Classification, usize) {
+        let no_time_left = |attempts: u32| {
+            let detail = "no time left in this invocation".to_owned();
+            let class = Classification::Transient {
+                retry_after: None,
+                detail,
+            };
+            (class, attempts as usize)
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            // Checked again once a slot is free: waiting for one can use up the time, and a
+            // push started with too little of it risks a Datadog duplicate on timeout.
+            if deadline.saturating_duration_since(Instant::now()) < retry::MIN_ATTEMPT_TIME {
+                return no_time_left(attempt);
+            }
+            let slot = self
+                .pushes
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining < retry::MIN_ATTEMPT_TIME {
+                return no_time_left(attempt);
+            }
+            attempt += 1;
+            let response = self
+                .client
+                .push(destination, gzipped, remaining.min(self.request_timeout))
+                .await;
+            drop(slot);
+            let class = classify(&response);
+            note_attempt(health, destination, &response, &class);
+            let Classification::Transient {
+                retry_after,
+                detail,
+            } = &class
+            else {
+                return (class, attempt as usize);
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match retry::next_delay(attempt, *retry_after, remaining, fastrand::f64()) {
+                Some(delay) => {
+                    warn!(attempt, delay_ms = delay.as_millis() as u64, error = %detail, "push failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return (class, attempt as usize),
+            }
+        }
+    }
+}
+
+fn note_attempt(
+    health: &mut DeliveryHealth,
+    destination: &Destination,
+    response: &PushResponse,
+    class: &Classification,
+) {
+    let at = OffsetDateTime::now_utc();
+    if let Classification::Delivered { .. } = class {
+        health.success(at);
+        return;
+    }
+    let destination_status = match response {
+        PushResponse::Status { status, .. } => Some(*status),
+        _ => None,
+    };
+    let error = DeliveryError {
+        at,
+        destination_status,
+        message: advice(destination.destination_type(), response),
+    };
+    health.failure(error, refuses_configuration(response));
+}
+
+fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordOutcome {
+    RecordOutcome::Rejected(RejectedRecord {
+        body: record.line().to_owned(),
+        project_id: Some(record.project_id.clone()),
+        reason,
+        detail,
+    })
+}
