@@ -14,9 +14,10 @@ use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKeys};
 use event_log_streaming::Streamer;
 use event_log_streaming::dead_letter::DeadLetterQueue;
+use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::destination::client::DestinationClient;
 use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::FileConfigStore;
+use event_log_streaming::store::FileStateStore;
 use local_runner::keys::{self, LOCAL_KEY_ID};
 use local_runner::local_app;
 use local_runner::sqs::Consumer;
@@ -69,7 +70,7 @@ async fn main() -> Result<(), Error> {
         _ => None,
     })?;
 
-    let store = Arc::new(FileConfigStore::new(args.data_dir.join("configs.json")));
+    let store = Arc::new(FileStateStore::new(args.data_dir.join("state.json")));
     let (management_keys, new_secret) =
         keys::load_or_create(&args.data_dir.join("management-keys.json"))?;
     if let Some(secret) = new_secret {
@@ -93,12 +94,14 @@ async fn main() -> Result<(), Error> {
         (Some(url), Some(sqs)) => Some(DeadLetterQueue::new(sqs.clone(), url.clone())),
         _ => None,
     };
-    let streamer = Arc::new(Streamer::from_settings(
-        &settings,
-        store.clone(),
-        dead_letters,
-    )?);
+    let ports = StreamerStore {
+        lookup: store.clone(),
+        credentials: store.clone(),
+        health: store.clone(),
+    };
+    let streamer = Arc::new(Streamer::from_settings(&settings, ports, dead_letters)?);
     let api = AppState::new(
+        store.clone(),
         store,
         ManagementKeys::new(KeySource::Fixed(management_keys)),
         DestinationClient::new(settings.destinations.client_options()?)?,

@@ -70,11 +70,18 @@ mod tests {
     use super::*;
 
     fn enabled(rust_log: &str, target: &str, level: Level) -> bool {
+        // Callsites cache their interest process-wide: tests that each install their own
+        // subscriber must take turns and rebuild that cache, or they see each other's.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
             .with_filter(filter_from(Some(rust_log)));
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || event_enabled(target, level))
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            event_enabled(target, level)
+        })
     }
 
     /// `event_enabled!` takes a literal target and level, hence the table.

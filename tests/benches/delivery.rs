@@ -5,12 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_log_streaming::domain::{DestinationType, ProjectId};
+use event_log_streaming::delivery::StreamerStore;
+use event_log_streaming::domain::DestinationType;
 use event_log_streaming::event::QueueMessage;
-use event_log_streaming::store::{ConfigStore, MemoryConfigStore};
+use event_log_streaming::settings::StreamerSettings;
+use event_log_streaming::store::MemoryStateStore;
 use event_log_streaming::{Streamer, StreamerOptions};
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::fixtures::{datadog_config, labels, loki_config, loopback_client};
+use integration_tests::fixtures::{
+    datadog_config, labels, loki_config, loopback_client, provision,
+};
 use time::OffsetDateTime;
 
 const PROJECTS: usize = 20;
@@ -31,24 +35,34 @@ fn record(project: usize, n: usize) -> String {
 async fn run(kind: DestinationType) {
     let loki = FakeDestination::loki("user", "password").await;
     let datadog = FakeDestination::datadog(DATADOG_KEY).await;
-    let store = Arc::new(MemoryConfigStore::new());
+    let store = Arc::new(MemoryStateStore::new());
     for p in 0..PROJECTS {
-        let config = match kind {
+        let spec = match kind {
             DestinationType::GrafanaLoki => loki_config(&loki.hostname(), "user", "password"),
             DestinationType::Datadog => datadog_config(DATADOG_KEY),
         };
-        let project = ProjectId::parse(&format!("project-{p}")).unwrap();
-        store.create(&project, &config).await.unwrap();
+        provision(
+            store.as_ref(),
+            store.as_ref(),
+            &format!("project-{p}"),
+            spec,
+        )
+        .await;
     }
     let client = loopback_client(Some(datadog.base_url()));
+    let defaults = StreamerSettings::from_lookup(|_| None).unwrap();
     let streamer = Streamer::new(
-        store,
+        StreamerStore {
+            lookup: store.clone(),
+            credentials: store.clone(),
+            health: store,
+        },
         client,
         None,
         StreamerOptions {
             labels: labels(),
-            config_cache_ttl: Duration::from_secs(30),
             max_concurrent_pushes: 16,
+            ..StreamerOptions::from_settings(&defaults)
         },
     );
 

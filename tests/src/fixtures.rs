@@ -4,10 +4,11 @@
 use event_log_streaming::destination::LogLabels;
 use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
 use event_log_streaming::domain::{
-    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, StreamingConfig,
-    StreamingStatus,
+    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
+    StreamConfig, StreamState, StreamingStatus,
 };
 use event_log_streaming::net::AddressPolicy;
+use event_log_streaming::store::{CredentialWrite, StreamWrite, create_stream};
 use time::OffsetDateTime;
 
 use crate::tls::pki;
@@ -31,7 +32,15 @@ pub fn loopback_client(datadog_intake_url: Option<String>) -> DestinationClient 
     .unwrap()
 }
 
-pub fn loki_config(hostname: &str, username: &str, password: &str) -> StreamingConfig {
+/// A stream to set up: a destination, a status and when it was enabled.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub destination: Destination,
+    pub status: StreamingStatus,
+    pub enabled_at: Option<OffsetDateTime>,
+}
+
+pub fn loki_destination(hostname: &str, username: &str, password: &str) -> Destination {
     let body = DestinationConfigBody {
         datadog: None,
         grafana_loki: Some(LokiBody {
@@ -40,10 +49,10 @@ pub fn loki_config(hostname: &str, username: &str, password: &str) -> StreamingC
             password: password.into(),
         }),
     };
-    active(Destination::parse(DestinationType::GrafanaLoki, &body).unwrap())
+    Destination::parse(DestinationType::GrafanaLoki, &body).unwrap()
 }
 
-pub fn datadog_config(api_key: &str) -> StreamingConfig {
+pub fn datadog_destination(api_key: &str) -> Destination {
     let body = DestinationConfigBody {
         datadog: Some(DatadogBody {
             site: "US".into(),
@@ -51,17 +60,53 @@ pub fn datadog_config(api_key: &str) -> StreamingConfig {
         }),
         grafana_loki: None,
     };
-    active(Destination::parse(DestinationType::Datadog, &body).unwrap())
+    Destination::parse(DestinationType::Datadog, &body).unwrap()
+}
+
+pub fn loki_config(hostname: &str, username: &str, password: &str) -> StreamSpec {
+    active(loki_destination(hostname, username, password))
+}
+
+pub fn datadog_config(api_key: &str) -> StreamSpec {
+    active(datadog_destination(api_key))
 }
 
 /// Active since an hour ago, so every event sent now counts as new.
-pub fn active(destination: Destination) -> StreamingConfig {
-    let now = OffsetDateTime::now_utc();
-    StreamingConfig {
+pub fn active(destination: Destination) -> StreamSpec {
+    StreamSpec {
         destination,
-        streaming_status: StreamingStatus::Active,
-        enabled_at: Some(now - time::Duration::hours(1)),
-        created_at: now - time::Duration::hours(2),
-        updated_at: now - time::Duration::hours(1),
+        status: StreamingStatus::Active,
+        enabled_at: Some(OffsetDateTime::now_utc() - time::Duration::hours(1)),
     }
+}
+
+/// Creates the stream `spec` describes, through the same path as the config API.
+pub async fn provision(
+    streams: &dyn StreamWrite,
+    credentials: &dyn CredentialWrite,
+    project: &str,
+    spec: StreamSpec,
+) -> StreamConfig {
+    let project = ProjectId::parse(project).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let created = create_stream(
+        streams,
+        credentials,
+        &project,
+        &spec.destination,
+        now - time::Duration::hours(2),
+    )
+    .await
+    .unwrap();
+    if spec.status == StreamingStatus::Disabled {
+        return created;
+    }
+    let mut config = created.next_version(now);
+    config.state = StreamState {
+        status: spec.status,
+        enabled_at: spec.enabled_at,
+        suspension: None,
+    };
+    streams.update(&config, created.version).await.unwrap();
+    config
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use event_log_streaming::domain::ValidationError;
-use event_log_streaming::store::StoreError;
+use event_log_streaming::store::{StoreError, error_chain};
 use serde_json::json;
 
 use crate::request_id;
@@ -67,8 +67,11 @@ impl From<StoreError> for ApiError {
                 "the project already has an event log streaming configuration; a project streams to one destination (delete it first)".into(),
             ),
             StoreError::NotFound => Self::NotFound("the project has no event log streaming configuration".into()),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
-                tracing::error!(error = %err, "configuration store failed");
+            StoreError::Conflict => Self::Conflict(
+                "the configuration changed between this request's read and its write (a concurrent update); read it again and retry".into(),
+            ),
+            StoreError::Unavailable { .. } | StoreError::Corrupt(_) => {
+                tracing::error!(error = %error_chain(&err), "configuration store failed");
                 Self::Internal
             }
         }

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use event_log_streaming::destination::LogLabels;
 use event_log_streaming::destination::client::DestinationClient;
-use event_log_streaming::store::ConfigStore;
+use event_log_streaming::store::{CredentialStore, StreamWrite};
 
 use crate::auth::ManagementKeys;
 use crate::error::ApiError;
@@ -30,7 +30,8 @@ pub use routes::routes;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub store: Arc<dyn ConfigStore>,
+    pub streams: Arc<dyn StreamWrite>,
+    pub credentials: Arc<dyn CredentialStore>,
     pub keys: ManagementKeys,
     pub client: DestinationClient,
     pub labels: LogLabels,
@@ -40,14 +41,16 @@ pub struct Inner {
 
 impl AppState {
     pub fn new(
-        store: Arc<dyn ConfigStore>,
+        streams: Arc<dyn StreamWrite>,
+        credentials: Arc<dyn CredentialStore>,
         keys: ManagementKeys,
         client: DestinationClient,
         labels: LogLabels,
         streaming_start_delay: Duration,
     ) -> Self {
         Self(Arc::new(Inner {
-            store,
+            streams,
+            credentials,
             keys,
             client,
             labels,

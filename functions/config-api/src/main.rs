@@ -7,7 +7,7 @@ use config_api::auth::{KeySource, ManagementKeys};
 use config_api::settings::ConfigApiSettings;
 use config_api::{AppState, app};
 use event_log_streaming::destination::client::DestinationClient;
-use event_log_streaming::store::SecretsManagerStore;
+use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
 use lambda_http::Error;
 
 #[tokio::main]
@@ -17,14 +17,20 @@ async fn main() -> Result<(), Error> {
     let settings = ConfigApiSettings::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let store = SecretsManagerStore::new(secrets.clone(), settings.config_secret_prefix.clone());
+    let streams = DynamoDbStreams::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        settings.stream_table_name.clone(),
+    );
+    let credentials =
+        SecretsManagerCredentials::new(secrets.clone(), settings.config_secret_prefix.clone());
     let keys = ManagementKeys::new(KeySource::SecretsManager {
         client: secrets,
         secret_id: settings.management_keys_secret_id.clone(),
     });
     let client = DestinationClient::new(settings.destinations.client_options()?)?;
     let state = AppState::new(
-        Arc::new(store),
+        Arc::new(streams),
+        Arc::new(credentials),
         keys,
         client,
         settings.destinations.labels.clone(),

@@ -6,15 +6,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
-use event_log_streaming::delivery::test_event::send_test_event;
 use event_log_streaming::domain::{
-    Destination, DestinationConfigBody, DestinationType, ProjectId, StreamingConfig,
-    StreamingStatus,
+    Destination, DestinationConfigBody, DestinationType, ProjectId, StreamingStatus,
 };
+use event_log_streaming::store::{
+    StoreError, StoredStream, create_stream, destination_of, error_chain,
+};
+use event_log_streaming::test_event::send_test_event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::auth::Authorized;
 use crate::error::ApiError;
@@ -91,19 +93,27 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Answer {
     let destination = parse_destination(&state, body.destination_type, &body.destination_config)?;
-    let now = OffsetDateTime::now_utc();
-    let config = StreamingConfig {
-        destination,
-        streaming_status: StreamingStatus::Disabled,
-        enabled_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.create(&who.project, &config).await?;
+    // Checked before the credential is written, so that a refused create leaves the
+    // existing stream's secret alone.
+    if state.streams.get(&who.project).await?.is_some() {
+        return Err(StoreError::AlreadyExists.into());
+    }
+    let config = create_stream(
+        state.streams.as_ref(),
+        state.credentials.as_ref(),
+        &who.project,
+        &destination,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     audit(&who, "create", body.destination_type);
+    let stream = StoredStream {
+        config,
+        health: Default::default(),
+    };
     ok(
         StatusCode::CREATED,
-        json!({ "event_log_streaming_config": ConfigView::from(&config) }),
+        json!({ "event_log_streaming_config": ConfigView::from(&stream) }),
     )
 }
 
@@ -112,46 +122,55 @@ async fn read(
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
 ) -> Answer {
-    let config = load(&state, &who.project, &kind).await?;
+    let stream = load(&state, &who.project, &kind).await?;
     ok(
         StatusCode::OK,
-        json!({ "event_log_streaming_config": ConfigView::from(&config) }),
+        json!({ "event_log_streaming_config": ConfigView::from(&stream) }),
     )
 }
 
+/// Replaces the destination; the status (SUSPENDED included) and `enabled_at` are kept.
 async fn update(
     State(state): State<AppState>,
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Answer {
-    let mut config = load(&state, &who.project, &kind).await?;
-    config.destination = parse_destination(
-        &state,
-        config.destination.destination_type(),
-        &body.destination_config,
-    )?;
-    config.updated_at = OffsetDateTime::now_utc();
-    state.store.put(&who.project, &config).await?;
-    audit(&who, "update", config.destination.destination_type());
+    let mut stream = load(&state, &who.project, &kind).await?;
+    let read = &stream.config;
+    let destination = parse_destination(&state, read.destination_type(), &body.destination_config)?;
+    let credential = state
+        .credentials
+        .put(&who.project, destination.credential())
+        .await?;
+    let mut config = read.next_version(OffsetDateTime::now_utc());
+    config.endpoint = destination.endpoint();
+    config.credential = credential;
+    state.streams.update(&config, read.version).await?;
+    audit(&who, "update", config.destination_type());
+    stream.config = config;
     ok(
         StatusCode::OK,
-        json!({ "event_log_streaming_config": ConfigView::from(&config) }),
+        json!({ "event_log_streaming_config": ConfigView::from(&stream) }),
     )
 }
 
+/// Deletes the stream, then its credential secret. Should the secret's deletion fail, the
+/// stream is gone all the same; the secret is reused by the project's next create.
 async fn remove(
     State(state): State<AppState>,
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
 ) -> Answer {
-    let config = load(&state, &who.project, &kind).await?;
-    if !state.store.delete(&who.project).await? {
-        return Err(ApiError::NotFound(
-            "the project has no event log streaming configuration".into(),
-        ));
+    let stream = load(&state, &who.project, &kind).await?;
+    state
+        .streams
+        .delete(&who.project, stream.config.version)
+        .await?;
+    if let Err(err) = state.credentials.delete(&who.project).await {
+        error!(project_id = %who.project, error = %error_chain(&err), "the credential secret was not deleted");
     }
-    audit(&who, "delete", config.destination.destination_type());
+    audit(&who, "delete", stream.config.destination_type());
     ok(StatusCode::OK, json!({}))
 }
 
@@ -173,10 +192,8 @@ async fn disable(
     set_status(&state, &who, &kind, body, StreamingStatus::Disabled).await
 }
 
-/// Enables or disables, keeping the configuration. Enabling a disabled configuration sets
-/// `enabled_at` to now plus the streamer's cache TTL: every streamer container sees the
-/// configuration active by then, so every event sent from `enabled_at` on is streamed and
-/// none from before it (no backfill). Enabling an active one keeps its `enabled_at`.
+/// Enables (from DISABLED or SUSPENDED) or disables, keeping the configuration; the rules
+/// are the domain's state machine ([`event_log_streaming::domain::StreamState`]).
 async fn set_status(
     state: &AppState,
     who: &Authorized,
@@ -185,21 +202,23 @@ async fn set_status(
     status: StreamingStatus,
 ) -> Answer {
     expect_empty(&body.map_err(|_| ApiError::PayloadTooLarge)?)?;
-    let mut config = load(state, &who.project, kind).await?;
-    if config.streaming_status != status {
-        let now = OffsetDateTime::now_utc();
-        config.streaming_status = status;
-        config.updated_at = now;
-        if status == StreamingStatus::Active {
-            config.enabled_at = Some(now + state.streaming_start_delay);
+    let stream = load(state, &who.project, kind).await?;
+    let read = &stream.config;
+    let now = OffsetDateTime::now_utc();
+    let (next, operation) = match status {
+        StreamingStatus::Active => {
+            let delay = time::Duration::try_from(state.streaming_start_delay)
+                .unwrap_or(time::Duration::ZERO);
+            (read.state.enable(now, delay), "enable")
         }
-        state.store.put(&who.project, &config).await?;
-    }
-    let operation = match status {
-        StreamingStatus::Active => "enable",
-        StreamingStatus::Disabled => "disable",
+        _ => (read.state.disable(), "disable"),
     };
-    audit(who, operation, config.destination.destination_type());
+    if let Some(next) = next {
+        let mut config = read.next_version(now);
+        config.state = next;
+        state.streams.update(&config, read.version).await?;
+    }
+    audit(who, operation, read.destination_type());
     ok(StatusCode::OK, json!({}))
 }
 
@@ -208,14 +227,9 @@ async fn test(
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
 ) -> Answer {
-    let config = load(&state, &who.project, &kind).await?;
-    let outcome = send_test_event(
-        &state.client,
-        &who.project,
-        &config.destination,
-        &state.labels,
-    )
-    .await;
+    let stream = load(&state, &who.project, &kind).await?;
+    let destination = destination_of(&stream.config, state.credentials.as_ref()).await?;
+    let outcome = send_test_event(&state.client, &who.project, &destination, &state.labels).await;
     info!(
         key_id = %who.key_id,
         project_id = %who.project,
@@ -249,21 +263,17 @@ fn parse_destination(
     Ok(destination)
 }
 
-/// The project's configuration, if its destination type is the one in the path.
-async fn load(
-    state: &AppState,
-    project: &ProjectId,
-    kind: &str,
-) -> Result<StreamingConfig, ApiError> {
+/// The project's stream, if its destination type is the one in the path.
+async fn load(state: &AppState, project: &ProjectId, kind: &str) -> Result<StoredStream, ApiError> {
     let kind = DestinationType::parse(kind)?;
-    let config = state.store.get(project).await?.ok_or_else(|| {
+    let stream = state.streams.get(project).await?.ok_or_else(|| {
         ApiError::NotFound("the project has no event log streaming configuration".into())
     })?;
-    let stored = config.destination.destination_type();
+    let stored = stream.config.destination_type();
     if stored != kind {
         return Err(ApiError::NotFound(format!(
             "the project streams to {stored}, not {kind}"
         )));
     }
-    Ok(config)
+    Ok(stream)
 }

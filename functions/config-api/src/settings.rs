@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-use event_log_streaming::settings::{DestinationSettings, SettingsError, cache_ttl_seconds};
+use event_log_streaming::settings::{
+    DestinationSettings, SettingsError, cache_ttl_seconds, stream_table_name,
+};
 use event_log_streaming::store::DEFAULT_SECRET_PREFIX;
 
 #[derive(Debug, Clone)]
 pub struct ConfigApiSettings {
     /// `CONFIG_SECRET_PREFIX`, as for the streamer.
     pub config_secret_prefix: String,
+    /// `STREAM_TABLE_NAME` (required): the DynamoDB table of streams.
+    pub stream_table_name: String,
     /// `MANAGEMENT_KEYS_SECRET_ID` (required): the secret holding the management keys.
     pub management_keys_secret_id: String,
     /// Labels and network settings for the test endpoint, as for the streamer.
@@ -29,6 +33,7 @@ impl ConfigApiSettings {
         Ok(Self {
             config_secret_prefix: get("CONFIG_SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.into()),
+            stream_table_name: stream_table_name(lookup)?,
             management_keys_secret_id: get("MANAGEMENT_KEYS_SECRET_ID").ok_or(SettingsError {
                 name: "MANAGEMENT_KEYS_SECRET_ID",
                 message: "must name the secret that holds the management keys".into(),

@@ -1,7 +1,9 @@
-//! What the API shows of a configuration: everything but the secrets, of which only the
-//! last four characters are returned (`api_key_last_four`, `password_last_four`).
+//! What the API shows of a stream: everything but the credential, of which only the last
+//! four characters are returned (`api_key_last_four`, `password_last_four`), and the
+//! stream's delivery health.
 
-use event_log_streaming::domain::{Destination, DestinationType, StreamingConfig, StreamingStatus};
+use event_log_streaming::domain::{DeliveryError, DestinationType, Endpoint, StreamingStatus};
+use event_log_streaming::store::StoredStream;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -12,10 +14,15 @@ pub struct ConfigView {
     streaming_status: StreamingStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     enabled_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    suspended_at: Option<OffsetDateTime>,
+    suspended_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
+    version: u64,
+    delivery_health: HealthView,
 }
 
 #[derive(Serialize)]
@@ -39,32 +46,79 @@ struct LokiView {
     password_last_four: String,
 }
 
-impl From<&StreamingConfig> for ConfigView {
-    fn from(config: &StreamingConfig) -> Self {
-        let destination_config = match &config.destination {
-            Destination::Datadog(d) => DestinationView {
+#[derive(Serialize)]
+struct HealthView {
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_success_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_failure_at: Option<OffsetDateTime>,
+    consecutive_failures: u64,
+    last_error: Option<ErrorView>,
+    recent_errors: Vec<ErrorView>,
+    events_delivered: u64,
+    events_failed: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorView {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    destination_status: Option<u16>,
+    message: String,
+}
+
+impl From<&DeliveryError> for ErrorView {
+    fn from(error: &DeliveryError) -> Self {
+        Self {
+            at: error.at,
+            destination_status: error.destination_status,
+            message: error.message.clone(),
+        }
+    }
+}
+
+impl From<&StoredStream> for ConfigView {
+    fn from(stream: &StoredStream) -> Self {
+        let config = &stream.config;
+        let last_four = config.credential.last_four.clone();
+        let destination_config = match &config.endpoint {
+            Endpoint::Datadog { site } => DestinationView {
                 datadog: Some(DatadogView {
-                    site: d.site.as_str(),
-                    api_key_last_four: d.api_key.secret().last_four(),
+                    site: site.as_str(),
+                    api_key_last_four: last_four,
                 }),
                 grafana_loki: None,
             },
-            Destination::GrafanaLoki(l) => DestinationView {
+            Endpoint::GrafanaLoki { hostname, username } => DestinationView {
                 datadog: None,
                 grafana_loki: Some(LokiView {
-                    hostname: l.hostname.to_string(),
-                    username: l.username.clone(),
-                    password_last_four: l.password.last_four(),
+                    hostname: hostname.to_string(),
+                    username: username.clone(),
+                    password_last_four: last_four,
                 }),
             },
         };
+        let health = &stream.health;
+        let suspension = config.state.suspension.as_ref();
         Self {
-            destination_type: config.destination.destination_type(),
+            destination_type: config.destination_type(),
             destination_config,
-            streaming_status: config.streaming_status,
-            enabled_at: config.enabled_at,
+            streaming_status: config.state.status,
+            enabled_at: config.state.enabled_at,
+            suspended_at: suspension.map(|s| s.at),
+            suspended_reason: suspension.map(|s| s.reason.clone()),
             created_at: config.created_at,
             updated_at: config.updated_at,
+            version: config.version,
+            delivery_health: HealthView {
+                last_success_at: health.last_success_at,
+                last_failure_at: health.last_failure_at(),
+                consecutive_failures: health.consecutive_failures,
+                last_error: health.last_error().map(ErrorView::from),
+                recent_errors: health.recent_errors.iter().map(ErrorView::from).collect(),
+                events_delivered: health.events_delivered,
+                events_failed: health.events_failed,
+            },
         }
     }
 }

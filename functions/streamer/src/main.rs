@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use event_log_streaming::Streamer;
 use event_log_streaming::dead_letter::DeadLetterQueue;
-use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::SecretsManagerStore;
+use event_log_streaming::delivery::StreamerStore;
+use event_log_streaming::settings::{StreamerSettings, stream_table_name};
+use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -13,16 +14,26 @@ async fn main() -> Result<(), Error> {
     event_log_streaming::logging::init_json_logs();
 
     let settings = StreamerSettings::from_env()?;
+    let table = stream_table_name(&|name| std::env::var(name).ok())?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = SecretsManagerStore::new(
+    let streams = Arc::new(DynamoDbStreams::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        table,
+    ));
+    let credentials = Arc::new(SecretsManagerCredentials::new(
         aws_sdk_secretsmanager::Client::new(&aws),
         settings.config_secret_prefix.clone(),
-    );
+    ));
+    let store = StreamerStore {
+        lookup: streams.clone(),
+        credentials,
+        health: streams,
+    };
     let dead_letters = settings
         .dead_letter_queue_url
         .as_ref()
         .map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), url.clone()));
-    let streamer = Streamer::from_settings(&settings, Arc::new(store), dead_letters)?;
+    let streamer = Streamer::from_settings(&settings, store, dead_letters)?;
 
     run(service_fn(|event: LambdaEvent<_>| {
         streamer::handle(&streamer, event)

@@ -12,7 +12,7 @@ use config_api::{AppState, app};
 use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
 use event_log_streaming::domain::ProjectId;
 use event_log_streaming::net::AddressPolicy;
-use event_log_streaming::store::{ConfigStore, MemoryConfigStore, SecretsManagerStore, StoreError};
+use event_log_streaming::store::{CredentialStore, MemoryStateStore, StoreError, StreamWrite};
 use failing_store::FailingStore;
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::FakeDestination;
@@ -22,7 +22,10 @@ use integration_tests::moto::moto;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, unique};
+use event_log_streaming::domain::{StreamConfig, StreamingStatus};
+use event_log_streaming::store::StoredStream;
+
+use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, StateEnv};
 
 const ADMIN: (&str, &str) = ("key-admin", "admin-secret-Fixture-77");
 const SCOPED: (&str, &str) = ("key-scoped", "scoped-secret-Fixture-88");
@@ -48,10 +51,15 @@ fn keys() -> ManagementKeys {
 }
 
 impl Api {
-    fn with_store(store: Arc<dyn ConfigStore>, datadog_intake_url: Option<String>) -> Self {
+    fn with_stores(
+        streams: Arc<dyn StreamWrite>,
+        credentials: Arc<dyn CredentialStore>,
+        datadog_intake_url: Option<String>,
+    ) -> Self {
         Self {
             router: app(AppState::new(
-                store,
+                streams,
+                credentials,
                 keys(),
                 loopback_client(datadog_intake_url),
                 labels(),
@@ -60,8 +68,13 @@ impl Api {
         }
     }
 
+    fn in_memory(datadog_intake_url: Option<String>) -> Self {
+        let store = Arc::new(MemoryStateStore::new());
+        Self::with_stores(store.clone(), store, datadog_intake_url)
+    }
+
     fn new() -> Self {
-        Self::with_store(Arc::new(MemoryConfigStore::new()), None)
+        Self::in_memory(None)
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
@@ -156,6 +169,14 @@ async fn a_configuration_goes_through_its_whole_lifecycle() {
     assert_eq!(config["destination_type"], "GRAFANA_LOKI");
     assert_eq!(config["streaming_status"], "DISABLED");
     assert_eq!(config["enabled_at"], Value::Null);
+    assert_eq!(config["suspended_at"], Value::Null);
+    assert_eq!(config["suspended_reason"], Value::Null);
+    assert_eq!(config["version"], 1);
+    assert_eq!(
+        config["delivery_health"],
+        json!({"last_success_at": null, "last_failure_at": null, "consecutive_failures": 0,
+               "last_error": null, "recent_errors": [], "events_delivered": 0, "events_failed": 0})
+    );
     assert_eq!(
         config["destination_config"],
         json!({"grafana_loki": {"hostname": "logs-prod-021.grafana.net", "username": LOKI_USER, "password_last_four": "4e1f"}})
@@ -171,6 +192,7 @@ async fn a_configuration_goes_through_its_whole_lifecycle() {
         read.body["event_log_streaming_config"]["streaming_status"],
         "ACTIVE"
     );
+    assert_eq!(read.body["event_log_streaming_config"]["version"], 2);
     let enabled_at = read.body["event_log_streaming_config"]["enabled_at"].clone();
     // Dated one cache TTL ahead, so no streamer container still holds the disabled state.
     let starts = time::OffsetDateTime::parse(
@@ -483,41 +505,51 @@ async fn bodies_must_be_json_and_at_most_64_kb() {
 }
 
 mod failing_store {
+    use event_log_streaming::Secret;
+    use event_log_streaming::domain::{CredentialRef, StreamConfig};
+    use event_log_streaming::store::{CredentialRead, CredentialWrite, StoredStream};
+
     use super::*;
 
     /// A store whose every call fails with a detailed cause.
     pub struct FailingStore;
 
     fn outage() -> StoreError {
-        StoreError::Unavailable(
-            "dispatch failure: io error: connection refused (os error 111) at internal-host-17"
-                .into(),
+        StoreError::unavailable(
+            "DynamoDB GetItem",
+            "dispatch failure: io error: connection refused (os error 111) at internal-host-17",
         )
     }
 
     #[async_trait::async_trait]
-    impl ConfigStore for FailingStore {
-        async fn get(
-            &self,
-            _: &ProjectId,
-        ) -> Result<Option<event_log_streaming::domain::StreamingConfig>, StoreError> {
+    impl StreamWrite for FailingStore {
+        async fn get(&self, _: &ProjectId) -> Result<Option<StoredStream>, StoreError> {
             Err(outage())
         }
-        async fn create(
-            &self,
-            _: &ProjectId,
-            _: &event_log_streaming::domain::StreamingConfig,
-        ) -> Result<(), StoreError> {
+        async fn create(&self, _: &StreamConfig) -> Result<(), StoreError> {
             Err(outage())
         }
-        async fn put(
-            &self,
-            _: &ProjectId,
-            _: &event_log_streaming::domain::StreamingConfig,
-        ) -> Result<(), StoreError> {
+        async fn update(&self, _: &StreamConfig, _: u64) -> Result<(), StoreError> {
             Err(outage())
         }
-        async fn delete(&self, _: &ProjectId) -> Result<bool, StoreError> {
+        async fn delete(&self, _: &ProjectId, _: u64) -> Result<(), StoreError> {
+            Err(outage())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialRead for FailingStore {
+        async fn get(&self, _: &CredentialRef) -> Result<Secret, StoreError> {
+            Err(outage())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialWrite for FailingStore {
+        async fn put(&self, _: &ProjectId, _: &Secret) -> Result<CredentialRef, StoreError> {
+            Err(outage())
+        }
+        async fn delete(&self, _: &ProjectId) -> Result<(), StoreError> {
             Err(outage())
         }
     }
@@ -525,7 +557,7 @@ mod failing_store {
 
 #[tokio::test]
 async fn store_failures_are_500s_that_reveal_nothing() {
-    let api = Api::with_store(Arc::new(FailingStore), None);
+    let api = Api::with_stores(Arc::new(FailingStore), Arc::new(FailingStore), None);
     let (logs, _guard) = capture_logs();
 
     let created = api
@@ -601,13 +633,14 @@ async fn an_api_gateway_http_api_event_is_served_through_lambda_http() {
 }
 
 #[tokio::test]
-async fn the_secrets_manager_store_works_against_the_emulator() {
+async fn the_table_and_credential_secrets_work_against_the_emulator() {
+    let state = StateEnv::new().await;
+    let api = Api::with_stores(state.streams.clone(), state.credentials.clone(), None);
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
     let aws = moto().sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let prefix = format!("{}/", unique("api"));
-    let store = Arc::new(SecretsManagerStore::new(secrets.clone(), prefix.clone()));
-    let api = Api::with_store(store.clone(), None);
-    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let secret_name = format!("{}proj-a", state.prefix);
 
     assert_eq!(
         api.admin(
@@ -632,32 +665,53 @@ async fn the_secrets_manager_store_works_against_the_emulator() {
         StatusCode::OK
     );
 
-    let stored = store
-        .get(&ProjectId::parse("proj-a").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stored.is_active());
-    let described = secrets
-        .describe_secret()
-        .secret_id(format!("{prefix}proj-a"))
+    let stored = state.stream("proj-a").await.unwrap();
+    assert_eq!(stored.config.state.status, StreamingStatus::Active);
+    assert_eq!(stored.config.version, 2);
+    // The secret holds the credential alone; the item refers to its version and holds no
+    // credential.
+    let current = secrets
+        .get_secret_value()
+        .secret_id(&secret_name)
         .send()
         .await
         .unwrap();
-    let mut tags: Vec<(String, String)> = described
+    assert_eq!(
+        current.secret_string().unwrap(),
+        json!({"credential": LOKI_PASSWORD}).to_string()
+    );
+    assert_eq!(
+        current.version_id().unwrap(),
+        stored.config.credential.version_id
+    );
+    let item = dynamodb
+        .get_item()
+        .table_name(&state.table)
+        .key(
+            "project_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!format!("{item:?}").contains(LOKI_PASSWORD));
+    assert_eq!(item["hostname"].as_s().unwrap(), "h.example.com");
+    let described = secrets
+        .describe_secret()
+        .secret_id(&secret_name)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = described
         .tags()
         .iter()
         .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
         .collect();
-    tags.sort();
-    assert_eq!(
-        tags,
-        [
-            ("destination_type".into(), "GRAFANA_LOKI".into()),
-            ("project_id".into(), "proj-a".into())
-        ]
-    );
+    assert_eq!(tags, [("project_id".into(), "proj-a".into())]);
 
+    // DELETE removes the item and the secret, at once.
     assert_eq!(
         api.admin("DELETE", &resource, None).await.status,
         StatusCode::OK
@@ -667,6 +721,16 @@ async fn the_secrets_manager_store_works_against_the_emulator() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    assert!(state.stream("proj-a").await.is_none());
+    assert!(
+        secrets
+            .describe_secret()
+            .secret_id(&secret_name)
+            .send()
+            .await
+            .is_err(),
+        "the credential secret is deleted"
+    );
     assert_eq!(
         api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
             .await
@@ -675,11 +739,77 @@ async fn the_secrets_manager_store_works_against_the_emulator() {
     );
 }
 
+/// Lets another writer change the stream between the handler's read and its write.
+struct RacingStore {
+    inner: Arc<MemoryStateStore>,
+}
+
+#[async_trait::async_trait]
+impl StreamWrite for RacingStore {
+    async fn get(&self, project: &ProjectId) -> Result<Option<StoredStream>, StoreError> {
+        StreamWrite::get(self.inner.as_ref(), project).await
+    }
+    async fn create(&self, config: &StreamConfig) -> Result<(), StoreError> {
+        self.inner.create(config).await
+    }
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> Result<(), StoreError> {
+        let current = StreamWrite::get(self.inner.as_ref(), &config.project_id)
+            .await?
+            .unwrap();
+        let other = current.config.next_version(current.config.updated_at);
+        self.inner.update(&other, current.config.version).await?;
+        self.inner.update(config, expected_version).await
+    }
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> Result<(), StoreError> {
+        StreamWrite::delete(self.inner.as_ref(), project, expected_version).await
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_lost_a_race_is_a_409_and_changes_nothing() {
+    let memory = Arc::new(MemoryStateStore::new());
+    let api = Api::with_stores(
+        Arc::new(RacingStore {
+            inner: memory.clone(),
+        }),
+        memory.clone(),
+        None,
+    );
+    let resource = format!("{COLLECTION}/DATADOG");
+    api.admin("POST", COLLECTION, Some(datadog_body("US", DATADOG_KEY)))
+        .await;
+
+    let enabled = api.admin("POST", &format!("{resource}/enable"), None).await;
+    assert_error(&enabled, StatusCode::CONFLICT, "conflict");
+    assert!(
+        enabled.body["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("read it again and retry")
+    );
+    let updated = api
+        .admin(
+            "PUT",
+            &resource,
+            Some(
+                json!({"destination_config": {"datadog": {"site": "EU", "api_key": DATADOG_KEY}}}),
+            ),
+        )
+        .await;
+    assert_error(&updated, StatusCode::CONFLICT, "conflict");
+    let read = api.admin("GET", &resource, None).await;
+    let config = &read.body["event_log_streaming_config"];
+    assert_eq!(config["streaming_status"], "DISABLED");
+    assert_eq!(config["destination_config"]["datadog"]["site"], "US");
+    // Only the other writer's two changes landed.
+    assert_eq!(config["version"], 3);
+}
+
 #[tokio::test]
 async fn the_test_endpoint_reports_what_the_destination_answered() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     let datadog = FakeDestination::datadog(DATADOG_KEY).await;
-    let api = Api::with_store(Arc::new(MemoryConfigStore::new()), Some(datadog.base_url()));
+    let api = Api::in_memory(Some(datadog.base_url()));
 
     api.admin(
         "POST",
@@ -832,9 +962,11 @@ async fn destinations_that_are_plainly_private_are_refused_at_configuration_time
         datadog_intake_url: None,
     })
     .unwrap();
+    let store = Arc::new(MemoryStateStore::new());
     let api = Api {
         router: app(AppState::new(
-            Arc::new(MemoryConfigStore::new()),
+            store.clone(),
+            store,
             keys(),
             strict,
             labels(),

@@ -9,11 +9,15 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use event_log_streaming::Streamer;
 use event_log_streaming::dead_letter::DeadLetterQueue;
-use event_log_streaming::domain::{ProjectId, StreamingConfig, StreamingStatus};
+use event_log_streaming::delivery::StreamerStore;
+use event_log_streaming::domain::{ProjectId, StreamConfig, StreamingStatus};
 use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::{ConfigStore, SecretsManagerStore};
+use event_log_streaming::store::{
+    DynamoDbStreams, SecretsManagerCredentials, StoredStream, StreamWrite,
+};
+use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::fixtures;
+use integration_tests::fixtures::{self, StreamSpec, provision};
 use integration_tests::lambda::{SqsRecord, sqs_event};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
@@ -42,9 +46,14 @@ pub fn ca_file() -> String {
 
 pub struct StreamerEnv {
     pub streamer: Streamer,
-    pub store: Arc<SecretsManagerStore>,
+    pub streams: Arc<DynamoDbStreams>,
+    pub credentials: Arc<SecretsManagerCredentials>,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: Option<String>,
+    /// Every DynamoDB and Secrets Manager request the streamer and the setup made.
+    pub calls: CallCounter,
+    pub table: String,
+    pub prefix: String,
 }
 
 pub struct Options {
@@ -52,6 +61,8 @@ pub struct Options {
     pub dead_letter_queue: bool,
     pub allow_private: bool,
     pub cache_ttl_seconds: u64,
+    /// Other settings, as environment variables.
+    pub settings: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -61,7 +72,65 @@ impl Default for Options {
             dead_letter_queue: true,
             allow_private: true,
             cache_ttl_seconds: 30,
+            settings: Vec::new(),
         }
+    }
+}
+
+/// A fresh state table and secret prefix in moto, with clients that count their calls.
+pub struct StateEnv {
+    pub streams: Arc<DynamoDbStreams>,
+    pub credentials: Arc<SecretsManagerCredentials>,
+    pub calls: CallCounter,
+    pub table: String,
+    pub prefix: String,
+}
+
+impl StateEnv {
+    pub async fn new() -> Self {
+        let aws = moto().sdk_config().await;
+        let calls = CallCounter::default();
+        let table = unique("streams");
+        let dynamodb = calls.dynamodb(&aws);
+        create_stream_table(&dynamodb, &table).await;
+        let prefix = format!("{}/", unique("els"));
+        let env = Self {
+            streams: Arc::new(DynamoDbStreams::new(dynamodb, table.clone())),
+            credentials: Arc::new(SecretsManagerCredentials::new(
+                calls.secrets_manager(&aws),
+                prefix.clone(),
+            )),
+            calls,
+            table,
+            prefix,
+        };
+        env.calls.reset();
+        env
+    }
+
+    pub fn streamer_store(&self) -> StreamerStore {
+        StreamerStore {
+            lookup: self.streams.clone(),
+            credentials: self.credentials.clone(),
+            health: self.streams.clone(),
+        }
+    }
+
+    pub async fn configure(&self, project: &str, spec: StreamSpec) -> StreamConfig {
+        provision(
+            self.streams.as_ref(),
+            self.credentials.as_ref(),
+            project,
+            spec,
+        )
+        .await
+    }
+
+    pub async fn stream(&self, project: &str) -> Option<StoredStream> {
+        let project = ProjectId::parse(project).unwrap();
+        StreamWrite::get(self.streams.as_ref(), &project)
+            .await
+            .unwrap()
     }
 }
 
@@ -80,9 +149,9 @@ impl StreamerEnv {
         } else {
             None
         };
-        let prefix = format!("{}/", unique("els"));
+        let state = StateEnv::new().await;
         let mut vars: HashMap<&str, String> = HashMap::from([
-            ("CONFIG_SECRET_PREFIX", prefix.clone()),
+            ("CONFIG_SECRET_PREFIX", state.prefix.clone()),
             (
                 "CONFIG_CACHE_TTL_SECONDS",
                 options.cache_ttl_seconds.to_string(),
@@ -99,21 +168,23 @@ impl StreamerEnv {
         if let Some(url) = &dlq_url {
             vars.insert("DEAD_LETTER_QUEUE_URL", url.clone());
         }
+        vars.extend(options.settings);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let store = Arc::new(SecretsManagerStore::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            prefix.clone(),
-        ));
         let dead_letters = settings
             .dead_letter_queue_url
             .as_ref()
             .map(|url| DeadLetterQueue::new(sqs.clone(), url.clone()));
-        let streamer = Streamer::from_settings(&settings, store.clone(), dead_letters).unwrap();
+        let streamer =
+            Streamer::from_settings(&settings, state.streamer_store(), dead_letters).unwrap();
         Self {
             streamer,
-            store,
+            streams: state.streams,
+            credentials: state.credentials,
             sqs,
             dlq_url,
+            calls: state.calls,
+            table: state.table,
+            prefix: state.prefix,
         }
     }
 
@@ -126,9 +197,23 @@ impl StreamerEnv {
         .await
     }
 
-    pub async fn configure(&self, project: &str, config: StreamingConfig) {
+    pub async fn configure(&self, project: &str, spec: StreamSpec) -> StreamConfig {
+        provision(
+            self.streams.as_ref(),
+            self.credentials.as_ref(),
+            project,
+            spec,
+        )
+        .await
+    }
+
+    /// The project's stream as the table holds it now.
+    pub async fn stream(&self, project: &str) -> StoredStream {
         let project = ProjectId::parse(project).unwrap();
-        self.store.create(&project, &config).await.unwrap();
+        StreamWrite::get(self.streams.as_ref(), &project)
+            .await
+            .unwrap()
+            .expect("the project has a stream")
     }
 
     pub async fn invoke(&self, records: Vec<SqsRecord>) -> SqsBatchResponse {
@@ -182,15 +267,15 @@ impl StreamerEnv {
     }
 }
 
-pub fn loki_config(hostname: &str, password: &str) -> StreamingConfig {
+pub fn loki_config(hostname: &str, password: &str) -> StreamSpec {
     fixtures::loki_config(hostname, LOKI_USER, password)
 }
 
 pub use integration_tests::fixtures::datadog_config;
 
-pub fn disabled(mut config: StreamingConfig) -> StreamingConfig {
-    config.streaming_status = StreamingStatus::Disabled;
-    config
+pub fn disabled(mut spec: StreamSpec) -> StreamSpec {
+    spec.status = StreamingStatus::Disabled;
+    spec
 }
 
 /// An event log record as the platform produces it.

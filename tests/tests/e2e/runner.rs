@@ -12,8 +12,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
 use event_log_streaming::Streamer;
+use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::MemoryConfigStore;
+use event_log_streaming::store::MemoryStateStore;
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
 use integration_tests::fixtures::{labels, loopback_client};
@@ -28,7 +29,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_api() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let store = Arc::new(MemoryConfigStore::new());
+    let store = Arc::new(MemoryStateStore::new());
     let settings = StreamerSettings::from_lookup(|name| match name {
         "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
         "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
@@ -36,14 +37,32 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
         _ => None,
     })
     .unwrap();
-    let streamer = Arc::new(Streamer::from_settings(&settings, store.clone(), None).unwrap());
+    let streamer = Arc::new(
+        Streamer::from_settings(
+            &settings,
+            StreamerStore {
+                lookup: store.clone(),
+                credentials: store.clone(),
+                health: store.clone(),
+            },
+            None,
+        )
+        .unwrap(),
+    );
     let keys = ManagementKeys::new(KeySource::Fixed(vec![ManagementKey::new(
         "local-admin",
         "s3cret",
         &["*"],
     )]));
     let app = local_app(
-        AppState::new(store, keys, loopback_client(None), labels(), Duration::ZERO),
+        AppState::new(
+            store.clone(),
+            store,
+            keys,
+            loopback_client(None),
+            labels(),
+            Duration::ZERO,
+        ),
         streamer,
     );
     let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));

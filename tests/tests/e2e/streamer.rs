@@ -286,8 +286,9 @@ async fn a_store_outage_keeps_the_messages_for_redelivery() {
     use std::sync::Arc;
 
     use event_log_streaming::Streamer;
+    use event_log_streaming::delivery::StreamerStore;
     use event_log_streaming::settings::StreamerSettings;
-    use event_log_streaming::store::SecretsManagerStore;
+    use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
 
     // Nothing listens on this loopback port: every store call fails.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -302,9 +303,20 @@ async fn a_store_outage_keeps_the_messages_for_redelivery() {
         ))
         .load()
         .await;
-    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws), "x/");
+    let table = Arc::new(DynamoDbStreams::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        "streams",
+    ));
+    let store = StreamerStore {
+        lookup: table.clone(),
+        credentials: Arc::new(SecretsManagerCredentials::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            "x/",
+        )),
+        health: table,
+    };
     let settings = StreamerSettings::from_lookup(|_| None).unwrap();
-    let streamer = Streamer::from_settings(&settings, Arc::new(store), None).unwrap();
+    let streamer = Streamer::from_settings(&settings, store, None).unwrap();
 
     let event = integration_tests::lambda::sqs_event(
         vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],

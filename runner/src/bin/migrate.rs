@@ -1,0 +1,62 @@
+//! `make migrate`: moves a deployment's per-project secrets of the old format (the whole
+//! configuration in one secret) into the state table and credential-only secrets. Idempotent:
+//! run it again after a failure, or to check that nothing is left.
+//!
+//! Usage: migrate [--table NAME] [--prefix PREFIX]
+//! Defaults: `STREAM_TABLE_NAME` and `CONFIG_SECRET_PREFIX` (`event-log-streaming/`). AWS
+//! credentials and region come from the usual places (profile, environment).
+
+use event_log_streaming::store::migrate::Migration;
+use event_log_streaming::store::{DEFAULT_SECRET_PREFIX, DynamoDbStreams, error_chain};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let mut table = std::env::var("STREAM_TABLE_NAME").ok();
+    let mut prefix =
+        std::env::var("CONFIG_SECRET_PREFIX").unwrap_or_else(|_| DEFAULT_SECRET_PREFIX.into());
+    let mut words = std::env::args().skip(1);
+    while let Some(flag) = words.next() {
+        let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--table" => table = Some(value()?),
+            "--prefix" => prefix = value()?,
+            "--help" | "-h" => {
+                println!("migrate [--table STREAM_TABLE_NAME] [--prefix event-log-streaming/]");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+        }
+    }
+    let table = table.ok_or("name the table with --table or STREAM_TABLE_NAME")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let streams = DynamoDbStreams::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    let migration = Migration {
+        secrets: &secrets,
+        prefix: &prefix,
+        streams: &streams,
+    };
+    let report = migration.run().await.map_err(|e| error_chain(&e))?;
+    for project in &report.migrated {
+        println!("migrated          {project}");
+    }
+    for project in &report.already_migrated {
+        println!("already migrated  {project}");
+    }
+    for (secret, reason) in &report.skipped {
+        println!("skipped           {secret}: {reason}");
+    }
+    println!(
+        "{} migrated, {} already migrated, {} skipped",
+        report.migrated.len(),
+        report.already_migrated.len(),
+        report.skipped.len()
+    );
+    if report.skipped.is_empty() {
+        Ok(())
+    } else {
+        Err("some secrets were skipped; see above".into())
+    }
+}
