@@ -40,7 +40,7 @@ pub const MAX_KEYS_PER_BATCH_GET: usize = 100;
 const UNPROCESSED_KEY_ROUNDS: u32 = 7;
 const UNPROCESSED_KEY_BACKOFF: Duration = Duration::from_millis(50);
 /// Health writes that lose the race with another container's read again and retry.
-const HEALTH_WRITE_TRIES: u32 = 5;
+const HEALTH_WRITE_TRIES: u32 = 8;
 
 const KEY: &str = "project_id";
 const VERSION: &str = "version";

@@ -110,6 +110,7 @@ impl Migration<'_> {
             .secrets
             .get_secret_value()
             .secret_id(name)
+            .version_stage(CURRENT_STAGE)
             .send()
             .await
             .map_err(|e| {

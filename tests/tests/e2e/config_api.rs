@@ -33,14 +33,14 @@ const COLLECTION: &str = "/v1/projects/proj-a/event_log_streaming";
 /// The streamer's configuration cache TTL, by which an enable is dated ahead.
 const START_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
-struct Api {
-    router: Router,
+pub(crate) struct Api {
+    pub(crate) router: Router,
 }
 
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    headers: axum::http::HeaderMap,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) headers: axum::http::HeaderMap,
 }
 
 fn keys() -> ManagementKeys {
@@ -51,10 +51,19 @@ fn keys() -> ManagementKeys {
 }
 
 impl Api {
-    fn with_stores(
+    pub(crate) fn with_stores(
         streams: Arc<dyn StreamWrite>,
         credentials: Arc<dyn CredentialStore>,
         datadog_intake_url: Option<String>,
+    ) -> Self {
+        Self::with_start_delay(streams, credentials, datadog_intake_url, START_DELAY)
+    }
+
+    pub(crate) fn with_start_delay(
+        streams: Arc<dyn StreamWrite>,
+        credentials: Arc<dyn CredentialStore>,
+        datadog_intake_url: Option<String>,
+        start_delay: std::time::Duration,
     ) -> Self {
         Self {
             router: app(AppState::new(
@@ -63,7 +72,7 @@ impl Api {
                 keys(),
                 loopback_client(datadog_intake_url),
                 labels(),
-                START_DELAY,
+                start_delay,
             )),
         }
     }
@@ -119,7 +128,7 @@ impl Api {
         self.send(request.body(body).unwrap()).await
     }
 
-    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         self.call(method, path, Some(ADMIN), body).await
     }
 }

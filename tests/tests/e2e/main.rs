@@ -3,4 +3,5 @@
 mod config_api;
 mod helpers;
 mod runner;
+mod state;
 mod streamer;

@@ -129,9 +129,15 @@ async fn transient_failures_are_retried_until_delivered_once() {
 #[tokio::test]
 async fn a_slow_destination_is_retried_after_the_request_timeout() {
     let datadog = FakeDestination::datadog(DATADOG_KEY).await;
-    // Longer than the 20 s request timeout: the push is abandoned and sent again.
-    datadog.script([Script::Slow(Duration::from_secs(21))]);
-    let env = StreamerEnv::with_datadog(&datadog).await;
+    // Longer than the request timeout (PUSH_TIMEOUT_SECONDS): the push is abandoned and
+    // sent again.
+    datadog.script([Script::Slow(Duration::from_secs(2))]);
+    let env = StreamerEnv::new(Options {
+        datadog_intake_url: Some(datadog.base_url()),
+        settings: vec![("PUSH_TIMEOUT_SECONDS", "1".into())],
+        ..Options::default()
+    })
+    .await;
     env.configure("proj", datadog_config(DATADOG_KEY)).await;
 
     let response = env

@@ -1,0 +1,553 @@
+//! Project state against moto: one table read per batch, credentials read once per version,
+//! delivery health, suspension and its end, concurrent writers, and the migration from the
+//! old one-secret-per-project format.
+
+use std::time::Duration;
+
+use event_log_streaming::domain::{DeliveryHealth, ProjectId, StreamingStatus};
+use event_log_streaming::store::migrate::{MIGRATED_STAGE, Migration};
+use event_log_streaming::store::{
+    CredentialRead, CredentialWrite, HealthWrite, StoreError, StreamLookup, StreamWrite,
+};
+use integration_tests::fake_destination::FakeDestination;
+use integration_tests::lambda::{SqsRecord, now_ms};
+use integration_tests::logs::capture_logs;
+use integration_tests::moto::moto;
+use serde_json::json;
+
+use crate::config_api::Api;
+use crate::helpers::*;
+
+const BATCH_GET: &str = "DynamoDB.BatchGetItem";
+const GET_SECRET: &str = "Secrets Manager.GetSecretValue";
+
+fn with_settings(settings: &[(&'static str, &str)], cache_ttl_seconds: u64) -> Options {
+    Options {
+        cache_ttl_seconds,
+        settings: settings.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        ..Options::default()
+    }
+}
+
+fn events(projects: &[&str], prefix: &str) -> Vec<SqsRecord> {
+    projects
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            SqsRecord::new(
+                format!("{prefix}-{i}"),
+                event(p, &format!("{prefix}-{i}")).to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // No cache: every batch reads the table again, as after each TTL expiry.
+    let env = StreamerEnv::new(with_settings(&[], 0)).await;
+    env.configure("on-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure(
+        "off",
+        disabled(loki_config(&loki.hostname(), LOKI_PASSWORD)),
+    )
+    .await;
+    let unconfigured: Vec<String> = (0..20).map(|i| format!("nobody-{i}")).collect();
+    let mut projects = vec!["on-loki", "off"];
+    projects.extend(unconfigured.iter().map(String::as_str));
+    env.calls.reset();
+
+    for round in 0..3 {
+        let response = env.invoke(events(&projects, &format!("r{round}"))).await;
+        assert_eq!(failed_ids(&response), Vec::<String>::new());
+    }
+    assert_eq!(env.calls.count(BATCH_GET), 3, "{:?}", env.calls.all());
+    assert_eq!(
+        env.calls.count(GET_SECRET),
+        1,
+        "only the active stream's credential, once: {:?}",
+        env.calls.all()
+    );
+    assert_eq!(loki.accepted().len(), 3);
+
+    // A new credential version is read once more, and only once.
+    let stored = env.stream("on-loki").await;
+    let project = ProjectId::parse("on-loki").unwrap();
+    let credential = env
+        .credentials
+        .put(&project, &event_log_streaming::Secret::new(LOKI_PASSWORD))
+        .await
+        .unwrap();
+    let mut config = stored.config.next_version(stored.config.updated_at);
+    config.credential = credential;
+    env.streams
+        .update(&config, stored.config.version)
+        .await
+        .unwrap();
+    for round in 3..5 {
+        env.invoke(events(&projects, &format!("r{round}"))).await;
+    }
+    assert_eq!(env.calls.count(GET_SECRET), 2, "{:?}", env.calls.all());
+    assert_eq!(env.calls.count(BATCH_GET), 5);
+}
+
+#[tokio::test]
+async fn a_batch_of_many_projects_is_read_100_keys_per_call() {
+    let env = StreamerEnv::new(Options::default()).await;
+    let names: Vec<String> = (0..250).map(|i| format!("tail-{i}")).collect();
+    let projects: Vec<ProjectId> = names.iter().map(|n| ProjectId::parse(n).unwrap()).collect();
+    env.configure("tail-7", datadog_config(DATADOG_KEY)).await;
+    env.calls.reset();
+
+    let found = env.streams.get_many(&projects).await.unwrap();
+
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].config.project_id.as_str(), "tail-7");
+    assert_eq!(env.calls.count(BATCH_GET), 3, "{:?}", env.calls.all());
+}
+
+#[tokio::test]
+async fn delivery_health_is_visible_after_a_success_and_after_a_401() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("fine", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure(
+        "revoked",
+        loki_config(&loki.hostname(), "glc_revoked-token-0000"),
+    )
+    .await;
+    let (logs, _guard) = capture_logs();
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", event("fine", "e-1").to_string()),
+            SqsRecord::new("m2", event("revoked", "e-2").to_string()),
+        ])
+        .await;
+    assert_eq!(failed_ids(&response), ["m2"]);
+
+    let api = Api::with_stores(env.streams.clone(), env.credentials.clone(), None);
+    let path = |p: &str| format!("/v1/projects/{p}/event_log_streaming/GRAFANA_LOKI");
+    let fine = api.admin("GET", &path("fine"), None).await;
+    let health = &fine.body["event_log_streaming_config"]["delivery_health"];
+    assert!(health["last_success_at"].is_string(), "{health}");
+    assert_eq!(health["events_delivered"], 1);
+    assert_eq!(health["consecutive_failures"], 0);
+    assert_eq!(health["last_error"], serde_json::Value::Null);
+
+    let revoked = api.admin("GET", &path("revoked"), None).await;
+    let health = &revoked.body["event_log_streaming_config"]["delivery_health"];
+    assert_eq!(health["last_success_at"], serde_json::Value::Null);
+    assert_eq!(health["consecutive_failures"], 1);
+    assert_eq!(health["events_failed"], 1);
+    assert_eq!(health["last_error"]["destination_status"], 401);
+    assert_eq!(
+        health["last_error"]["message"],
+        "401 from Grafana Loki: check the username and token (the token needs the logs:write scope)"
+    );
+    assert_eq!(health["recent_errors"].as_array().unwrap().len(), 1);
+    assert_eq!(health["last_failure_at"], health["last_error"]["at"]);
+    assert!(!revoked.body.to_string().contains("glc_revoked-token"));
+    assert!(!logs.text().contains("glc_revoked-token"));
+}
+
+#[tokio::test]
+async fn health_is_written_at_a_state_change_and_otherwise_at_most_once_per_interval() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("p", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    env.calls.reset();
+
+    for round in 0..4 {
+        env.invoke(events(&["p"], &format!("r{round}"))).await;
+    }
+
+    // The first success is a state change; the next three wait for the interval (300 s).
+    let health = env.stream("p").await.health;
+    assert_eq!(health.events_delivered, 1);
+    assert_eq!(
+        env.calls.count("DynamoDB.UpdateItem"),
+        1,
+        "{:?}",
+        env.calls.all()
+    );
+    assert_eq!(loki.accepted().len(), 4);
+}
+
+#[tokio::test]
+async fn refused_credentials_suspend_the_stream_which_skips_until_enabled_without_backfill() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(with_settings(
+        &[
+            ("SUSPEND_AFTER_AUTH_FAILURES", "3"),
+            ("SUSPEND_AFTER_SECONDS", "0"),
+        ],
+        0,
+    ))
+    .await;
+    env.configure("p", loki_config(&loki.hostname(), "glc_revoked-token-0000"))
+        .await;
+    let (logs, _guard) = capture_logs();
+
+    for round in 0..3 {
+        let response = env.invoke(events(&["p"], &format!("r{round}"))).await;
+        assert_eq!(failed_ids(&response), [format!("r{round}-0")]);
+    }
+    let stream = env.stream("p").await;
+    assert_eq!(stream.config.state.status, StreamingStatus::Suspended);
+    let suspension = stream.config.state.suspension.as_ref().unwrap();
+    assert!(
+        suspension
+            .reason
+            .contains("Grafana Loki refused the configuration on 3 consecutive delivery attempts"),
+        "{}",
+        suspension.reason
+    );
+    assert!(suspension.reason.contains("check the username and token"));
+    let suspended_lines: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["fields"]["message"] == "stream suspended")
+        .collect();
+    assert_eq!(suspended_lines.len(), 1, "{}", logs.text());
+    assert_eq!(suspended_lines[0]["fields"]["project_id"], "p");
+
+    // While suspended: acknowledged, counted, never sent, never dead-lettered.
+    let requests = loki.requests();
+    let report = env
+        .streamer
+        .process_batch(
+            &[queue_message(
+                "while-suspended",
+                &event("p", "skipped").to_string(),
+            )],
+            std::time::Instant::now() + Duration::from_secs(20),
+        )
+        .await;
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.summary.skipped_suspended, 1);
+    assert_eq!(loki.requests(), requests);
+    assert!(env.dead_letters().await.is_empty());
+
+    // An update keeps SUSPENDED; enable resumes, dated like any enable.
+    let api = Api::with_start_delay(
+        env.streams.clone(),
+        env.credentials.clone(),
+        None,
+        Duration::ZERO,
+    );
+    let resource = "/v1/projects/p/event_log_streaming/GRAFANA_LOKI";
+    let updated = api
+        .admin(
+            "PUT",
+            resource,
+            Some(json!({"destination_config": {"grafana_loki": {
+                "hostname": loki.hostname(), "username": LOKI_USER, "password": LOKI_PASSWORD}}})),
+        )
+        .await;
+    let config = &updated.body["event_log_streaming_config"];
+    assert_eq!(config["streaming_status"], "SUSPENDED", "{}", updated.body);
+    assert!(config["suspended_reason"].is_string());
+    let sent_before_enable = now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    api.admin("POST", &format!("{resource}/enable"), None).await;
+    let read = api.admin("GET", resource, None).await;
+    assert_eq!(
+        read.body["event_log_streaming_config"]["streaming_status"],
+        "ACTIVE"
+    );
+    assert_eq!(
+        read.body["event_log_streaming_config"]["suspended_at"],
+        serde_json::Value::Null
+    );
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("old", event("p", "from-the-suspension").to_string())
+                .sent_at_ms(sent_before_enable),
+            SqsRecord::new("new", event("p", "after-enable").to_string()),
+        ])
+        .await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.accepted_event_ids(), ["after-enable"]);
+}
+
+#[tokio::test]
+async fn a_credential_update_between_failures_wins_over_a_stale_suspension() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // The streamer keeps the configuration it read for the whole test.
+    let env = StreamerEnv::new(with_settings(
+        &[
+            ("SUSPEND_AFTER_AUTH_FAILURES", "3"),
+            ("SUSPEND_AFTER_SECONDS", "0"),
+        ],
+        3600,
+    ))
+    .await;
+    env.configure("p", loki_config(&loki.hostname(), "glc_revoked-token-0000"))
+        .await;
+    env.invoke(events(&["p"], "r0")).await;
+    env.invoke(events(&["p"], "r1")).await;
+
+    // The customer fixes the credentials; this container still holds the old version.
+    let api = Api::with_stores(env.streams.clone(), env.credentials.clone(), None);
+    let updated = api
+        .admin(
+            "PUT",
+            "/v1/projects/p/event_log_streaming/GRAFANA_LOKI",
+            Some(json!({"destination_config": {"grafana_loki": {
+                "hostname": loki.hostname(), "username": LOKI_USER, "password": LOKI_PASSWORD}}})),
+        )
+        .await;
+    assert_eq!(updated.status, axum::http::StatusCode::OK);
+    env.invoke(events(&["p"], "r2")).await;
+
+    let stream = env.stream("p").await;
+    assert_eq!(stream.health.consecutive_auth_failures, 3);
+    assert_eq!(stream.config.state.status, StreamingStatus::Active);
+    assert_eq!(
+        stream.config.version, 3,
+        "created, enabled, updated: no suspension"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_configuration_and_health_writes_lose_nothing() {
+    let state = StateEnv::new().await;
+    let created = state.configure("p", datadog_config(DATADOG_KEY)).await;
+    let project = ProjectId::parse("p").unwrap();
+    let one_delivery = {
+        let mut health = DeliveryHealth {
+            events_delivered: 1,
+            ..Default::default()
+        };
+        health.success(time::OffsetDateTime::now_utc());
+        health
+    };
+
+    let health_writes = (0..4).map(|_| state.streams.record(&project, &one_delivery));
+    let update = async {
+        let mut config = created.next_version(created.updated_at);
+        config.state = config.state.disable().unwrap();
+        state.streams.update(&config, created.version).await
+    };
+    let (written, updated) = tokio::join!(futures::future::join_all(health_writes), update);
+
+    assert!(updated.is_ok());
+    assert!(
+        written.iter().all(|w| matches!(w, Ok(Some(_)))),
+        "{written:?}"
+    );
+    let stream = state.stream("p").await.unwrap();
+    assert_eq!(stream.health.events_delivered, 4);
+    assert_eq!(stream.config.state.status, StreamingStatus::Disabled);
+    assert_eq!(stream.config.version, created.version + 1);
+    // A writer that read the old version is refused, and changes nothing.
+    assert!(matches!(
+        state.streams.update(&created, created.version).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        state.streams.delete(&project, created.version).await,
+        Err(StoreError::Conflict)
+    ));
+    // A health write for a project without a stream writes nothing.
+    let gone = ProjectId::parse("gone").unwrap();
+    assert!(
+        state
+            .streams
+            .record(&gone, &one_delivery)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(state.stream("gone").await.is_none());
+}
+
+#[tokio::test]
+async fn the_migration_moves_old_secrets_into_the_table_and_is_idempotent() {
+    let state = StateEnv::new().await;
+    let aws = moto().sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let old = |destination_config: serde_json::Value, kind: &str, status: &str| {
+        json!({"destination_type": kind, "destination_config": destination_config,
+               "streaming_status": status, "enabled_at": "2026-11-24T10:00:00Z",
+               "created_at": "2026-11-24T09:00:00Z", "updated_at": "2026-11-24T10:00:00Z"})
+        .to_string()
+    };
+    let records = [
+        (
+            "loki-project",
+            old(
+                json!({"grafana_loki": {"hostname": "logs-prod-021.grafana.net", "username": "123", "password": LOKI_PASSWORD}}),
+                "GRAFANA_LOKI",
+                "ACTIVE",
+            ),
+        ),
+        (
+            "dd-project",
+            old(
+                json!({"datadog": {"site": "EU", "api_key": DATADOG_KEY}}),
+                "DATADOG",
+                "DISABLED",
+            ),
+        ),
+        ("broken-project", "{not json".to_owned()),
+    ];
+    for (project, value) in &records {
+        secrets
+            .create_secret()
+            .name(format!("{}{project}", state.prefix))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let migration = Migration {
+        secrets: &secrets,
+        prefix: &state.prefix,
+        streams: state.streams.as_ref(),
+    };
+
+    let first = migration.run().await.unwrap();
+    let mut migrated: Vec<&str> = first.migrated.iter().map(ProjectId::as_str).collect();
+    migrated.sort();
+    assert_eq!(migrated, ["dd-project", "loki-project"]);
+    assert_eq!(first.skipped.len(), 1);
+    assert!(
+        !format!("{first:?}").contains("not json"),
+        "no value is quoted"
+    );
+
+    let second = migration.run().await.unwrap();
+    assert!(second.migrated.is_empty());
+    assert_eq!(second.already_migrated.len(), 2);
+
+    let loki = state.stream("loki-project").await.unwrap();
+    assert_eq!(loki.config.state.status, StreamingStatus::Active);
+    assert_eq!(loki.config.credential.last_four, "4e1f");
+    assert_eq!(
+        CredentialRead::get(state.credentials.as_ref(), &loki.config.credential)
+            .await
+            .unwrap()
+            .expose(),
+        LOKI_PASSWORD
+    );
+    let current = secrets
+        .get_secret_value()
+        .secret_id(format!("{}loki-project", state.prefix))
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        current.version_id().unwrap(),
+        loki.config.credential.version_id
+    );
+    assert_eq!(
+        current.secret_string().unwrap(),
+        json!({"credential": LOKI_PASSWORD}).to_string()
+    );
+    let dd = state.stream("dd-project").await.unwrap();
+    assert_eq!(dd.config.state.status, StreamingStatus::Disabled);
+    assert!(MIGRATED_STAGE.starts_with("ELS"));
+}
+
+#[tokio::test]
+async fn a_migration_interrupted_before_the_last_step_is_finished_by_the_next_run() {
+    let state = StateEnv::new().await;
+    let aws = moto().sdk_config().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let name = format!("{}p", state.prefix);
+    let old = json!({"destination_type": "DATADOG",
+        "destination_config": {"datadog": {"site": "US", "api_key": DATADOG_KEY}},
+        "streaming_status": "ACTIVE", "created_at": "2026-11-24T09:00:00Z",
+        "updated_at": "2026-11-24T10:00:00Z"});
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(old.to_string())
+        .send()
+        .await
+        .unwrap();
+    // As if a run had added the credential version and created the item, then stopped.
+    let version = secrets
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string(json!({"credential": DATADOG_KEY}).to_string())
+        .version_stages(MIGRATED_STAGE)
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    let project = ProjectId::parse("p").unwrap();
+    let destination = integration_tests::fixtures::datadog_destination(DATADOG_KEY);
+    let config = event_log_streaming::domain::StreamConfig::new(
+        project.clone(),
+        destination.endpoint(),
+        event_log_streaming::domain::CredentialRef {
+            secret_id: name.clone(),
+            version_id: version.clone(),
+            last_four: "1e42".into(),
+        },
+        time::OffsetDateTime::now_utc(),
+    );
+    state.streams.create(&config).await.unwrap();
+
+    let report = Migration {
+        secrets: &secrets,
+        prefix: &state.prefix,
+        streams: state.streams.as_ref(),
+    }
+    .run()
+    .await
+    .unwrap();
+
+    assert_eq!(report.already_migrated, [project]);
+    let current = secrets
+        .get_secret_value()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.version_id().unwrap(), version);
+}
+
+#[tokio::test]
+async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
+    let state = StateEnv::new().await;
+    let project = ProjectId::parse("p").unwrap();
+    let created = state.configure("p", datadog_config(DATADOG_KEY)).await;
+    state
+        .streams
+        .delete(&project, created.version)
+        .await
+        .unwrap();
+    CredentialWrite::delete(state.credentials.as_ref(), &project)
+        .await
+        .unwrap();
+    // Deleting what is gone is no error for the credential, and not found for the stream.
+    CredentialWrite::delete(state.credentials.as_ref(), &project)
+        .await
+        .unwrap();
+    assert!(matches!(
+        state.streams.delete(&project, created.version).await,
+        Err(StoreError::NotFound)
+    ));
+    let again = state.configure("p", datadog_config(DATADOG_KEY)).await;
+    assert_eq!(again.version, 2);
+}
+
+fn queue_message(id: &str, body: &str) -> event_log_streaming::event::QueueMessage {
+    event_log_streaming::event::QueueMessage {
+        message_id: id.into(),
+        body: body.into(),
+        sent_at: time::OffsetDateTime::now_utc(),
+    }
+}
