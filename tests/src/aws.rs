@@ -51,15 +51,33 @@ impl Intercept for CallCounter {
     }
 
     /// Once per attempt: a retried request is billed again.
+    /// BatchGetItem is billed per key, so its keys are counted too (`….keys`).
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(metadata) = cfg.load::<Metadata>() {
-            let key = format!("{}.{}", metadata.service(), metadata.name());
-            *self.0.lock().unwrap().entry(key).or_default() += 1;
+        let Some(metadata) = cfg.load::<Metadata>() else {
+            return Ok(());
+        };
+        let key = format!("{}.{}", metadata.service(), metadata.name());
+        let keys = (metadata.name() == "BatchGetItem")
+            .then(|| context.request().body().bytes())
+            .flatten()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .map(|request| {
+                request["RequestItems"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|tables| tables.values())
+                    .map(|table| table["Keys"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>()
+            });
+        let mut counts = self.0.lock().unwrap();
+        *counts.entry(key.clone()).or_default() += 1;
+        if let Some(keys) = keys {
+            *counts.entry(format!("{key}.keys")).or_default() += keys;
         }
         Ok(())
     }

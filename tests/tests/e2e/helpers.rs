@@ -116,6 +116,24 @@ impl StateEnv {
         }
     }
 
+    /// The ports of another streamer container on the same table and secrets, whose AWS
+    /// requests `calls` counts.
+    pub async fn container_store(&self, calls: &CallCounter) -> StreamerStore {
+        let aws = moto().sdk_config().await;
+        let streams = Arc::new(DynamoDbStreams::new(
+            calls.dynamodb(&aws),
+            self.table.clone(),
+        ));
+        StreamerStore {
+            lookup: streams.clone(),
+            credentials: Arc::new(SecretsManagerCredentials::new(
+                calls.secrets_manager(&aws),
+                self.prefix.clone(),
+            )),
+            health: streams,
+        }
+    }
+
     pub async fn configure(&self, project: &str, spec: StreamSpec) -> StreamConfig {
         provision(
             self.streams.as_ref(),

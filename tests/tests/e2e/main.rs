@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, so one moto server serves them all.
 
 mod config_api;
+mod cost;
 mod helpers;
 mod runner;
 mod state;

@@ -1,0 +1,182 @@
+//! What the streamer costs in AWS calls, counted by operation over a realistic mix: 5,000
+//! projects sending Zipf-distributed traffic, 500 of them configured, three containers with
+//! caches that expire between rounds. The README's cost section rests on these counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use event_log_streaming::Streamer;
+use event_log_streaming::event::QueueMessage;
+use event_log_streaming::settings::StreamerSettings;
+use futures::StreamExt;
+use integration_tests::aws::CallCounter;
+use integration_tests::fake_destination::FakeDestination;
+use time::OffsetDateTime;
+
+use crate::helpers::*;
+
+const PROJECTS: usize = 5_000;
+const CONFIGURED: usize = 500;
+const CONTAINERS: usize = 3;
+const ROUNDS: usize = 3;
+const BATCHES_PER_ROUND: usize = 5;
+const MESSAGES_PER_BATCH: usize = 10;
+const EVENTS_PER_MESSAGE: usize = 10;
+/// Long enough for a round of batches (about a second here), short enough to expire thrice.
+const CACHE_TTL: Duration = Duration::from_secs(3);
+
+/// Project ranks drawn from Zipf(s = 1) by inverting its cumulative distribution.
+struct Zipf {
+    cumulative: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize) -> Self {
+        let mut total = 0.0;
+        let mut cumulative: Vec<f64> = (1..=n)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        cumulative.iter_mut().for_each(|c| *c /= total);
+        Self { cumulative }
+    }
+
+    fn sample(&self, rng: &mut fastrand::Rng) -> usize {
+        let u = rng.f64();
+        self.cumulative
+            .partition_point(|c| *c < u)
+            .min(self.cumulative.len() - 1)
+    }
+}
+
+#[tokio::test]
+async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let state = StateEnv::new().await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    // Every tenth rank is configured, so configured projects span heavy and light senders.
+    let configured: BTreeSet<usize> = (0..PROJECTS).step_by(PROJECTS / CONFIGURED).collect();
+    for rank in &configured {
+        state
+            .configure(
+                &format!("proj-{rank}"),
+                loki_config(&loki.hostname(), LOKI_PASSWORD),
+            )
+            .await;
+    }
+    let settings = StreamerSettings::from_lookup(|name| match name {
+        "CONFIG_CACHE_TTL_SECONDS" => Some(CACHE_TTL.as_secs().to_string()),
+        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
+        "EXTRA_CA_CERTS" => Some(ca_file()),
+        _ => None,
+    })
+    .unwrap();
+    let mut containers = Vec::new();
+    for _ in 0..CONTAINERS {
+        let calls = CallCounter::default();
+        let store = state.container_store(&calls).await;
+        containers.push((
+            Streamer::from_settings(&settings, store, None).unwrap(),
+            calls,
+        ));
+    }
+
+    let zipf = Zipf::new(PROJECTS);
+    let mut events = 0;
+    let mut configured_events = 0;
+    let mut expected_reads = 0;
+    let mut expected_secret_reads = 0;
+    let mut seen_configured: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); CONTAINERS];
+    let mut batch_gets_bound = 0;
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        for (c, (streamer, _)) in containers.iter().enumerate() {
+            // Within a round the cache holds; each project costs one read per round.
+            let mut seen_this_round = BTreeSet::new();
+            for b in 0..BATCHES_PER_ROUND {
+                let mut batch_projects = BTreeSet::new();
+                let messages: Vec<QueueMessage> = (0..MESSAGES_PER_BATCH)
+                    .map(|m| {
+                        let records: Vec<String> = (0..EVENTS_PER_MESSAGE)
+                            .map(|e| {
+                                let rank = zipf.sample(&mut rng);
+                                batch_projects.insert(rank);
+                                configured_events += usize::from(configured.contains(&rank));
+                                event(&format!("proj-{rank}"), &format!("{round}-{c}-{b}-{m}-{e}"))
+                                    .to_string()
+                            })
+                            .collect();
+                        QueueMessage {
+                            message_id: format!("{round}-{c}-{b}-{m}"),
+                            body: format!("[{}]", records.join(",")),
+                            sent_at: OffsetDateTime::now_utc(),
+                        }
+                    })
+                    .collect();
+                let uncached = batch_projects.difference(&seen_this_round).count();
+                batch_gets_bound += uncached.div_ceil(100);
+                seen_this_round.extend(batch_projects);
+                events += MESSAGES_PER_BATCH * EVENTS_PER_MESSAGE;
+                let report = streamer
+                    .process_batch(&messages, Instant::now() + Duration::from_secs(20))
+                    .await;
+                assert!(report.failed_message_ids.is_empty(), "{:?}", report.summary);
+            }
+            expected_reads += seen_this_round.len();
+            let new_configured: Vec<usize> = seen_this_round
+                .iter()
+                .filter(|r| configured.contains(r) && !seen_configured[c].contains(r))
+                .copied()
+                .collect();
+            expected_secret_reads += new_configured.len();
+            seen_configured[c].extend(new_configured);
+        }
+        assert!(
+            started.elapsed() < CACHE_TTL,
+            "a round must fit in one cache TTL"
+        );
+        if round + 1 < ROUNDS {
+            tokio::time::sleep(CACHE_TTL + Duration::from_millis(100)).await;
+        }
+    }
+
+    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, calls) in &containers {
+        for (operation, count) in calls.all() {
+            *totals.entry(operation).or_default() += count;
+        }
+    }
+    let count = |op: &str| totals.get(op).copied().unwrap_or(0);
+    // Secrets Manager: once per configured project per container, across every expiry, and
+    // never for the 4,500 unconfigured projects.
+    assert_eq!(
+        count("Secrets Manager.GetSecretValue"),
+        expected_secret_reads,
+        "{totals:?}"
+    );
+    // The table: every project read once per container and TTL, configured or not, in as
+    // few BatchGetItem calls as 100 keys per call allow.
+    assert_eq!(
+        count("DynamoDB.BatchGetItem.keys"),
+        expected_reads,
+        "{totals:?}"
+    );
+    assert!(
+        count("DynamoDB.BatchGetItem") <= batch_gets_bound,
+        "{totals:?}"
+    );
+    assert_eq!(loki.accepted().len(), configured_events);
+
+    let per_thousand = |n: usize| n as f64 * 1000.0 / events as f64;
+    eprintln!(
+        "AWS requests per 1,000 events ({events} events, {CONTAINERS} containers, {ROUNDS} cache expiries, TTL {CACHE_TTL:?}):"
+    );
+    for (operation, n) in &totals {
+        eprintln!(
+            "  {operation:<40} {n:>6}  {:>8.2} per 1,000 events",
+            per_thousand(*n)
+        );
+    }
+}
