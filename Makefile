@@ -12,11 +12,16 @@ export SAM_CLI_TELEMETRY := 0
 # cargo-lambda finds zig through the first python3 on PATH: the tools' virtualenv.
 WITH_TOOLS := PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"
 
-.PHONY: run test lint build sam-build bench fmt
+.PHONY: run migrate test lint build sam-build bench fmt
 
 ## run: the config API and POST /v1/events on 127.0.0.1:3000, on a local file store (.local/)
 run:
-	cargo run --locked -p local-runner -- $(ARGS)
+	cargo run --locked -p local-runner --bin local-runner -- $(ARGS)
+
+## migrate: move an AWS deployment's old per-project secrets into the state table (idempotent;
+## ARGS="--table NAME [--prefix PREFIX]", AWS credentials from the usual places)
+migrate:
+	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
 
 ## test: install the AWS emulator (moto) if needed, then run every test
 test: $(MOTO)

@@ -64,7 +64,7 @@ async fn ingest(State(streamer): State<Arc<Streamer>>, body: Bytes) -> (StatusCo
         .collect();
     let mut totals = json!({
         "messages": 0, "records": 0, "delivered": 0, "skipped_not_configured": 0,
-        "skipped_disabled": 0, "skipped_before_enabled": 0, "dead_lettered": 0, "failed_messages": 0,
+        "skipped_disabled": 0, "skipped_suspended": 0, "skipped_before_enabled": 0, "dead_lettered": 0, "failed_messages": 0,
     });
     for batch in messages.chunks(BATCH_SIZE) {
         let report = streamer
@@ -77,6 +77,7 @@ async fn ingest(State(streamer): State<Arc<Streamer>>, body: Bytes) -> (StatusCo
             ("delivered", s.delivered),
             ("skipped_not_configured", s.skipped_not_configured),
             ("skipped_disabled", s.skipped_disabled),
+            ("skipped_suspended", s.skipped_suspended),
             ("skipped_before_enabled", s.skipped_before_enabled),
             ("dead_lettered", s.dead_lettered),
             ("failed_messages", s.failed_messages),

@@ -97,7 +97,7 @@ impl DeliveryHealth {
             let mut errors = update.recent_errors.clone();
             errors.append(&mut self.recent_errors);
             // Containers write in any order: keep the newest, newest first.
-            errors.sort_by(|a, b| b.at.cmp(&a.at));
+            errors.sort_by_key(|e| std::cmp::Reverse(e.at));
             errors.truncate(MAX_RECENT_ERRORS);
             self.recent_errors = errors;
         }

@@ -89,7 +89,7 @@ impl StreamState {
 
     /// ACTIVE or SUSPENDED → DISABLED; `None` when already disabled.
     pub fn disable(&self) -> Option<Self> {
-        (self.status != StreamingStatus::Disabled).then(|| Self {
+        (self.status != StreamingStatus::Disabled).then_some(Self {
             status: StreamingStatus::Disabled,
             enabled_at: self.enabled_at,
             suspension: None,
@@ -98,7 +98,7 @@ impl StreamState {
 
     /// ACTIVE → SUSPENDED; `None` from any other status (the customer got there first).
     pub fn suspend(&self, suspension: Suspension) -> Option<Self> {
-        (self.status == StreamingStatus::Active).then(|| Self {
+        (self.status == StreamingStatus::Active).then_some(Self {
             status: StreamingStatus::Suspended,
             enabled_at: self.enabled_at,
             suspension: Some(suspension),

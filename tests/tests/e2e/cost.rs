@@ -58,14 +58,15 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
     let mut rng = fastrand::Rng::with_seed(7);
     // Every tenth rank is configured, so configured projects span heavy and light senders.
     let configured: BTreeSet<usize> = (0..PROJECTS).step_by(PROJECTS / CONFIGURED).collect();
-    for rank in &configured {
-        state
-            .configure(
-                &format!("proj-{rank}"),
-                loki_config(&loki.hostname(), LOKI_PASSWORD),
-            )
-            .await;
-    }
+    futures::stream::iter(&configured)
+        .map(|rank| {
+            let spec = loki_config(&loki.hostname(), LOKI_PASSWORD);
+            let state = &state;
+            async move { state.configure(&format!("proj-{rank}"), spec).await }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
     let settings = StreamerSettings::from_lookup(|name| match name {
         "CONFIG_CACHE_TTL_SECONDS" => Some(CACHE_TTL.as_secs().to_string()),
         "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),

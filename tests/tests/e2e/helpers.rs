@@ -52,8 +52,6 @@ pub struct StreamerEnv {
     pub dlq_url: Option<String>,
     /// Every DynamoDB and Secrets Manager request the streamer and the setup made.
     pub calls: CallCounter,
-    pub table: String,
-    pub prefix: String,
 }
 
 pub struct Options {
@@ -201,8 +199,6 @@ impl StreamerEnv {
             sqs,
             dlq_url,
             calls: state.calls,
-            table: state.table,
-            prefix: state.prefix,
         }
     }
 

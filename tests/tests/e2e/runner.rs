@@ -13,8 +13,9 @@ use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
 use event_log_streaming::Streamer;
 use event_log_streaming::delivery::StreamerStore;
+use event_log_streaming::domain::ProjectId;
 use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::MemoryStateStore;
+use event_log_streaming::store::{FileStateStore, StreamWrite};
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
 use integration_tests::fixtures::{labels, loopback_client};
@@ -29,7 +30,11 @@ use crate::helpers::*;
 #[tokio::test]
 async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_api() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let store = Arc::new(MemoryStateStore::new());
+    // The runner's embedded store, in a file of its own.
+    let state_file = std::env::temp_dir()
+        .join(unique("els-runner"))
+        .join("state.json");
+    let store = Arc::new(FileStateStore::new(&state_file));
     let settings = StreamerSettings::from_lookup(|name| match name {
         "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
         "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
@@ -124,6 +129,7 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     // A failure is answered 503, so that the producer sends the events again.
     loki.script([Script::Status(401, "invalid authentication credentials")]);
     let failed = app
+        .clone()
         .oneshot(call("POST", "/v1/events", event("proj", "e-4").to_string()))
         .await
         .unwrap();
@@ -131,6 +137,29 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     let summary: Value =
         serde_json::from_slice(&failed.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(summary["failed_messages"], 1);
+
+    // Health is in the API, and in the file: a restarted runner still shows it.
+    let read = app
+        .oneshot(call(
+            "GET",
+            "/v1/projects/proj/event_log_streaming/GRAFANA_LOKI",
+            String::new(),
+        ))
+        .await
+        .unwrap();
+    let read: Value =
+        serde_json::from_slice(&read.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let health = &read["event_log_streaming_config"]["delivery_health"];
+    assert_eq!(health["events_delivered"], 2, "{read}");
+    assert_eq!(health["last_error"]["destination_status"], 401);
+    let restarted = FileStateStore::new(&state_file);
+    let stream = StreamWrite::get(&restarted, &ProjectId::parse("proj").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stream.health.events_delivered, 2);
+    assert_eq!(stream.health.consecutive_failures, 1);
+    std::fs::remove_dir_all(state_file.parent().unwrap()).unwrap();
 }
 
 #[tokio::test]
