@@ -5,7 +5,8 @@
 //! queue's redrive policy moves them here after `maxReceiveCount`.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use crate::event::RejectedRecord;
@@ -19,8 +20,8 @@ pub struct DeadLetterQueue {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot send to the dead-letter queue: {0}")]
-pub struct DeadLetterError(String);
+#[error("cannot send to the dead-letter queue")]
+pub struct DeadLetterError(#[source] SdkError<SendMessageError>);
 
 impl DeadLetterQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
@@ -54,10 +55,6 @@ impl DeadLetterQueue {
         if let Some(project) = &record.project_id {
             request = request.message_attributes("project_id", attribute(project.as_str()));
         }
-        request
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| DeadLetterError(DisplayErrorContext(e).to_string()))
+        request.send().await.map(|_| ()).map_err(DeadLetterError)
     }
 }

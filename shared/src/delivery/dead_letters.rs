@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::dead_letter::DeadLetterQueue;
 use crate::domain::ProjectId;
 use crate::event::{QueueMessage, RejectedRecord};
+use crate::store::error_chain;
 
 /// Dead-letter sends in flight at once: a refused chunk can hold a thousand records.
 pub const DEAD_LETTER_CONCURRENCY: usize = 16;
@@ -64,7 +65,7 @@ pub async fn set_aside(
                             sent += 1;
                         }
                         Err(err) => {
-                            warn!(error = %err, "dead-letter send failed; the message will be retried")
+                            warn!(error = %error_chain(&err), "dead-letter send failed; the message will be retried")
                         }
                     }
                 }
