@@ -138,6 +138,26 @@ impl DynamoDbStreams {
         ))
     }
 
+    /// Applies `update` if `condition` holds; `Ok(false)` if it does not.
+    async fn update_if(
+        &self,
+        project: &ProjectId,
+        update: Update,
+        condition: String,
+    ) -> StoreResult<bool> {
+        let result = update
+            .apply(self.client.update_item().table_name(&self.table))
+            .set_key(Some(Self::key(project)))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(StoreError::unavailable("DynamoDB UpdateItem", err)),
+        }
+    }
+
     /// After a failed condition on `version`: was the item gone, or changed?
     async fn conflict_or_missing(&self, project: &ProjectId) -> StoreError {
         match self.get_item(project, Some(KEY.to_owned())).await {
@@ -212,18 +232,13 @@ impl StreamWrite for DynamoDbStreams {
             update.name(VERSION),
             update.value(n(expected_version))
         );
-        let result = update
-            .apply(self.client.update_item().table_name(&self.table))
-            .set_key(Some(Self::key(&config.project_id)))
-            .condition_expression(condition)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => {
-                Err(self.conflict_or_missing(&config.project_id).await)
-            }
-            Err(err) => Err(StoreError::unavailable("DynamoDB UpdateItem", err)),
+        if self
+            .update_if(&config.project_id, update, condition)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(self.conflict_or_missing(&config.project_id).await)
         }
     }
 
@@ -283,17 +298,9 @@ impl HealthWrite for DynamoDbStreams {
                 ),
                 None => format!("attribute_exists({key}) AND attribute_not_exists({seq})"),
             };
-            let result = write
-                .apply(self.client.update_item().table_name(&self.table))
-                .set_key(Some(Self::key(project)))
-                .condition_expression(condition)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Some(health)),
-                // Another container wrote first, or the stream was deleted: read again.
-                Err(err) if condition_failed(&err) => continue,
-                Err(err) => return Err(StoreError::unavailable("DynamoDB UpdateItem", err)),
+            // Otherwise another container wrote first, or the stream was deleted: read again.
+            if self.update_if(project, write, condition).await? {
+                return Ok(Some(health));
             }
         }
         Err(StoreError::Conflict)
@@ -321,17 +328,7 @@ impl HealthWrite for DynamoDbStreams {
             write.name("streaming_status"),
             write.value(s(StreamingStatus::Active.as_str())),
         );
-        let result = write
-            .apply(self.client.update_item().table_name(&self.table))
-            .set_key(Some(Self::key(project)))
-            .condition_expression(condition)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(StoreError::unavailable("DynamoDB UpdateItem", err)),
-        }
+        self.update_if(project, write, condition).await
     }
 }
 

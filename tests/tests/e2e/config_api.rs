@@ -674,7 +674,7 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
         StatusCode::OK
     );
 
-    let stored = state.stream("proj-a").await.unwrap();
+    let stored = state.stored("proj-a").await.unwrap();
     assert_eq!(stored.config.state.status, StreamingStatus::Active);
     assert_eq!(stored.config.version, 2);
     // The secret holds the credential alone; the item refers to its version and holds no
@@ -730,7 +730,7 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
-    assert!(state.stream("proj-a").await.is_none());
+    assert!(state.stored("proj-a").await.is_none());
     assert!(
         secrets
             .describe_secret()

@@ -44,14 +44,19 @@ pub fn ca_file() -> String {
     path.display().to_string()
 }
 
+/// A streamer on a fresh [`StateEnv`] (which it derefs to), with a dead-letter queue.
 pub struct StreamerEnv {
     pub streamer: Streamer,
-    pub streams: Arc<DynamoDbStreams>,
-    pub credentials: Arc<SecretsManagerCredentials>,
+    pub state: StateEnv,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: Option<String>,
-    /// Every DynamoDB and Secrets Manager request the streamer and the setup made.
-    pub calls: CallCounter,
+}
+
+impl std::ops::Deref for StreamerEnv {
+    type Target = StateEnv;
+    fn deref(&self) -> &StateEnv {
+        &self.state
+    }
 }
 
 pub struct Options {
@@ -142,7 +147,7 @@ impl StateEnv {
         .await
     }
 
-    pub async fn stream(&self, project: &str) -> Option<StoredStream> {
+    pub async fn stored(&self, project: &str) -> Option<StoredStream> {
         let project = ProjectId::parse(project).unwrap();
         StreamWrite::get(self.streams.as_ref(), &project)
             .await
@@ -194,11 +199,9 @@ impl StreamerEnv {
             Streamer::from_settings(&settings, state.streamer_store(), dead_letters).unwrap();
         Self {
             streamer,
-            streams: state.streams,
-            credentials: state.credentials,
+            state,
             sqs,
             dlq_url,
-            calls: state.calls,
         }
     }
 
@@ -211,22 +214,10 @@ impl StreamerEnv {
         .await
     }
 
-    pub async fn configure(&self, project: &str, spec: StreamSpec) -> StreamConfig {
-        provision(
-            self.streams.as_ref(),
-            self.credentials.as_ref(),
-            project,
-            spec,
-        )
-        .await
-    }
-
     /// The project's stream as the table holds it now.
     pub async fn stream(&self, project: &str) -> StoredStream {
-        let project = ProjectId::parse(project).unwrap();
-        StreamWrite::get(self.streams.as_ref(), &project)
+        self.stored(project)
             .await
-            .unwrap()
             .expect("the project has a stream")
     }
 

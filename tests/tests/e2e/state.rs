@@ -342,7 +342,7 @@ async fn concurrent_configuration_and_health_writes_lose_nothing() {
         written.iter().all(|w| matches!(w, Ok(Some(_)))),
         "{written:?}"
     );
-    let stream = state.stream("p").await.unwrap();
+    let stream = state.stored("p").await.unwrap();
     assert_eq!(stream.health.events_delivered, 4);
     assert_eq!(stream.config.state.status, StreamingStatus::Disabled);
     assert_eq!(stream.config.version, created.version + 1);
@@ -365,7 +365,7 @@ async fn concurrent_configuration_and_health_writes_lose_nothing() {
             .unwrap()
             .is_none()
     );
-    assert!(state.stream("gone").await.is_none());
+    assert!(state.stored("gone").await.is_none());
 }
 
 #[tokio::test]
@@ -427,7 +427,7 @@ async fn the_migration_moves_old_secrets_into_the_table_and_is_idempotent() {
     assert!(second.migrated.is_empty());
     assert_eq!(second.already_migrated.len(), 2);
 
-    let loki = state.stream("loki-project").await.unwrap();
+    let loki = state.stored("loki-project").await.unwrap();
     assert_eq!(loki.config.state.status, StreamingStatus::Active);
     assert_eq!(loki.config.credential.last_four, "4e1f");
     assert_eq!(
@@ -452,7 +452,7 @@ async fn the_migration_moves_old_secrets_into_the_table_and_is_idempotent() {
         current.secret_string().unwrap(),
         json!({"credential": LOKI_PASSWORD}).to_string()
     );
-    let dd = state.stream("dd-project").await.unwrap();
+    let dd = state.stored("dd-project").await.unwrap();
     assert_eq!(dd.config.state.status, StreamingStatus::Disabled);
     assert!(MIGRATED_STAGE.starts_with("ELS"));
 }
