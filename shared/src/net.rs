@@ -24,6 +24,59 @@ pub struct RefusedAddress {
     pub host: String,
 }
 
+/// Why a destination is refused, worded for the customer who configured it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationRefusal {
+    #[error(
+        "must be reachable on the public internet (private, loopback and link-local addresses are refused)"
+    )]
+    PrivateAddress,
+    #[error(
+        "must be a host name that ends in a public suffix such as .com or .net (internal names such as .internal, .local, .lan or .home.arpa are refused)"
+    )]
+    NotPublicName,
+    #[error("port {port} is not allowed; the allowed ports are {allowed}")]
+    Port { port: u16, allowed: String },
+}
+
+/// Whether a host name ends in a suffix of the Public Suffix List and has a label of its own
+/// before it, so it can be registered on the public internet. Names under `arpa` (RFC 3172,
+/// infrastructure: reverse DNS, and `home.arpa`, RFC 8375, for home networks) are never a
+/// Loki endpoint, although the list knows `arpa` and `home.arpa`.
+pub fn has_public_suffix(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let known = psl::suffix(host.as_bytes()).is_some_and(|s| s.is_known());
+    let registrable = psl::domain(host.as_bytes()).is_some();
+    let infrastructure = host == "arpa" || host.ends_with(".arpa");
+    known && registrable && !infrastructure
+}
+
+/// A port customers may configure: 443, and the operator's `ALLOWED_DESTINATION_PORTS`.
+pub fn check_port(port: u16, allowed: &[u16]) -> Result<(), DestinationRefusal> {
+    if port == 443 || allowed.contains(&port) {
+        return Ok(());
+    }
+    let mut ports: Vec<u16> = allowed.to_vec();
+    ports.push(443);
+    ports.sort_unstable();
+    ports.dedup();
+    let allowed = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(DestinationRefusal::Port { port, allowed })
+}
+
+/// The resolver could not resolve the name (no such name, or no answer).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve {host}")]
+pub struct DnsFailure {
+    pub host: String,
+    #[source]
+    pub cause: std::io::Error,
+}
+
 impl AddressPolicy {
     pub fn permits(&self, ip: IpAddr) -> bool {
         self.allow_private || is_public(ip)
@@ -105,10 +158,13 @@ impl Resolve for PolicyResolver {
         let policy = self.policy;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let permitted: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| policy.permits(addr.ip()))
-                .collect();
+            let lookup = tokio::net::lookup_host((host.clone(), 0)).await;
+            let resolved = match lookup {
+                Ok(resolved) => resolved,
+                Err(cause) => return Err(Box::new(DnsFailure { host, cause }) as _),
+            };
+            let permitted: Vec<SocketAddr> =
+                resolved.filter(|addr| policy.permits(addr.ip())).collect();
             if permitted.is_empty() {
                 return Err(Box::new(RefusedAddress { host }) as _);
             }
@@ -174,6 +230,47 @@ mod tests {
         };
         assert!(open.check_host("127.0.0.1").is_ok());
         assert!(open.check_host("localhost").is_ok());
+    }
+
+    #[test]
+    fn only_names_under_a_public_suffix_can_be_destinations() {
+        for public in [
+            "logs-prod-021.grafana.net",
+            "loki.example.co.uk",
+            "tenant.s3.amazonaws.com",
+            "LOKI.EXAMPLE.COM",
+        ] {
+            assert!(has_public_suffix(public), "{public}");
+        }
+        for internal in [
+            "metadata.google.internal",
+            "metadata",
+            "loki.local",
+            "nas.lan",
+            "router.home.arpa",
+            "1.0.0.10.in-addr.arpa",
+            "loki.example.test",
+            "x.localhost",
+            "grafana.net.invalid",
+            "com",
+            "co.uk",
+            "34.120.1.1",
+        ] {
+            assert!(!has_public_suffix(internal), "{internal}");
+        }
+    }
+
+    #[test]
+    fn ports_are_443_or_from_the_allow_list() {
+        assert_eq!(check_port(443, &[]), Ok(()));
+        assert_eq!(check_port(3100, &[3100, 8443]), Ok(()));
+        assert_eq!(
+            check_port(22, &[3100, 8443]),
+            Err(DestinationRefusal::Port {
+                port: 22,
+                allowed: "443, 3100, 8443".into()
+            })
+        );
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ pub struct DestinationSettings {
     pub allow_private_destinations: bool,
     /// `DATADOG_INTAKE_URL` (development and tests only): replaces the site's intake URL.
     pub datadog_intake_url: Option<String>,
+    /// `ALLOWED_DESTINATION_PORTS` (default `443,3100,8443`): the ports a Loki hostname may
+    /// name; 443 always. Lifted by `ALLOW_PRIVATE_DESTINATIONS`.
+    pub allowed_destination_ports: Vec<u16>,
 }
 
 impl DestinationSettings {
@@ -35,6 +38,9 @@ impl DestinationSettings {
             extra_ca_certs: get("EXTRA_CA_CERTS").map(PathBuf::from),
             allow_private_destinations: flag(lookup, "ALLOW_PRIVATE_DESTINATIONS")?,
             datadog_intake_url: get("DATADOG_INTAKE_URL"),
+            allowed_destination_ports: ports(
+                &get("ALLOWED_DESTINATION_PORTS").unwrap_or_else(|| "443,3100,8443".into()),
+            )?,
         })
     }
 
@@ -53,8 +59,28 @@ impl DestinationSettings {
             },
             extra_ca_pem,
             datadog_intake_url: self.datadog_intake_url.clone(),
+            allowed_ports: self.allowed_destination_ports.clone(),
         })
     }
+}
+
+/// A comma-separated list of ports, each 1–65535 written in digits only.
+fn ports(list: &str) -> Result<Vec<u16>, SettingsError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| p.parse::<u16>().ok())
+                .flatten()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| SettingsError {
+                    name: "ALLOWED_DESTINATION_PORTS",
+                    message: format!("expected ports such as 443,3100, got {p:?}"),
+                })
+        })
+        .collect()
 }
 
 /// `CONFIG_CACHE_TTL_SECONDS`, read by both functions: the streamer caches configurations this
@@ -208,6 +234,7 @@ mod tests {
         assert_eq!(s.suspend_after, Duration::from_secs(900));
         assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
+        assert_eq!(s.destinations.allowed_destination_ports, [443, 3100, 8443]);
     }
 
     #[test]
@@ -219,6 +246,8 @@ mod tests {
         assert_eq!(err.name, "ALLOW_PRIVATE_DESTINATIONS");
         assert!(settings(&[("MAX_CONCURRENT_PUSHES", "0")]).is_err());
         assert!(settings(&[("CONFIG_CACHE_SIZE", "0")]).is_err());
+        let err = settings(&[("ALLOWED_DESTINATION_PORTS", "443,+22")]).unwrap_err();
+        assert_eq!(err.name, "ALLOWED_DESTINATION_PORTS");
         assert!(settings(&[("SUSPEND_AFTER_AUTH_FAILURES", "0")]).is_err());
     }
 }

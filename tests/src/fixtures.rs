@@ -28,6 +28,7 @@ pub fn loopback_client(datadog_intake_url: Option<String>) -> DestinationClient 
         },
         extra_ca_pem: Some(pki().ca_pem.clone().into_bytes()),
         datadog_intake_url,
+        allowed_ports: Vec::new(),
     })
     .unwrap()
 }

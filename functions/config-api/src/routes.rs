@@ -247,19 +247,23 @@ async fn test(
     )
 }
 
-/// A destination from a request body; hosts that are plainly not on the public internet
-/// (IP literals of private ranges, `localhost`) are refused now rather than at delivery.
+/// A destination from a request body; a Loki host that is plainly not on the public internet
+/// (IP literals of private ranges, `localhost`, names without a public suffix, ports off the
+/// allow-list) is refused now rather than at delivery.
 fn parse_destination(
     state: &AppState,
     destination_type: DestinationType,
     body: &DestinationConfigBody,
 ) -> Result<Destination, ApiError> {
     let destination = Destination::parse(destination_type, body)?;
-    state.client.check_destination(&destination).map_err(|_| {
-        ApiError::InvalidArgument(
-            "destination_config.grafana_loki.hostname: must be reachable on the public internet (private, loopback and link-local addresses are refused)".into(),
-        )
-    })?;
+    state
+        .client
+        .check_destination(&destination)
+        .map_err(|refusal| {
+            ApiError::InvalidArgument(format!(
+                "destination_config.grafana_loki.hostname: {refusal}"
+            ))
+        })?;
     Ok(destination)
 }
 

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::destination::client::PushResponse;
+use crate::destination::client::{PushResponse, TransportFailure};
 use crate::domain::DestinationType;
 
 /// Loki's "ingestion blocked" answer: a 2xx, so the entries will not be accepted by a resend.
@@ -48,6 +48,7 @@ pub fn classify(response: &PushResponse) -> Classification {
             status,
             retry_after,
             detail,
+            ..
         } => {
             let detail = if detail.is_empty() {
                 format!("HTTP {status}")
@@ -74,7 +75,7 @@ pub fn classify(response: &PushResponse) -> Classification {
         PushResponse::Refused(detail) => Classification::Misconfigured {
             detail: detail.clone(),
         },
-        PushResponse::Transport(detail) => Classification::Transient {
+        PushResponse::Transport { detail, .. } => Classification::Transient {
             retry_after: None,
             detail: detail.clone(),
         },
@@ -95,39 +96,62 @@ pub fn refuses_configuration(response: &PushResponse) -> bool {
     matches!(classify(response), Classification::Misconfigured { .. })
 }
 
-/// What a customer should read about a failed attempt: what went wrong and what to fix.
+/// What a customer should read about an attempt: what went wrong and what to fix, in our
+/// words. The destination's own words are added only when they are a recognised Loki or
+/// Datadog error ([`PushResponse::Status::quote`]); a raw connection error never is.
 /// Shared by the test endpoint and delivery health.
 pub fn advice(destination: DestinationType, response: &PushResponse) -> String {
     let name = destination_name(destination);
-    let status = match response {
-        PushResponse::Status { status, .. } => Some(*status),
-        _ => None,
+    let (status, quote) = match response {
+        PushResponse::Refused(reason) => return reason.clone(),
+        PushResponse::Transport { failure, .. } => {
+            return match failure {
+                TransportFailure::Dns => {
+                    format!("the {name} host name does not resolve: check the hostname")
+                }
+                TransportFailure::ConnectionRefused => {
+                    format!("{name} refused the connection: check the hostname and the port")
+                }
+                TransportFailure::ConnectionReset => format!(
+                    "{name} closed the connection without answering; events are retried while this lasts"
+                ),
+                TransportFailure::Tls => format!(
+                    "the TLS handshake with {name} failed: the host must serve HTTPS with a certificate valid for its name"
+                ),
+                TransportFailure::Timeout => {
+                    format!("{name} did not answer in time; events are retried while this lasts")
+                }
+                TransportFailure::Other => {
+                    format!("{name} could not be reached; events are retried while this lasts")
+                }
+            };
+        }
+        PushResponse::Status { status, quote, .. } => (*status, quote.as_deref()),
     };
-    match (classify(response), destination, status) {
-        (Classification::Delivered { status }, _, _) => {
-            format!("{name} accepted the events (HTTP {status})")
-        }
-        (Classification::Misconfigured { .. }, DestinationType::GrafanaLoki, Some(s @ (401 | 403))) => {
-            format!("{s} from Grafana Loki: check the username and token (the token needs the logs:write scope)")
-        }
-        (Classification::Misconfigured { .. }, DestinationType::Datadog, Some(s @ (401 | 403))) => {
-            format!("{s} from Datadog: check the API key and that the site matches your Datadog account")
-        }
-        (Classification::Misconfigured { .. }, DestinationType::GrafanaLoki, Some(404 | 405)) => {
-            "Grafana Loki's push API was not found at this hostname: check that it is a Loki endpoint".into()
-        }
-        (Classification::Misconfigured { detail }, _, Some(_)) => {
-            format!("{name} refused the events: {detail}")
-        }
-        (Classification::Misconfigured { detail }, _, None) => detail,
-        (Classification::Rejected { detail, .. }, _, _) => {
-            format!("{name} refused the events as invalid: {detail}")
-        }
-        (Classification::TooLarge, _, _) => format!(
-            "{name} answered 413: a proxy in front of it limits request size"
+    let said = quote
+        .map(|q| format!(" ({name} said: \"{q}\")"))
+        .unwrap_or_default();
+    match (destination, status) {
+        (_, 200..=299) => format!("{name} accepted the events (HTTP {status})"),
+        (DestinationType::GrafanaLoki, 401 | 403) => format!(
+            "{status} from Grafana Loki: check the username and token (the token needs the logs:write scope)"
         ),
-        (Classification::Transient { detail, .. }, _, _) => format!(
-            "{name} could not be reached or is failing ({detail}); events are retried while this lasts"
+        (DestinationType::Datadog, 401 | 403) => format!(
+            "{status} from Datadog: check the API key and that the site matches your Datadog account"
+        ),
+        (DestinationType::GrafanaLoki, 404 | 405) => format!(
+            "{status} from the host: Grafana Loki's push API was not found there, check that the hostname is a Loki endpoint"
+        ),
+        (_, 400 | 422) => format!("{status} from {name}: the events were refused as invalid{said}"),
+        (_, 413) => format!("413 from {name}: a proxy in front of it limits the request size"),
+        (_, 408 | 429) => format!(
+            "{status} from {name}: too many requests or too slow; events are retried while this lasts{said}"
+        ),
+        (_, 500..=599) => format!(
+            "{status} from {name}: it is failing; events are retried while this lasts{said}"
+        ),
+        (_, _) => format!(
+            "{status} from the host: it does not answer like {name}, check the hostname{said}"
         ),
     }
 }
@@ -141,6 +165,7 @@ mod tests {
             status,
             retry_after: None,
             detail: String::new(),
+            quote: None,
         })
     }
 
@@ -179,6 +204,7 @@ mod tests {
             status: 429,
             retry_after: Some(Duration::from_secs(3)),
             detail: "slow down".into(),
+            quote: None,
         });
         assert_eq!(
             class,
@@ -192,12 +218,98 @@ mod tests {
     #[test]
     fn no_answer_is_transient_and_a_refused_address_is_misconfigured() {
         assert!(matches!(
-            classify(&PushResponse::Transport("connection reset".into())),
+            classify(&PushResponse::Transport {
+                failure: TransportFailure::ConnectionReset,
+                detail: "connection reset".into()
+            }),
             Classification::Transient { .. }
         ));
         assert!(matches!(
             classify(&PushResponse::Refused("private".into())),
             Classification::Misconfigured { .. }
         ));
+    }
+
+    #[test]
+    fn advice_is_in_our_words_for_every_category() {
+        use DestinationType::{Datadog, GrafanaLoki};
+        let transport = |failure| PushResponse::Transport {
+            failure,
+            detail: "could not connect: tcp connect error: Connection refused (os error 111)"
+                .into(),
+        };
+        let answer = |status, quote: Option<&str>| PushResponse::Status {
+            status,
+            retry_after: None,
+            detail: "<html>raw page</html>".into(),
+            quote: quote.map(str::to_owned),
+        };
+        let table = [
+            (
+                GrafanaLoki,
+                transport(TransportFailure::ConnectionRefused),
+                "Grafana Loki refused the connection: check the hostname and the port",
+            ),
+            (
+                GrafanaLoki,
+                transport(TransportFailure::ConnectionReset),
+                "Grafana Loki closed the connection without answering; events are retried while this lasts",
+            ),
+            (
+                GrafanaLoki,
+                transport(TransportFailure::Tls),
+                "the TLS handshake with Grafana Loki failed: the host must serve HTTPS with a certificate valid for its name",
+            ),
+            (
+                Datadog,
+                transport(TransportFailure::Timeout),
+                "Datadog did not answer in time; events are retried while this lasts",
+            ),
+            (
+                GrafanaLoki,
+                transport(TransportFailure::Dns),
+                "the Grafana Loki host name does not resolve: check the hostname",
+            ),
+            (
+                GrafanaLoki,
+                answer(401, Some("invalid authentication credentials")),
+                "401 from Grafana Loki: check the username and token (the token needs the logs:write scope)",
+            ),
+            (
+                Datadog,
+                answer(403, None),
+                "403 from Datadog: check the API key and that the site matches your Datadog account",
+            ),
+            (
+                GrafanaLoki,
+                answer(400, Some("entry too far behind")),
+                "400 from Grafana Loki: the events were refused as invalid (Grafana Loki said: \"entry too far behind\")",
+            ),
+            (
+                GrafanaLoki,
+                answer(404, None),
+                "404 from the host: Grafana Loki's push API was not found there, check that the hostname is a Loki endpoint",
+            ),
+            (
+                GrafanaLoki,
+                answer(418, None),
+                "418 from the host: it does not answer like Grafana Loki, check the hostname",
+            ),
+            (
+                Datadog,
+                answer(503, None),
+                "503 from Datadog: it is failing; events are retried while this lasts",
+            ),
+            (
+                Datadog,
+                answer(429, None),
+                "429 from Datadog: too many requests or too slow; events are retried while this lasts",
+            ),
+        ];
+        for (destination, response, expected) in table {
+            let advice = advice(destination, &response);
+            assert_eq!(advice, expected);
+            assert!(!advice.contains("os error") && !advice.contains("<html>"));
+        }
     }
 }

@@ -15,12 +15,18 @@ use reqwest::{Certificate, Client, Url, redirect};
 
 use super::datadog;
 use crate::domain::{Destination, LokiDestination};
-use crate::net::{AddressPolicy, PolicyResolver, RefusedAddress};
+use crate::net::{
+    AddressPolicy, DestinationRefusal, DnsFailure, PolicyResolver, RefusedAddress, check_port,
+    has_public_suffix,
+};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(25);
 /// Enough of an error body to say why (Loki names the offending entry), bounded for logs.
 const MAX_DETAIL_CHARS: usize = 300;
+/// What a customer is shown of the destination's own words, when they are a recognised
+/// Loki or Datadog error.
+const MAX_QUOTE_CHARS: usize = 200;
 const MAX_ERROR_BODY_BYTES: usize = 4096;
 
 #[derive(Clone)]
@@ -30,6 +36,9 @@ pub struct ClientOptions {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Replaces `https://http-intake.logs.{site}` for every site (development and tests only).
     pub datadog_intake_url: Option<String>,
+    /// Ports a Loki hostname may name besides 443 (`ALLOWED_DESTINATION_PORTS`); any port
+    /// when the policy allows private destinations.
+    pub allowed_ports: Vec<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,19 +55,45 @@ pub enum PushResponse {
     Status {
         status: u16,
         retry_after: Option<Duration>,
-        /// The start of the response body, for 4xx/5xx only.
+        /// The start of the response body, for 4xx/5xx only: for logs and the dead-letter
+        /// queue, never shown to the customer as is.
+        detail: String,
+        /// The destination's words, when they are a recognised Loki or Datadog error (plain
+        /// text or Datadog's JSON errors, not HTML), at most 200 characters: what a customer
+        /// may be shown.
+        quote: Option<String>,
+    },
+    /// Our policy refused the destination; nothing was sent.
+    Refused(String),
+    /// No HTTP answer.
+    Transport {
+        failure: TransportFailure,
+        /// The error chain, for logs only.
         detail: String,
     },
-    /// Our address policy refused the destination; nothing was sent.
-    Refused(String),
-    /// No HTTP answer: connect failure, reset, timeout.
-    Transport(String),
+}
+
+/// Why no HTTP answer came, in the categories a customer can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// The name does not resolve.
+    Dns,
+    /// Nothing listens on the port.
+    ConnectionRefused,
+    /// The connection was closed or reset before an answer.
+    ConnectionReset,
+    /// The TLS handshake failed (no TLS, or a certificate not valid for the name).
+    Tls,
+    /// No answer within the time allowed.
+    Timeout,
+    Other,
 }
 
 pub struct DestinationClient {
     http: Client,
     policy: AddressPolicy,
     datadog_intake_url: Option<String>,
+    allowed_ports: Vec<u16>,
 }
 
 impl DestinationClient {
@@ -81,26 +116,35 @@ impl DestinationClient {
             http: builder.build().map_err(ClientBuildError::Build)?,
             policy: options.policy,
             datadog_intake_url: options.datadog_intake_url,
+            allowed_ports: options.allowed_ports,
         })
     }
 
-    /// Refuses, without any network traffic, a destination whose host name alone shows it
-    /// is not on the public internet.
-    pub fn check_destination(&self, destination: &Destination) -> Result<(), RefusedAddress> {
-        match destination {
-            Destination::GrafanaLoki(loki) => self.loki_push_url(loki).map(|_| ()),
-            Destination::Datadog(_) => Ok(()),
+    /// Refuses, when a destination is configured and without any network traffic, a Loki
+    /// hostname that is not a public name on an allowed port. Relaxed, like the address
+    /// checks, by `ALLOW_PRIVATE_DESTINATIONS`.
+    pub fn check_destination(&self, destination: &Destination) -> Result<(), DestinationRefusal> {
+        let Destination::GrafanaLoki(loki) = destination else {
+            return Ok(());
+        };
+        self.loki_push_url(loki)?;
+        if !self.policy.allow_private && !has_public_suffix(loki.hostname.host()) {
+            return Err(DestinationRefusal::NotPublicName);
         }
+        Ok(())
     }
 
-    /// The push URL, parsed once, if the address policy lets its host through. The host is
+    /// The push URL, parsed once, if the policy lets its host and port through. The host is
     /// judged as written and as the URL parser reads it: an IP address there is connected to
     /// directly, without the resolver.
-    fn loki_push_url(&self, loki: &LokiDestination) -> Result<Url, RefusedAddress> {
-        let refused = || RefusedAddress {
-            host: loki.hostname.host().to_owned(),
-        };
-        self.policy.check_host(loki.hostname.host())?;
+    fn loki_push_url(&self, loki: &LokiDestination) -> Result<Url, DestinationRefusal> {
+        let refused = || DestinationRefusal::PrivateAddress;
+        self.policy
+            .check_host(loki.hostname.host())
+            .map_err(|_| refused())?;
+        if !self.policy.allow_private {
+            check_port(loki.hostname.port().unwrap_or(443), &self.allowed_ports)?;
+        }
         let url = Url::parse(&loki.hostname.push_url()).map_err(|_| refused())?;
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -124,7 +168,9 @@ impl DestinationClient {
             Destination::GrafanaLoki(loki) => {
                 let url = match self.loki_push_url(loki) {
                     Ok(url) => url,
-                    Err(refused) => return PushResponse::Refused(refused.to_string()),
+                    Err(refused) => {
+                        return PushResponse::Refused(format!("the Loki hostname {refused}"));
+                    }
                 };
                 self.http
                     .post(url)
@@ -159,15 +205,25 @@ impl DestinationClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let detail = if status >= 400 {
-                    excerpt(&read_start(response).await)
-                } else {
-                    String::new()
-                };
+                if status < 400 {
+                    return PushResponse::Status {
+                        status,
+                        retry_after,
+                        detail: String::new(),
+                        quote: None,
+                    };
+                }
+                let content_type = response
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = read_start(response).await;
                 PushResponse::Status {
                     status,
                     retry_after,
-                    detail,
+                    detail: excerpt(&body, MAX_DETAIL_CHARS),
+                    quote: quotable(content_type.as_deref(), &body),
                 }
             }
             Err(err) => describe_error(&err),
@@ -176,30 +232,69 @@ impl DestinationClient {
 }
 
 /// reqwest errors carry the URL, which holds no secret here (credentials travel in headers),
-/// but the cause chain is what tells an operator what happened.
+/// but the cause chain is what tells an operator what happened; the customer gets only the
+/// category.
 fn describe_error(err: &reqwest::Error) -> PushResponse {
+    let mut failure = if err.is_timeout() {
+        TransportFailure::Timeout
+    } else {
+        TransportFailure::Other
+    };
+    let mut detail = if err.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
     let mut source = err.source();
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<RefusedAddress>() {
             return PushResponse::Refused(refused.to_string());
         }
-        source = cause.source();
-    }
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut detail = kind.to_owned();
-    let mut source = err.source();
-    while let Some(cause) = source {
+        if cause.is::<DnsFailure>() {
+            failure = TransportFailure::Dns;
+        } else if cause.is::<hyper::Error>() && !err.is_connect() && !err.is_timeout() {
+            // The request went out and the connection or stream ended without an answer
+            // (closed, HTTP/2 reset, or no HTTP at all).
+            failure = TransportFailure::ConnectionReset;
+        } else if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && failure == TransportFailure::Other
+        {
+            use std::io::ErrorKind::*;
+            failure = match innermost_kind(io) {
+                ConnectionRefused => TransportFailure::ConnectionRefused,
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                    TransportFailure::ConnectionReset
+                }
+                // tokio-rustls reports handshake failures as invalid data.
+                InvalidData if err.is_connect() => TransportFailure::Tls,
+                TimedOut => TransportFailure::Timeout,
+                _ => TransportFailure::Other,
+            };
+        }
         detail.push_str(": ");
         detail.push_str(&cause.to_string());
         source = cause.source();
     }
-    PushResponse::Transport(excerpt(&detail))
+    PushResponse::Transport {
+        failure,
+        detail: excerpt(&detail, MAX_DETAIL_CHARS),
+    }
+}
+
+/// The kind of an I/O error, looking through the `Other` wrappers that connectors put around
+/// the error that says what happened.
+fn innermost_kind(error: &std::io::Error) -> std::io::ErrorKind {
+    let mut error = error;
+    while error.kind() == std::io::ErrorKind::Other {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<std::io::Error>())
+        {
+            Some(inner) => error = inner,
+            None => break,
+        }
+    }
+    error.kind()
 }
 
 /// The first few KB of a body: enough to say why, and a hostile destination cannot make us
@@ -216,11 +311,112 @@ async fn read_start(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&start).into_owned()
 }
 
-fn excerpt(text: &str) -> String {
+/// At most `max` characters, control characters removed.
+fn excerpt(text: &str, max: usize) -> String {
     text.chars()
         .filter(|c| !c.is_control())
-        .take(MAX_DETAIL_CHARS)
+        .take(max)
         .collect::<String>()
         .trim()
         .to_owned()
+}
+
+/// The destination's error text, if it is one a customer may be shown: Loki's plain-text
+/// errors, or the messages of Datadog's JSON error shape (`{"errors":[…]}`). Anything else,
+/// HTML pages above all, is not repeated: a customer-chosen host must not turn the test
+/// endpoint into a page reader.
+pub fn quotable(content_type: Option<&str>, body: &str) -> Option<String> {
+    let mime = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    let text = match mime.as_deref() {
+        Some("application/json") => datadog_errors(body)?,
+        Some("text/plain") | None => body.to_owned(),
+        Some(_) => return None,
+    };
+    let text = excerpt(&text, MAX_QUOTE_CHARS);
+    let looks_like_markup = text.contains('<') && text.contains('>');
+    (!text.is_empty() && !looks_like_markup).then_some(text)
+}
+
+/// The messages of Datadog's error shape: `{"errors":["…"]}` or
+/// `{"errors":[{"title":"…","detail":"…"}]}`.
+fn datadog_errors(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let messages: Vec<String> = value
+        .get("errors")?
+        .as_array()?
+        .iter()
+        .filter_map(|e| match e {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Object(o) => o
+                .get("detail")
+                .or_else(|| o.get("title"))
+                .and_then(|d| d.as_str())
+                .map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    (!messages.is_empty()).then(|| messages.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recognised_error_texts_are_quoted() {
+        let long = "x".repeat(500);
+        let table: &[(Option<&str>, &str, Option<&str>)] = &[
+            (
+                Some("text/plain; charset=utf-8"),
+                "entry for stream '{source=\"stytch\"}' has timestamp too old",
+                Some("entry for stream '{source=\"stytch\"}' has timestamp too old"),
+            ),
+            (
+                None,
+                "invalid authentication credentials\n",
+                Some("invalid authentication credentials"),
+            ),
+            (
+                Some("application/json"),
+                r#"{"errors":[{"status":"403","title":"Forbidden","detail":"Invalid API key"}]}"#,
+                Some("Invalid API key"),
+            ),
+            (
+                Some("application/json"),
+                r#"{"errors":["Forbidden"]}"#,
+                Some("Forbidden"),
+            ),
+            (Some("application/json"), r#"{"message":"hello"}"#, None),
+            (
+                Some("text/html"),
+                "<html><body>Welcome to nginx</body></html>",
+                None,
+            ),
+            (
+                Some("text/plain"),
+                "<html><body>Welcome</body></html>",
+                None,
+            ),
+            (Some("text/plain"), "", None),
+            (Some("application/octet-stream"), "binary", None),
+            (
+                Some("text/plain"),
+                "line one\u{1b}[31mred\u{0}",
+                Some("line one[31mred"),
+            ),
+        ];
+        for (content_type, body, expected) in table {
+            assert_eq!(
+                quotable(*content_type, body).as_deref(),
+                *expected,
+                "{body}"
+            );
+        }
+        assert_eq!(
+            quotable(Some("text/plain"), &long).unwrap().len(),
+            MAX_QUOTE_CHARS
+        );
+    }
 }

@@ -46,11 +46,17 @@ impl LokiHostname {
         }
         let (host, port) = match value.rsplit_once(':') {
             Some((host, port)) => {
-                let port = port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| ValidationError::new(FIELD, "has an invalid port"))?;
+                // Digits only, no leading zero: `+443` and `0443` parse as numbers, but a
+                // port written two ways can slip past a check made on the text.
+                let canonical = !port.is_empty()
+                    && !port.starts_with('0')
+                    && port.bytes().all(|b| b.is_ascii_digit());
+                let port = canonical
+                    .then(|| port.parse::<u16>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        ValidationError::new(FIELD, "has an invalid port (1 to 65535, digits only)")
+                    })?;
                 (host, Some(port))
             }
             None => (value, None),
@@ -75,6 +81,10 @@ impl LokiHostname {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
     }
 
     pub fn push_url(&self) -> String {
@@ -162,6 +172,10 @@ mod tests {
             "user:pw@logs.grafana.net",
             "logs.grafana.net:0",
             "logs.grafana.net:99999",
+            "logs.grafana.net:+443",
+            "logs.grafana.net:0443",
+            "logs.grafana.net:",
+            "logs.grafana.net: 443",
             "logs..grafana.net",
             "-logs.grafana.net",
             "logs_grafana.net",

@@ -15,7 +15,7 @@ use event_log_streaming::net::AddressPolicy;
 use event_log_streaming::store::{CredentialStore, MemoryStateStore, StoreError, StreamWrite};
 use failing_store::FailingStore;
 use http_body_util::BodyExt;
-use integration_tests::fake_destination::FakeDestination;
+use integration_tests::fake_destination::{FakeDestination, Script};
 use integration_tests::fixtures::{labels, loopback_client};
 use integration_tests::logs::capture_logs;
 use integration_tests::moto::moto;
@@ -873,11 +873,12 @@ async fn the_test_endpoint_reports_what_the_destination_answered() {
     let unreachable = api.admin("POST", &format!("{resource}/test"), None).await;
     assert_eq!(unreachable.body["delivered"], false);
     assert_eq!(unreachable.body["destination_status"], Value::Null);
+    assert_eq!(
+        unreachable.body["message"],
+        "Grafana Loki refused the connection: check the hostname and the port"
+    );
     assert!(
-        unreachable.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not be reached"),
+        !unreachable.body.to_string().contains("os error"),
         "{}",
         unreachable.body
     );
@@ -961,52 +962,171 @@ async fn no_answer_or_log_line_contains_a_secret() {
     );
 }
 
-#[tokio::test]
-async fn destinations_that_are_plainly_private_are_refused_at_configuration_time() {
-    let strict = DestinationClient::new(ClientOptions {
-        policy: AddressPolicy {
-            allow_private: false,
-        },
+fn api_with_policy(allow_private: bool) -> Api {
+    let client = DestinationClient::new(ClientOptions {
+        policy: AddressPolicy { allow_private },
         extra_ca_pem: None,
         datadog_intake_url: None,
+        allowed_ports: vec![3100, 8443],
     })
     .unwrap();
     let store = Arc::new(MemoryStateStore::new());
-    let api = Api {
+    Api {
         router: app(AppState::new(
             store.clone(),
             store,
             keys(),
-            strict,
+            client,
             labels(),
             START_DELAY,
         )),
-    };
+    }
+}
 
-    for hostname in [
-        "169.254.169.254",
-        "10.0.0.1:3100",
-        "localhost:3100",
-        "127.0.0.1",
-    ] {
+#[tokio::test]
+async fn loki_hostnames_must_be_public_names_on_allowed_ports() {
+    const PRIVATE: &str = "must be reachable on the public internet";
+    const SUFFIX: &str = "must be a host name that ends in a public suffix";
+    const PORT: &str = "port 22 is not allowed; the allowed ports are 443, 3100, 8443";
+    const SYNTAX: &str = "has an invalid port";
+    // (hostname, refused with this message under the production policy, or None)
+    let table: &[(&str, Option<&str>)] = &[
+        ("169.254.169.254", Some(PRIVATE)),
+        ("10.0.0.1:3100", Some(PRIVATE)),
+        ("localhost:3100", Some(PRIVATE)),
+        ("127.0.0.1", Some(PRIVATE)),
+        ("metadata.google.internal", Some(SUFFIX)),
+        ("metadata", Some(SUFFIX)),
+        ("loki.corp.internal", Some(SUFFIX)),
+        ("loki.local", Some(SUFFIX)),
+        ("nas.lan", Some(SUFFIX)),
+        ("router.home.arpa", Some(SUFFIX)),
+        ("loki.example.test", Some(SUFFIX)),
+        ("34.120.1.1", Some(SUFFIX)),
+        ("logs-prod-021.grafana.net:22", Some(PORT)),
+        ("logs-prod-021.grafana.net:+443", Some(SYNTAX)),
+        ("logs-prod-021.grafana.net:0443", Some(SYNTAX)),
+        ("logs-prod-021.grafana.net", None),
+        ("logs-prod-021.grafana.net:443", None),
+        ("loki.example.co.uk:3100", None),
+        ("loki.example.com:8443", None),
+    ];
+    for (hostname, refusal) in table {
+        let api = api_with_policy(false);
         let answer = api
             .admin("POST", COLLECTION, Some(loki_body(hostname, "p")))
             .await;
-        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
-        assert!(
-            answer.body["error_message"]
-                .as_str()
-                .unwrap()
-                .contains("public internet"),
-            "{hostname}"
+        match refusal {
+            Some(message) => {
+                assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
+                let text = answer.body["error_message"].as_str().unwrap();
+                assert!(
+                    text.starts_with("destination_config.grafana_loki.hostname: "),
+                    "{hostname}: {text}"
+                );
+                assert!(text.contains(message), "{hostname}: {text}");
+            }
+            None => assert_eq!(
+                answer.status,
+                StatusCode::CREATED,
+                "{hostname}: {}",
+                answer.body
+            ),
+        }
+        // Development and tests relax the name, address and port rules, not the syntax.
+        let relaxed = api_with_policy(true)
+            .admin("POST", COLLECTION, Some(loki_body(hostname, "p")))
+            .await;
+        let expected = if *refusal == Some(SYNTAX) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(
+            relaxed.status, expected,
+            "{hostname} relaxed: {}",
+            relaxed.body
         );
     }
-    let public = api
-        .admin(
-            "POST",
-            COLLECTION,
-            Some(loki_body("logs-prod-021.grafana.net", "p")),
-        )
-        .await;
-    assert_eq!(public.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_test_endpoint_answers_in_its_own_words_whatever_the_far_side_says() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let api = Api::new();
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    let configure = |hostname: String| {
+        let api = &api;
+        let resource = resource.clone();
+        async move {
+            let body = json!({"destination_config": {"grafana_loki": {
+                "hostname": hostname, "username": LOKI_USER, "password": LOKI_PASSWORD}}});
+            api.admin("PUT", &resource, Some(body)).await
+        }
+    };
+    api.admin(
+        "POST",
+        COLLECTION,
+        Some(loki_body(&loki.hostname(), LOKI_PASSWORD)),
+    )
+    .await;
+    loki.script([
+        Script::Status(
+            502,
+            "<html><head><title>502 Bad Gateway</title></head></html>",
+        ),
+        Script::Status(400, "entry for stream has timestamp too old"),
+        Script::Reset,
+    ]);
+    // A TLS handshake with a server that does not speak TLS.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = plain.accept().await {
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+                .await;
+        }
+    });
+
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(
+            api.admin("POST", &format!("{resource}/test"), None)
+                .await
+                .body,
+        );
+    }
+    configure(format!("localhost:{plain_port}")).await;
+    answers.push(
+        api.admin("POST", &format!("{resource}/test"), None)
+            .await
+            .body,
+    );
+
+    let expected = [
+        (
+            json!(502),
+            "502 from Grafana Loki: it is failing; events are retried while this lasts",
+        ),
+        (
+            json!(400),
+            "400 from Grafana Loki: the events were refused as invalid (Grafana Loki said: \"entry for stream has timestamp too old\")",
+        ),
+        (
+            Value::Null,
+            "Grafana Loki closed the connection without answering; events are retried while this lasts",
+        ),
+        (
+            Value::Null,
+            "the TLS handshake with Grafana Loki failed: the host must serve HTTPS with a certificate valid for its name",
+        ),
+    ];
+    for (answer, (status, message)) in answers.iter().zip(expected) {
+        assert_eq!(answer["delivered"], false, "{answer}");
+        assert_eq!(answer["destination_status"], status, "{answer}");
+        assert_eq!(answer["message"], message, "{answer}");
+        assert!(!answer.to_string().contains("html"), "{answer}");
+    }
 }

@@ -505,12 +505,21 @@ async fn destinations_on_private_addresses_are_refused_without_connecting() {
         .await;
 
     assert_eq!(failed_ids(&response), ["m1", "m2"]);
-    let text = logs.text();
-    assert!(
-        text.contains("169.254.169.254 resolves only to private"),
-        "{text}"
-    );
-    assert!(text.contains("10.0.0.1 resolves only to private"), "{text}");
+    for project in ["proj-meta", "proj-private"] {
+        let line = logs
+            .lines()
+            .into_iter()
+            .find(|l| {
+                l["fields"]["message"] == "project delivery" && l["fields"]["project_id"] == project
+            })
+            .unwrap();
+        assert_eq!(line["fields"]["status"], "failed");
+        let error = line["fields"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("must be reachable on the public internet"),
+            "{error}"
+        );
+    }
 }
 
 #[tokio::test]
