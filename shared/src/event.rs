@@ -1,7 +1,8 @@
 //! The queue's message contract.
 //!
-//! An SQS message body is one event log record (a JSON object) or a JSON array of records.
-//! A record must carry `project_id`; everything else is opaque and forwarded byte-for-byte,
+//! An SQS message body is one event log record (a JSON object), a JSON array of records, or
+//! newline-delimited records (NDJSON: one JSON object per line). A record must carry
+//! `project_id`; everything else is opaque and forwarded byte-for-byte,
 //! which is what makes a Loki resend an exact duplicate that Loki drops. The event time is
 //! the record's `timestamp` (RFC 3339 string or Unix milliseconds) when it is present and
 //! valid, otherwise the message's `SentTimestamp`.
@@ -112,6 +113,13 @@ pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, Rejected
     } else if trimmed.starts_with('{') {
         match serde_json::from_str::<Box<RawValue>>(&message.body) {
             Ok(raw) => vec![parse_record(raw, message.sent_at)],
+            Err(_) if is_ndjson(&message.body) => message
+                .body
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(number, line)| parse_line(number + 1, line, message.sent_at))
+                .collect(),
             Err(e) => reject_whole(RejectReason::MalformedJson, json_error(&e)),
         }
     } else {
@@ -119,6 +127,33 @@ pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, Rejected
             RejectReason::MalformedJson,
             "the body is neither a JSON object nor a JSON array".into(),
         )
+    }
+}
+
+/// Several lines, the first of which is a JSON value on its own: NDJSON, as opposed to one
+/// object spread over lines (which parses whole) or one broken object (whose first line is not
+/// a value on its own, so it is rejected whole rather than line by line).
+fn is_ndjson(body: &str) -> bool {
+    let mut lines = body.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next();
+    lines.next().is_some()
+        && first.is_some_and(|line| serde_json::from_str::<&RawValue>(line).is_ok())
+}
+
+/// One NDJSON line: a record, or a rejection naming the line.
+fn parse_line(
+    number: usize,
+    line: &str,
+    sent_at: OffsetDateTime,
+) -> Result<EventRecord, RejectedRecord> {
+    match serde_json::from_str::<Box<RawValue>>(line) {
+        Ok(raw) => parse_record(raw, sent_at),
+        Err(e) => Err(RejectedRecord {
+            body: line.to_owned(),
+            project_id: None,
+            reason: RejectReason::MalformedJson,
+            detail: format!("line {number}: invalid JSON at column {}", e.column()),
+        }),
     }
 }
 
@@ -259,6 +294,43 @@ mod tests {
                 Some(RejectReason::InvalidProjectId),
             ]
         );
+    }
+
+    #[test]
+    fn ndjson_bodies_yield_one_record_per_line_and_bad_lines_alone() {
+        let body =
+            "{\"project_id\":\"a\", \"n\": 1}\n\n{\"project_id\":\"b\"}\nnot json\r\n{\"x\":1}\n";
+        let records = parse_message(&message(body));
+        let outcome: Vec<Result<&str, (RejectReason, &str)>> = records
+            .iter()
+            .map(|r| match r {
+                Ok(record) => Ok(record.line()),
+                Err(rejected) => Err((rejected.reason, rejected.detail.as_str())),
+            })
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                Ok(r#"{"project_id":"a", "n": 1}"#),
+                Ok(r#"{"project_id":"b"}"#),
+                Err((
+                    RejectReason::MalformedJson,
+                    "line 4: invalid JSON at column 2"
+                )),
+                Err((
+                    RejectReason::InvalidProjectId,
+                    "the record has no project_id string"
+                )),
+            ]
+        );
+        // One object over several lines is one record; a broken one is rejected whole.
+        let pretty = "{\n  \"project_id\": \"p\"\n}\n";
+        assert_eq!(parse_message(&message(pretty)).len(), 1);
+        assert!(parse_message(&message(pretty)).remove(0).is_ok());
+        let broken = "{\n  \"project_id\": \"p\",\n";
+        let rejected = parse_message(&message(broken));
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].as_ref().unwrap_err().body, broken);
     }
 
     #[test]

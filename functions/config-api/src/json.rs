@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -32,36 +33,61 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// One JSON value, an object, with no array anywhere (none of our bodies has one), then the
+/// fields `T` expects. serde's derived structs would take an array in place of an object
+/// (its elements as the fields in order), and a plain deserializer stops reading after the
+/// first value; both are refused here, each with the place named.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::InvalidArgument(format!(
+            "the body must be one JSON value (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidArgument(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    if let Some(path) = first_array(&value, "") {
+        return Err(ApiError::InvalidArgument(format!(
+            "{path}: must be a JSON object or a string, not an array"
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!(
-                "the body is not valid JSON (line {}, column {})",
-                inner.line(),
-                inner.column()
-            )
-        } else {
-            // serde's data errors read "invalid type: string \"…\", expected …": keep only
-            // what was expected, never what was sent.
-            let text = inner.to_string();
-            let text = text.split(" at line ").next().unwrap_or_default();
-            let reason = match text.split_once(", expected ") {
-                Some((found, expected)) if found.starts_with("invalid") => {
-                    format!("expected {expected}")
-                }
-                _ => text.to_owned(),
-            };
-            if path == "." {
-                reason
-            } else {
-                format!("{path}: {reason}")
+        // serde's data errors read "invalid type: string \"…\", expected …": keep only what
+        // was expected, never what was sent.
+        let text = err.into_inner().to_string();
+        let reason = match text.split_once(", expected ") {
+            Some((found, expected)) if found.starts_with("invalid") => {
+                format!("expected {expected}")
             }
+            _ => text,
         };
-        ApiError::InvalidArgument(message)
+        if path == "." {
+            ApiError::InvalidArgument(reason)
+        } else {
+            ApiError::InvalidArgument(format!("{path}: {reason}"))
+        }
     })
+}
+
+/// The path of the first array in `value`, as serde_path_to_error writes paths.
+fn first_array(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Array(_) => Some(path.to_owned()),
+        Value::Object(fields) => fields.iter().find_map(|(name, field)| {
+            let path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            first_array(field, &path)
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +129,34 @@ mod tests {
         let m = message(r#"{"inner":{}}"#);
         assert!(m.contains("missing field `api_key`"), "{m}");
         let m = message(r#"{"inner": "#);
-        assert!(m.starts_with("the body is not valid JSON"), "{m}");
+        assert!(m.starts_with("the body must be one JSON value"), "{m}");
+    }
+
+    #[test]
+    fn trailing_data_and_arrays_in_place_of_objects_are_refused_by_place() {
+        let table = [
+            (
+                r#"{"inner":{"api_key":"k"}}xyz"#,
+                "the body must be one JSON value (line 1, column 26)",
+            ),
+            (
+                r#"{"inner":{"api_key":"k"}}{"inner":{"api_key":"k"}}"#,
+                "the body must be one JSON value (line 1, column 26)",
+            ),
+            (r#"[{"api_key":"k"}]"#, "the body must be a JSON object"),
+            ("[]", "the body must be a JSON object"),
+            (
+                r#"{"inner":["k"]}"#,
+                "inner: must be a JSON object or a string, not an array",
+            ),
+            (
+                r#"{"inner":{"api_key":["k"]}}"#,
+                "inner.api_key: must be a JSON object or a string, not an array",
+            ),
+        ];
+        for (body, expected) in table {
+            assert_eq!(message(body), expected, "{body}");
+        }
+        assert!(parse::<Body>(br#" {"inner":{"api_key":"k"}} "#).is_ok());
     }
 }

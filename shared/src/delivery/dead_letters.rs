@@ -18,19 +18,29 @@ use crate::store::error_chain;
 /// Dead-letter sends in flight at once: a refused chunk can hold a thousand records.
 pub const DEAD_LETTER_CONCURRENCY: usize = 16;
 
-/// Sends the rejected records of the messages not already `failed`, and marks failed the
-/// messages whose records could not all be sent. Returns how many records were sent.
+/// What became of the rejected records.
+#[derive(Debug, Default)]
+pub struct SetAside {
+    /// Records now in the dead-letter queue.
+    pub sent: usize,
+    /// With no dead-letter queue: the rejected records, kept in their messages, which are
+    /// reported failed. Sending them again cannot help.
+    pub kept: Vec<(usize, RejectedRecord)>,
+}
+
+/// Sends the rejected records of the messages not already to `retry`, and marks to retry the
+/// messages whose records could not all be sent.
 pub async fn set_aside(
     queue: Option<&DeadLetterQueue>,
     messages: &[QueueMessage],
     rejected: Vec<Vec<RejectedRecord>>,
-    failed: &mut [bool],
+    retry: &mut [bool],
     deadline: Instant,
-) -> usize {
+) -> SetAside {
     let mut owed = vec![0usize; messages.len()];
     let mut sends = Vec::new();
     for (index, records) in rejected.into_iter().enumerate() {
-        if failed[index] || records.is_empty() {
+        if retry[index] || records.is_empty() {
             continue;
         }
         owed[index] = records.len();
@@ -38,11 +48,15 @@ pub async fn set_aside(
     }
     let mut sent = 0;
     match queue {
-        None if !sends.is_empty() => warn!(
-            records = sends.len(),
-            "records rejected but no DEAD_LETTER_QUEUE_URL is set; their messages will be retried"
-        ),
-        None => {}
+        None => {
+            if !sends.is_empty() {
+                warn!(
+                    records = sends.len(),
+                    "records rejected but no DEAD_LETTER_QUEUE_URL is set; their messages are reported failed"
+                );
+            }
+            return SetAside { sent, kept: sends };
+        }
         Some(queue) => {
             let mut results = stream::iter(sends)
                 .map(|(index, record)| async move {
@@ -78,8 +92,11 @@ pub async fn set_aside(
     }
     for (index, owed) in owed.into_iter().enumerate() {
         if owed > 0 {
-            failed[index] = true;
+            retry[index] = true;
         }
     }
-    sent
+    SetAside {
+        sent,
+        kept: Vec::new(),
+    }
 }

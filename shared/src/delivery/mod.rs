@@ -148,7 +148,7 @@ impl Streamer {
             messages: messages.len(),
             ..Default::default()
         };
-        let mut failed = vec![false; messages.len()];
+        let mut retry = vec![false; messages.len()];
         let mut rejected: Vec<Vec<RejectedRecord>> = vec![Vec::new(); messages.len()];
         let mut by_project: BTreeMap<ProjectId, Vec<Slotted>> = BTreeMap::new();
         for (index, message) in messages.iter().enumerate() {
@@ -182,21 +182,26 @@ impl Streamer {
             for (index, outcome) in outcomes {
                 summary.count(&outcome);
                 match outcome {
-                    RecordOutcome::Failed => failed[index] = true,
+                    RecordOutcome::Failed => retry[index] = true,
                     RecordOutcome::Rejected(record) => rejected[index].push(record),
                     RecordOutcome::Delivered | RecordOutcome::Skipped(_) => {}
                 }
             }
         }
 
-        summary.dead_lettered = dead_letters::set_aside(
+        let set_aside = dead_letters::set_aside(
             self.dead_letters.as_ref(),
             messages,
             rejected,
-            &mut failed,
+            &mut retry,
             deadline,
         )
         .await;
+        summary.dead_lettered = set_aside.sent;
+        let mut failed = retry.clone();
+        for (index, _) in &set_aside.kept {
+            failed[*index] = true;
+        }
         let failed_message_ids: Vec<String> = messages
             .iter()
             .zip(&failed)
@@ -207,6 +212,8 @@ impl Streamer {
         summary.log();
         BatchReport {
             failed_message_ids,
+            retryable_messages: (0..messages.len()).filter(|i| retry[*i]).collect(),
+            kept_rejections: set_aside.kept,
             summary,
         }
     }

@@ -61,10 +61,16 @@ impl ProjectStatus {
 }
 
 /// What became of a batch.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct BatchReport {
     /// Messages SQS must deliver again.
     pub failed_message_ids: Vec<String>,
+    /// Of those, by index in the batch, the ones that may be delivered later (a failing
+    /// destination or store, no time left); the others only hold rejected records.
+    pub retryable_messages: Vec<usize>,
+    /// With no dead-letter queue: records that can never be delivered, by message index,
+    /// kept in their (failed) messages.
+    pub kept_rejections: Vec<(usize, RejectedRecord)>,
     pub summary: BatchSummary,
 }
 

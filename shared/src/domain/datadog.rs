@@ -1,7 +1,7 @@
 //! Datadog sites and API keys, as the configuration API accepts them.
 //!
-//! Sites and intake hosts follow Datadog's site list (US1, US3, US5, EU1, AP1, AP2, UK1 and
-//! US1-FED); the left-hand names are the product's `site` values.
+//! Sites and intake hosts follow Datadog's site list (US1, US3, US5, EU1, AP1, AP2, UK1,
+//! US1-FED and US2-FED); the left-hand names are the product's `site` values.
 
 use std::fmt;
 
@@ -22,10 +22,12 @@ pub enum DatadogSite {
     Uk1,
     #[serde(rename = "US1_FED")]
     Us1Fed,
+    #[serde(rename = "US2_FED")]
+    Us2Fed,
 }
 
 impl DatadogSite {
-    pub const ALL: [DatadogSite; 8] = [
+    pub const ALL: [DatadogSite; 9] = [
         Self::Us,
         Self::Us3,
         Self::Us5,
@@ -34,6 +36,7 @@ impl DatadogSite {
         Self::Ap2,
         Self::Uk1,
         Self::Us1Fed,
+        Self::Us2Fed,
     ];
 
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
@@ -59,6 +62,7 @@ impl DatadogSite {
             Self::Ap2 => "AP2",
             Self::Uk1 => "UK1",
             Self::Us1Fed => "US1_FED",
+            Self::Us2Fed => "US2_FED",
         }
     }
 
@@ -73,6 +77,7 @@ impl DatadogSite {
             Self::Ap2 => "http-intake.logs.ap2.datadoghq.com",
             Self::Uk1 => "http-intake.logs.uk1.datadoghq.com",
             Self::Us1Fed => "http-intake.logs.ddog-gov.com",
+            Self::Us2Fed => "http-intake.logs.us2.ddog-gov.com",
         }
     }
 }
@@ -142,6 +147,10 @@ mod tests {
         assert_eq!(
             DatadogSite::Us1Fed.intake_host(),
             "http-intake.logs.ddog-gov.com"
+        );
+        assert_eq!(
+            DatadogSite::parse("US2_FED").unwrap().intake_host(),
+            "http-intake.logs.us2.ddog-gov.com"
         );
     }
 

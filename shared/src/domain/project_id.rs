@@ -28,6 +28,13 @@ impl ProjectId {
                 "may only contain the characters A-Z, a-z, 0-9, '.', '_' and '-'",
             ));
         }
+        if value.bytes().all(|b| b == b'.') {
+            // `.` and `..` are path segments with a meaning of their own.
+            return Err(ValidationError::new(
+                "project_id",
+                "must not consist of dots only (such as . or ..)",
+            ));
+        }
         Ok(Self(value.to_owned()))
     }
 
@@ -55,7 +62,18 @@ mod tests {
 
     #[test]
     fn refuses_empty_long_and_foreign_characters() {
-        for bad in ["", &"x".repeat(129), "a/b", "a b", "ü", "a:b", "../etc"] {
+        for bad in [
+            "",
+            &"x".repeat(129),
+            "a/b",
+            "a b",
+            "ü",
+            "a:b",
+            "../etc",
+            ".",
+            "..",
+            "...",
+        ] {
             assert!(ProjectId::parse(bad).is_err(), "{bad}");
         }
     }

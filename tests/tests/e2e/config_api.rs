@@ -513,6 +513,79 @@ async fn bodies_must_be_json_and_at_most_64_kb() {
     );
 }
 
+/// A request as a careless or hostile client would send it: any body, any headers.
+fn raw_request(method: &str, path: &str, body: &str, content_length: Option<u64>) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(
+            header::AUTHORIZATION,
+            format!(
+                "Basic {}",
+                BASE64.encode(format!("{}:{}", ADMIN.0, ADMIN.1))
+            ),
+        )
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(length) = content_length {
+        request = request.header(header::CONTENT_LENGTH, length);
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn bodies_are_one_json_object_with_objects_where_objects_belong() {
+    let api = Api::new();
+    let loki = loki_body("logs-prod-021.grafana.net", LOKI_PASSWORD).to_string();
+    api.admin(
+        "POST",
+        "/v1/projects/proj-b/event_log_streaming",
+        Some(loki_body("logs-prod-021.grafana.net", LOKI_PASSWORD)),
+    )
+    .await;
+    let resource = "/v1/projects/proj-b/event_log_streaming/GRAFANA_LOKI";
+    // (method, path, body, declared length, status, error_type, message)
+    type Case<'a> = (&'a str, &'a str, String, Option<u64>, StatusCode, &'a str, &'a str);
+    let table: Vec<Case> = vec![
+        ("POST", COLLECTION, format!("{loki}xyz"), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be one JSON value"),
+        ("POST", COLLECTION, format!("{loki}{loki}"), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be one JSON value"),
+        ("POST", COLLECTION, format!("[{loki}]"), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be a JSON object"),
+        (
+            "POST",
+            COLLECTION,
+            r#"{"destination_type":"GRAFANA_LOKI","destination_config":{"grafana_loki":["logs-prod-021.grafana.net","u","p"]}}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "destination_config.grafana_loki: must be a JSON object or a string, not an array",
+        ),
+        (
+            "PUT",
+            resource,
+            r#"{"destination_config":[{"grafana_loki":{}}]}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "destination_config: must be a JSON object or a string, not an array",
+        ),
+        ("POST", "/v1/projects/proj-b/event_log_streaming/GRAFANA_LOKI/enable", "[]".into(), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be a JSON object"),
+        ("POST", "/v1/projects/proj-b/event_log_streaming/GRAFANA_LOKI/disable", "{} []".into(), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be one JSON value"),
+        // Declared far larger than the limit, and never sent: answered at once.
+        ("POST", COLLECTION, String::new(), Some(10_000_000_000), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "larger than 64 KB"),
+        ("POST", "/v1/projects/./event_log_streaming", loki.clone(), None, StatusCode::BAD_REQUEST, "invalid_argument", "project_id: must not consist of dots only"),
+        ("GET", "/v1/projects/../event_log_streaming/GRAFANA_LOKI", String::new(), None, StatusCode::BAD_REQUEST, "invalid_argument", "project_id: must not consist of dots only"),
+        ("GET", "/v1/projects/%2e%2e/event_log_streaming/GRAFANA_LOKI", String::new(), None, StatusCode::BAD_REQUEST, "invalid_argument", "project_id: must not consist of dots only"),
+    ];
+    for (method, path, body, length, status, error_type, message) in table {
+        let answer = api.send(raw_request(method, path, &body, length)).await;
+        assert_error(&answer, status, error_type);
+        let text = answer.body["error_message"].as_str().unwrap();
+        assert!(text.contains(message), "{method} {path} {body}: {text}");
+    }
+    // Nothing of that changed the stream.
+    let read = api.admin("GET", resource, None).await;
+    assert_eq!(read.body["event_log_streaming_config"]["version"], 1);
+}
+
 mod failing_store {
     use event_log_streaming::Secret;
     use event_log_streaming::domain::{CredentialRef, StreamConfig};

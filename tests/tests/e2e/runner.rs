@@ -15,9 +15,12 @@ use event_log_streaming::Streamer;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::domain::ProjectId;
 use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::{FileStateStore, StreamWrite};
+use event_log_streaming::store::{
+    CredentialStore, FileStateStore, HealthWrite, MemoryStateStore, StreamLookup, StreamWrite,
+};
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
+use integration_tests::fixtures::provision;
 use integration_tests::fixtures::{labels, loopback_client};
 use local_runner::local_app;
 use local_runner::sqs::Consumer;
@@ -27,14 +30,12 @@ use tower::ServiceExt;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_api() {
-    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    // The runner's embedded store, in a file of its own.
-    let state_file = std::env::temp_dir()
-        .join(unique("els-runner"))
-        .join("state.json");
-    let store = Arc::new(FileStateStore::new(&state_file));
+/// The runner's app on `store`, with the streamer's settings for loopback test servers and
+/// the management key `local-admin:s3cret`.
+fn local_runner_app<S>(store: Arc<S>) -> axum::Router
+where
+    S: StreamLookup + StreamWrite + HealthWrite + CredentialStore + 'static,
+{
     let settings = StreamerSettings::from_lookup(|name| match name {
         "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
         "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
@@ -59,7 +60,7 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
         "s3cret",
         &["*"],
     )]));
-    let app = local_app(
+    local_app(
         AppState::new(
             store.clone(),
             store,
@@ -69,7 +70,116 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
             Duration::ZERO,
         ),
         streamer,
+    )
+}
+
+async fn post_events(app: &axum::Router, body: impl Into<Body>) -> (StatusCode, Value) {
+    let request = Request::post("/v1/events").body(body.into()).unwrap();
+    let answer = app.clone().oneshot(request).await.unwrap();
+    let status = answer.status();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn local_ingest_refuses_what_can_never_be_delivered_with_reasons_and_asks_again_only_for_the_rest()
+ {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let store = Arc::new(MemoryStateStore::new());
+    let app = local_runner_app(store.clone());
+    provision(
+        store.as_ref(),
+        store.as_ref(),
+        "proj",
+        loki_config(&loki.hostname(), LOKI_PASSWORD),
+    )
+    .await;
+    let big = format!(
+        r#"{{"project_id":"proj","pad":"{}"}}"#,
+        "x".repeat(300 * 1024)
     );
+    // (body, status, [(message index, reason)])
+    type Rejections<'a> = Vec<(u64, &'a str)>;
+    let table: Vec<(String, StatusCode, Rejections)> = vec![
+        (
+            r#"{"project_id":"proj""#.into(),
+            StatusCode::BAD_REQUEST,
+            vec![(0, "malformed_json")],
+        ),
+        (
+            "[]".into(),
+            StatusCode::BAD_REQUEST,
+            vec![(0, "empty_batch")],
+        ),
+        (
+            "{}".into(),
+            StatusCode::BAD_REQUEST,
+            vec![(0, "invalid_project_id")],
+        ),
+        (
+            r#"{"project_id":"bad id"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            vec![(0, "invalid_project_id")],
+        ),
+        (big, StatusCode::BAD_REQUEST, vec![(0, "record_too_large")]),
+        (
+            format!(
+                "{}\nnot json\n{}\n",
+                event("proj", "fine-1"),
+                event("proj", "fine-2")
+            ),
+            StatusCode::BAD_REQUEST,
+            vec![(1, "malformed_json")],
+        ),
+        (event("proj", "fine-3").to_string(), StatusCode::OK, vec![]),
+    ];
+    for (body, status, expected) in table {
+        let (answered, summary) = post_events(&app, body.clone()).await;
+        assert_eq!(answered, status, "{summary}");
+        let rejected: Vec<(u64, &str)> = summary["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(rejected, expected, "{summary}");
+        assert!(
+            summary["rejected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["detail"].is_string())
+        );
+        assert_eq!(summary["failed"], json!([]), "{summary}");
+    }
+    let mut delivered = loki.accepted_event_ids();
+    delivered.sort();
+    assert_eq!(delivered, ["fine-1", "fine-2", "fine-3"]);
+
+    // What may pass later is 503, listed apart from what never will.
+    // (A refused credential is fixed by the customer; the message then passes.)
+    loki.script([Script::Status(401, "invalid authentication credentials")]);
+    let body = format!("{}\n{{}}\n", event("proj", "later"));
+    let (status, summary) = post_events(&app, body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{summary}");
+    assert_eq!(summary["failed"], json!([0]));
+    assert_eq!(summary["rejected"][0]["index"], 1);
+
+    // Too large a body: our error shape, with the limit.
+    let (status, answer) = post_events(&app, vec![b' '; 6 * 1024 * 1024 + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["error_type"], "payload_too_large");
+    assert!(answer["error_message"].as_str().unwrap().contains("6 MiB"));
+}
+
+#[tokio::test]
+async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_api() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // The runner's embedded store, in a file of its own.
+    let state_file = std::env::temp_dir()
+        .join(unique("els-runner"))
+        .join("state.json");
+    let app = local_runner_app(Arc::new(FileStateStore::new(&state_file)));
     let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));
     let call = |method: &str, path: &str, body: String| {
         Request::builder()

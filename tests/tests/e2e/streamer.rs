@@ -649,3 +649,31 @@ async fn a_refused_push_is_split_so_only_the_invalid_records_are_dead_lettered()
     // Datadog stored nothing twice: every accepted payload was accepted once.
     assert_eq!(datadog.accepted().len(), 7);
 }
+
+#[tokio::test]
+async fn a_queue_message_of_ndjson_is_one_record_per_line() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let body = format!(
+        "{}\n{}\n{{\"project_id\":\"proj\", broken\n",
+        event("proj", "line-1"),
+        event("proj", "line-2")
+    );
+
+    let response = env.invoke(vec![SqsRecord::new("m1", body)]).await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    let mut ids = loki.accepted_event_ids();
+    ids.sort();
+    assert_eq!(ids, ["line-1", "line-2"]);
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "{\"project_id\":\"proj\", broken");
+    assert_eq!(dead[0].1["rejection_reason"], "malformed_json");
+    assert_eq!(
+        dead[0].1["rejection_detail"],
+        "line 3: invalid JSON at column 23"
+    );
+}
