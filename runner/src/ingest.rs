@@ -89,6 +89,7 @@ async fn ingest(
             message_id: format!("local-{}-{i}", now.unix_timestamp_nanos()),
             body,
             sent_at: now,
+            attempt: 1,
         })
         .collect();
     if messages.is_empty() {

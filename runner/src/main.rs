@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKeys};
-use event_log_streaming::Streamer;
-use event_log_streaming::dead_letter::DeadLetterQueue;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::destination::client::DestinationClient;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::FileStateStore;
+use event_log_streaming::{Queues, Streamer};
 use local_runner::keys::{self, LOCAL_KEY_ID};
 use local_runner::local_app;
 use local_runner::sqs::Consumer;
@@ -83,6 +82,11 @@ async fn main() -> Result<(), Error> {
         );
     }
 
+    let mut settings = settings;
+    // In SQS mode, failed records go back to the queue being consumed, as in AWS.
+    if settings.event_queue_url.is_none() {
+        settings.event_queue_url = args.sqs_queue_url.clone();
+    }
     let needs_aws = args.sqs_queue_url.is_some() || settings.dead_letter_queue_url.is_some();
     let sqs = if needs_aws {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -90,16 +94,16 @@ async fn main() -> Result<(), Error> {
     } else {
         None
     };
-    let dead_letters = match (&settings.dead_letter_queue_url, &sqs) {
-        (Some(url), Some(sqs)) => Some(DeadLetterQueue::new(sqs.clone(), url.clone())),
-        _ => None,
-    };
+    let queues = sqs
+        .as_ref()
+        .map(|sqs| Queues::from_settings(&settings, sqs))
+        .unwrap_or_default();
     let ports = StreamerStore {
         lookup: store.clone(),
         credentials: store.clone(),
         health: store.clone(),
     };
-    let streamer = Arc::new(Streamer::from_settings(&settings, ports, dead_letters)?);
+    let streamer = Arc::new(Streamer::from_settings(&settings, ports, queues)?);
     let api = AppState::new(
         store.clone(),
         store,

@@ -10,7 +10,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use event_log_streaming::Streamer;
-use event_log_streaming::event::{QueueMessage, parse_sent_timestamp};
+use event_log_streaming::event::{
+    ATTEMPTS_ATTRIBUTE, QueueMessage, SENT_TIMESTAMP_ATTRIBUTE, SqsAttributes,
+};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
@@ -41,6 +43,8 @@ impl Consumer<'_> {
                     .max_number_of_messages(MAX_MESSAGES)
                     .wait_time_seconds(WAIT_TIME_SECONDS)
                     .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .message_attribute_names("All")
                     .send() => received,
             };
             let messages = match received {
@@ -106,14 +110,28 @@ impl Consumer<'_> {
 }
 
 fn queue_message(message: &Message) -> QueueMessage {
-    let sent_at = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-        .and_then(|ms| parse_sent_timestamp(ms))
-        .unwrap_or_else(OffsetDateTime::now_utc);
-    QueueMessage {
-        message_id: message.message_id().unwrap_or_default().to_owned(),
-        body: message.body().unwrap_or_default().to_owned(),
-        sent_at,
-    }
+    let attribute = |name: MessageSystemAttributeName| {
+        message
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .map(String::as_str)
+    };
+    let message_attribute = |name: &str| {
+        message
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|a| a.string_value())
+    };
+    let attributes = SqsAttributes {
+        sent_timestamp: attribute(MessageSystemAttributeName::SentTimestamp),
+        receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount),
+        attempts_before: message_attribute(ATTEMPTS_ATTRIBUTE),
+        original_sent_timestamp: message_attribute(SENT_TIMESTAMP_ATTRIBUTE),
+    };
+    QueueMessage::from_sqs(
+        message.message_id().unwrap_or_default(),
+        message.body().unwrap_or_default(),
+        attributes,
+        OffsetDateTime::now_utc(),
+    )
 }

@@ -43,6 +43,7 @@ fn records() -> Vec<EventRecord> {
         message_id: "bench".into(),
         body: format!("[{}]", records.join(",")),
         sent_at: OffsetDateTime::now_utc(),
+        attempt: 1,
     };
     parse_message(&message)
         .into_iter()

@@ -21,8 +21,72 @@ use crate::domain::ProjectId;
 pub struct QueueMessage {
     pub message_id: String,
     pub body: String,
-    /// When the producer sent the message (SQS `SentTimestamp`).
+    /// When the producer sent the message (SQS `SentTimestamp`; for a requeued copy, the
+    /// original's, carried in [`SENT_TIMESTAMP_ATTRIBUTE`]).
     pub sent_at: OffsetDateTime,
+    /// Which delivery attempt this is for its records, from 1: the copy's receives
+    /// (`ApproximateReceiveCount`) plus the attempts made before it was requeued
+    /// ([`ATTEMPTS_ATTRIBUTE`]).
+    pub attempt: u32,
+}
+
+/// Message attribute of a requeued copy: the attempts its records had before it.
+pub const ATTEMPTS_ATTRIBUTE: &str = "els_attempts";
+/// Message attribute of a requeued copy: the original message's `SentTimestamp` (Unix ms),
+/// so that the no-backfill rule and the records' fallback event time do not change.
+pub const SENT_TIMESTAMP_ATTRIBUTE: &str = "els_sent_timestamp";
+
+impl QueueMessage {
+    /// A message as first sent: attempt 1.
+    pub fn new(
+        message_id: impl Into<String>,
+        body: impl Into<String>,
+        sent_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            message_id: message_id.into(),
+            body: body.into(),
+            sent_at,
+            attempt: 1,
+        }
+    }
+
+    /// A message as SQS delivers it, from its attributes (absent ones are taken as a first
+    /// delivery sent at `received_at`).
+    pub fn from_sqs(
+        message_id: impl Into<String>,
+        body: impl Into<String>,
+        attributes: SqsAttributes<'_>,
+        received_at: OffsetDateTime,
+    ) -> Self {
+        let number = |value: Option<&str>| value.and_then(|v| v.trim().parse::<u32>().ok());
+        let sent_at = attributes
+            .original_sent_timestamp
+            .or(attributes.sent_timestamp)
+            .and_then(parse_sent_timestamp)
+            .unwrap_or(received_at);
+        let before = number(attributes.attempts_before).unwrap_or(0);
+        let receives = number(attributes.receive_count).unwrap_or(1).max(1);
+        Self {
+            message_id: message_id.into(),
+            body: body.into(),
+            sent_at,
+            attempt: before.saturating_add(receives),
+        }
+    }
+}
+
+/// The attributes of an SQS message that delivery needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SqsAttributes<'a> {
+    /// System attribute `SentTimestamp`.
+    pub sent_timestamp: Option<&'a str>,
+    /// System attribute `ApproximateReceiveCount`.
+    pub receive_count: Option<&'a str>,
+    /// Message attribute [`ATTEMPTS_ATTRIBUTE`].
+    pub attempts_before: Option<&'a str>,
+    /// Message attribute [`SENT_TIMESTAMP_ATTRIBUTE`].
+    pub original_sent_timestamp: Option<&'a str>,
 }
 
 /// SQS's `SentTimestamp` attribute (Unix milliseconds as a decimal string).
@@ -57,6 +121,8 @@ pub enum RejectReason {
     InvalidProjectId,
     RecordTooLarge,
     DestinationRejected,
+    /// Not delivered after the most attempts a message gets (`MAX_DELIVERY_ATTEMPTS`).
+    RetriesExhausted,
 }
 
 impl RejectReason {
@@ -68,6 +134,7 @@ impl RejectReason {
             Self::InvalidProjectId => "invalid_project_id",
             Self::RecordTooLarge => "record_too_large",
             Self::DestinationRejected => "destination_rejected",
+            Self::RetriesExhausted => "retries_exhausted",
         }
     }
 }
@@ -85,6 +152,39 @@ pub struct RejectedRecord {
     pub project_id: Option<ProjectId>,
     pub reason: RejectReason,
     pub detail: String,
+}
+
+/// A record that could not be delivered now but may be later.
+#[derive(Debug, Clone)]
+pub struct FailedRecord {
+    /// The record exactly as the producer wrote it.
+    pub body: String,
+    pub project_id: ProjectId,
+    /// Why, for operators (the last error).
+    pub detail: std::sync::Arc<str>,
+}
+
+impl FailedRecord {
+    pub fn new(record: &EventRecord, detail: &std::sync::Arc<str>) -> Self {
+        Self {
+            body: record.line().to_owned(),
+            project_id: record.project_id.clone(),
+            detail: detail.clone(),
+        }
+    }
+
+    /// Set aside for good, after `attempts` attempts.
+    pub fn exhausted(self, attempts: u32) -> RejectedRecord {
+        RejectedRecord {
+            body: self.body,
+            project_id: Some(self.project_id),
+            reason: RejectReason::RetriesExhausted,
+            detail: format!(
+                "not delivered after {attempts} attempts; last error: {}",
+                self.detail
+            ),
+        }
+    }
 }
 
 /// Splits a message into its records, each valid or rejected on its own.
@@ -228,11 +328,38 @@ mod tests {
     const SENT: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 
     fn message(body: &str) -> QueueMessage {
-        QueueMessage {
-            message_id: "m-1".into(),
-            body: body.into(),
-            sent_at: SENT,
-        }
+        QueueMessage::new("m-1", body, SENT)
+    }
+
+    #[test]
+    fn a_requeued_copy_keeps_its_original_time_and_counts_its_attempts() {
+        let fresh = QueueMessage::from_sqs(
+            "m",
+            "{}",
+            SqsAttributes {
+                sent_timestamp: Some("1795514400000"),
+                receive_count: Some("2"),
+                ..Default::default()
+            },
+            SENT,
+        );
+        assert_eq!(fresh.attempt, 2);
+        assert_eq!(fresh.sent_at.unix_timestamp(), 1_795_514_400);
+        let copy = QueueMessage::from_sqs(
+            "m",
+            "{}",
+            SqsAttributes {
+                sent_timestamp: Some("1795514499000"),
+                receive_count: Some("1"),
+                attempts_before: Some("3"),
+                original_sent_timestamp: Some("1795514400000"),
+            },
+            SENT,
+        );
+        assert_eq!(copy.attempt, 4);
+        assert_eq!(copy.sent_at.unix_timestamp(), 1_795_514_400);
+        let bare = QueueMessage::from_sqs("m", "{}", SqsAttributes::default(), SENT);
+        assert_eq!((bare.attempt, bare.sent_at), (1, SENT));
     }
 
     #[test]

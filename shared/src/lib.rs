@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod destination;
 pub mod domain;
 pub mod event;
+pub mod event_queue;
 pub mod gzip;
 pub mod logging;
 pub mod metrics;
@@ -19,5 +20,5 @@ pub mod settings;
 pub mod store;
 pub mod test_event;
 
-pub use delivery::{BatchReport, BatchSummary, Streamer, StreamerOptions};
+pub use delivery::{BatchReport, BatchSummary, Queues, Streamer, StreamerOptions};
 pub use secret::Secret;

@@ -147,6 +147,15 @@ pub struct StreamerSettings {
     pub destinations: DestinationSettings,
     /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
     pub dead_letter_queue_url: Option<String>,
+    /// `EVENT_QUEUE_URL`: the event queue, where the failed records of a message are sent back
+    /// on their own. Without it, such a message is retried whole.
+    pub event_queue_url: Option<String>,
+    /// `MAX_DELIVERY_ATTEMPTS`: attempts a record gets before it is dead-lettered (default 5,
+    /// the queue's `maxReceiveCount`).
+    pub max_delivery_attempts: u32,
+    /// `REQUEUE_BASE_DELAY_SECONDS`: the delay of a record sent back after its first failed
+    /// attempt (default 30), doubling per attempt up to 900.
+    pub requeue_base_delay: Duration,
     /// `MAX_CONCURRENT_PUSHES`: destination requests in flight at once, default 32. Every
     /// project of a batch is worked on at once; only the requests are bounded, so a project
     /// waiting out a backoff holds no slot.
@@ -200,6 +209,10 @@ impl StreamerSettings {
             suspend_after: Duration::from_secs(number("SUSPEND_AFTER_SECONDS", 900)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
+            event_queue_url: get("EVENT_QUEUE_URL"),
+            max_delivery_attempts: u32::try_from(at_least_one("MAX_DELIVERY_ATTEMPTS", 5)?)
+                .unwrap_or(u32::MAX),
+            requeue_base_delay: Duration::from_secs(number("REQUEUE_BASE_DELAY_SECONDS", 30)?),
             max_concurrent_pushes: max_concurrent_pushes as usize,
         })
     }
@@ -234,6 +247,9 @@ mod tests {
         assert_eq!(s.suspend_after, Duration::from_secs(900));
         assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
+        assert!(s.event_queue_url.is_none());
+        assert_eq!(s.max_delivery_attempts, 5);
+        assert_eq!(s.requeue_base_delay, Duration::from_secs(30));
         assert_eq!(s.destinations.allowed_destination_ports, [443, 3100, 8443]);
     }
 

@@ -47,6 +47,7 @@ pub async fn send_test_event(
         message_id: event_id,
         body: record.to_string(),
         sent_at: now,
+        attempt: 1,
     };
     let record = parse_message(&message)
         .pop()

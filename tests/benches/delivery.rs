@@ -58,7 +58,7 @@ async fn run(kind: DestinationType) {
             health: store,
         },
         client,
-        None,
+        Default::default(),
         StreamerOptions {
             labels: labels(),
             max_concurrent_pushes: 16,
@@ -81,6 +81,7 @@ async fn run(kind: DestinationType) {
                         message_id: format!("{b}-{m}"),
                         body: format!("[{}]", records.join(",")),
                         sent_at: OffsetDateTime::now_utc(),
+                        attempt: 1,
                     }
                 })
                 .collect()

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use event_log_streaming::Streamer;
-use event_log_streaming::event::{QueueMessage, parse_sent_timestamp};
+use event_log_streaming::event::{
+    ATTEMPTS_ATTRIBUTE, QueueMessage, SENT_TIMESTAMP_ATTRIBUTE, SqsAttributes,
+};
 use lambda_runtime::{Error, LambdaEvent};
 use time::OffsetDateTime;
 
@@ -38,14 +40,23 @@ pub async fn handle(
 }
 
 fn queue_message(message: SqsMessage, received_at: OffsetDateTime) -> QueueMessage {
-    let sent_at = message
-        .attributes
-        .get("SentTimestamp")
-        .and_then(|ms| parse_sent_timestamp(ms))
-        .unwrap_or(received_at);
-    QueueMessage {
-        message_id: message.message_id.unwrap_or_default(),
-        body: message.body.unwrap_or_default(),
-        sent_at,
-    }
+    let attribute = |name: &str| message.attributes.get(name).map(String::as_str);
+    let message_attribute = |name: &str| {
+        message
+            .message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.as_deref())
+    };
+    let attributes = SqsAttributes {
+        sent_timestamp: attribute("SentTimestamp"),
+        receive_count: attribute("ApproximateReceiveCount"),
+        attempts_before: message_attribute(ATTEMPTS_ATTRIBUTE),
+        original_sent_timestamp: message_attribute(SENT_TIMESTAMP_ATTRIBUTE),
+    };
+    QueueMessage::from_sqs(
+        message.message_id.clone().unwrap_or_default(),
+        message.body.clone().unwrap_or_default(),
+        attributes,
+        received_at,
+    )
 }

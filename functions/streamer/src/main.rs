@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use event_log_streaming::Streamer;
-use event_log_streaming::dead_letter::DeadLetterQueue;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::settings::{StreamerSettings, stream_table_name};
 use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
+use event_log_streaming::{Queues, Streamer};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -29,11 +28,8 @@ async fn main() -> Result<(), Error> {
         credentials,
         health: streams,
     };
-    let dead_letters = settings
-        .dead_letter_queue_url
-        .as_ref()
-        .map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), url.clone()));
-    let streamer = Streamer::from_settings(&settings, store, dead_letters)?;
+    let queues = Queues::from_settings(&settings, &aws_sdk_sqs::Client::new(&aws));
+    let streamer = Streamer::from_settings(&settings, store, queues)?;
 
     run(service_fn(|event: LambdaEvent<_>| {
         streamer::handle(&streamer, event)

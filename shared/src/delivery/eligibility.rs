@@ -2,11 +2,14 @@
 //! disabled or suspended, none produced before the last enable (no backfill), and none, for
 //! now, when the store could not say (they are retried).
 
+use std::sync::Arc;
+
 use tracing::warn;
 
 use super::Slotted;
 use super::outcome::{RecordOutcome, SkipReason};
 use crate::domain::ProjectId;
+use crate::event::{EventRecord, FailedRecord};
 use crate::store::Resolved;
 
 pub struct Eligible {
@@ -17,15 +20,18 @@ pub struct Eligible {
 }
 
 pub fn partition(project: &ProjectId, resolved: &Resolved, records: Vec<Slotted>) -> Eligible {
-    let settle_all = |outcome: fn() -> RecordOutcome| Eligible {
+    let settle_all = |outcome: &dyn Fn(&EventRecord) -> RecordOutcome| Eligible {
         streamable: Vec::new(),
-        settled: records.iter().map(|(i, _)| (*i, outcome())).collect(),
+        settled: records.iter().map(|(i, r)| (*i, outcome(r))).collect(),
     };
     match resolved {
-        Resolved::NotConfigured => settle_all(|| RecordOutcome::Skipped(SkipReason::NotConfigured)),
+        Resolved::NotConfigured => {
+            settle_all(&|_| RecordOutcome::Skipped(SkipReason::NotConfigured))
+        }
         Resolved::Unavailable(error) => {
-            warn!(project_id = %project, error = %error, "configuration lookup failed; the messages will be retried");
-            settle_all(|| RecordOutcome::Failed)
+            warn!(project_id = %project, error = %error, "configuration lookup failed; the records will be retried");
+            let detail: Arc<str> = format!("configuration lookup failed: {error}").into();
+            settle_all(&|r| RecordOutcome::Failed(FailedRecord::new(r, &detail)))
         }
         Resolved::Stream(stream) => {
             let state = &stream.stored.config.state;

@@ -22,6 +22,7 @@ pub mod eligibility;
 pub mod health;
 pub mod outcome;
 pub mod project;
+pub mod requeue;
 pub mod retry;
 pub mod split;
 
@@ -37,7 +38,8 @@ use crate::dead_letter::DeadLetterQueue;
 use crate::destination::LogLabels;
 use crate::destination::client::{ClientBuildError, DestinationClient};
 use crate::domain::{ProjectId, SuspendPolicy};
-use crate::event::{EventRecord, QueueMessage, RejectedRecord, parse_message};
+use crate::event::{EventRecord, FailedRecord, QueueMessage, RejectedRecord, parse_message};
+use crate::event_queue::EventQueue;
 use crate::settings::{SettingsError, StreamerSettings};
 use crate::store::{CredentialRead, HealthWrite, Resolved, StreamDirectory, StreamLookup};
 use health::{HealthOptions, HealthTracker, Written};
@@ -50,6 +52,32 @@ pub const DEAD_LETTER_RESERVE: Duration = Duration::from_secs(2);
 
 /// A record with the index of the message that carried it.
 pub type Slotted = (usize, EventRecord);
+
+/// The queues the streamer writes to, besides reading its batches.
+#[derive(Default)]
+pub struct Queues {
+    /// Records that can never be delivered (`DEAD_LETTER_QUEUE_URL`).
+    pub dead_letters: Option<DeadLetterQueue>,
+    /// The event queue, to send records back on their own (`EVENT_QUEUE_URL`). Without it, a
+    /// message with a failed record is retried whole.
+    pub requeue: Option<EventQueue>,
+}
+
+impl Queues {
+    /// The queues `settings` name, reached through `sqs`.
+    pub fn from_settings(settings: &StreamerSettings, sqs: &aws_sdk_sqs::Client) -> Self {
+        Self {
+            dead_letters: settings
+                .dead_letter_queue_url
+                .as_ref()
+                .map(|url| DeadLetterQueue::new(sqs.clone(), url.clone())),
+            requeue: settings
+                .event_queue_url
+                .as_ref()
+                .map(|url| EventQueue::new(sqs.clone(), url.clone())),
+        }
+    }
+}
 
 /// The store ports the streamer uses.
 pub struct StreamerStore {
@@ -67,6 +95,10 @@ pub struct StreamerOptions {
     /// Datadog does not deduplicate.
     pub request_timeout: Duration,
     pub health: HealthOptions,
+    /// Attempts a record gets before it is dead-lettered (`MAX_DELIVERY_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// The first delay of a requeued copy, doubling per attempt.
+    pub requeue_base_delay: Duration,
 }
 
 impl StreamerOptions {
@@ -78,6 +110,8 @@ impl StreamerOptions {
             config_cache_size: settings.config_cache_size,
             max_concurrent_pushes: settings.max_concurrent_pushes,
             request_timeout: settings.request_timeout,
+            max_attempts: settings.max_delivery_attempts,
+            requeue_base_delay: settings.requeue_base_delay,
             health: HealthOptions {
                 write_interval: settings.health_write_interval,
                 suspend: SuspendPolicy {
@@ -102,17 +136,19 @@ pub struct Streamer {
     directory: StreamDirectory,
     health: HealthTracker,
     client: DestinationClient,
-    dead_letters: Option<DeadLetterQueue>,
+    queues: Queues,
     labels: LogLabels,
     pushes: Semaphore,
     request_timeout: Duration,
+    max_attempts: u32,
+    requeue_base_delay: Duration,
 }
 
 impl Streamer {
     pub fn new(
         store: StreamerStore,
         client: DestinationClient,
-        dead_letters: Option<DeadLetterQueue>,
+        queues: Queues,
         options: StreamerOptions,
     ) -> Self {
         Self {
@@ -124,10 +160,12 @@ impl Streamer {
             ),
             health: HealthTracker::new(options.health, store.health, options.config_cache_size),
             client,
-            dead_letters,
+            queues,
             labels: options.labels,
             pushes: Semaphore::new(options.max_concurrent_pushes.max(1)),
             request_timeout: options.request_timeout,
+            max_attempts: options.max_attempts.max(1),
+            requeue_base_delay: options.requeue_base_delay,
         }
     }
 
@@ -135,11 +173,11 @@ impl Streamer {
     pub fn from_settings(
         settings: &StreamerSettings,
         store: StreamerStore,
-        dead_letters: Option<DeadLetterQueue>,
+        queues: Queues,
     ) -> Result<Self, StreamerBuildError> {
         let client = DestinationClient::new(settings.destinations.client_options()?)?;
         let options = StreamerOptions::from_settings(settings);
-        Ok(Self::new(store, client, dead_letters, options))
+        Ok(Self::new(store, client, queues, options))
     }
 
     /// Processes a batch; all work, dead-letter sends included, ends by `deadline`.
@@ -148,7 +186,7 @@ impl Streamer {
             messages: messages.len(),
             ..Default::default()
         };
-        let mut retry = vec![false; messages.len()];
+        let mut failed: Vec<Vec<FailedRecord>> = vec![Vec::new(); messages.len()];
         let mut rejected: Vec<Vec<RejectedRecord>> = vec![Vec::new(); messages.len()];
         let mut by_project: BTreeMap<ProjectId, Vec<Slotted>> = BTreeMap::new();
         for (index, message) in messages.iter().enumerate() {
@@ -182,15 +220,34 @@ impl Streamer {
             for (index, outcome) in outcomes {
                 summary.count(&outcome);
                 match outcome {
-                    RecordOutcome::Failed => retry[index] = true,
+                    RecordOutcome::Failed(record) => failed[index].push(record),
                     RecordOutcome::Rejected(record) => rejected[index].push(record),
                     RecordOutcome::Delivered | RecordOutcome::Skipped(_) => {}
                 }
             }
         }
 
+        // A record out of attempts is set aside for good, as SQS's redrive would.
+        for (index, records) in failed.iter_mut().enumerate() {
+            let attempt = messages[index].attempt;
+            if !records.is_empty() && attempt >= self.max_attempts {
+                rejected[index].extend(records.drain(..).map(|r| r.exhausted(attempt)));
+            }
+        }
+        let mut retry: Vec<bool> = failed.iter().map(|records| !records.is_empty()).collect();
+        if let Some(queue) = &self.queues.requeue {
+            summary.requeued = requeue::send_back(
+                queue,
+                messages,
+                &failed,
+                &mut retry,
+                self.requeue_base_delay,
+                deadline,
+            )
+            .await;
+        }
         let set_aside = dead_letters::set_aside(
-            self.dead_letters.as_ref(),
+            self.queues.dead_letters.as_ref(),
             messages,
             rejected,
             &mut retry,

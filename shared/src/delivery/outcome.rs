@@ -1,7 +1,7 @@
 //! What became of each record, of each project's delivery, and of a whole batch.
 
 use crate::domain::Eligibility;
-use crate::event::RejectedRecord;
+use crate::event::{FailedRecord, RejectedRecord};
 
 /// Why a record was acknowledged without being sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,8 @@ impl SkipReason {
 pub enum RecordOutcome {
     Delivered,
     Skipped(SkipReason),
-    /// Not delivered now; its message is sent again.
-    Failed,
+    /// Not delivered now; sent again later (its message, or the record alone).
+    Failed(FailedRecord),
     /// Can never be delivered; it goes to the dead-letter queue.
     Rejected(RejectedRecord),
 }
@@ -88,8 +88,10 @@ pub struct BatchSummary {
     pub retries: usize,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: usize,
-    /// Records that could not be delivered now (their messages are redelivered).
+    /// Records that could not be delivered now.
     pub failed_records: usize,
+    /// Of those, the records sent back to the event queue on their own.
+    pub requeued: usize,
     pub failed_messages: usize,
 }
 
@@ -104,7 +106,7 @@ impl BatchSummary {
                 SkipReason::Suspended => self.skipped_suspended += 1,
                 SkipReason::BeforeEnabled => self.skipped_before_enabled += 1,
             },
-            RecordOutcome::Failed => self.failed_records += 1,
+            RecordOutcome::Failed(_) => self.failed_records += 1,
             RecordOutcome::Rejected(_) => {}
         }
     }
@@ -121,6 +123,7 @@ impl BatchSummary {
             retries = self.retries,
             dead_lettered = self.dead_lettered,
             failed_records = self.failed_records,
+            requeued = self.requeued,
             failed_messages = self.failed_messages,
             "batch processed"
         );

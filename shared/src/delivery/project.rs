@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -21,7 +22,7 @@ use crate::destination::classify::{
 use crate::destination::client::{DestinationClient, PushResponse};
 use crate::destination::{self, LogLabels};
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
-use crate::event::{EventRecord, RejectReason, RejectedRecord};
+use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
 use crate::gzip::gzip;
 
 /// What became of a project's records, and what its attempts tell about its destination.
@@ -93,12 +94,14 @@ impl Pusher<'_> {
         let mut queue: VecDeque<Range<usize>> = destination::chunk(&sizes, limits).into();
         let mut attempts = 0;
         let mut bytes = 0;
-        let mut stopped: Option<String> = None;
+        let mut stopped: Option<Arc<str>> = None;
         let mut splits_left = MAX_REJECTION_SPLITS;
         while let Some(range) = queue.pop_front() {
             let chunk = &sendable[range.clone()];
-            if stopped.is_some() {
-                let failed = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Failed));
+            if let Some(detail) = &stopped {
+                let failed = chunk
+                    .iter()
+                    .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, detail))));
                 delivery.outcomes.extend(failed);
                 continue;
             }
@@ -131,7 +134,10 @@ impl Pusher<'_> {
                             .last_error()
                             .and_then(|e| e.destination_status),
                     };
-                    let failed = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Failed));
+                    let detail: Arc<str> = detail.into();
+                    let failed = chunk
+                        .iter()
+                        .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, &detail))));
                     delivery.outcomes.extend(failed);
                     stopped = Some(detail);
                     continue;
@@ -164,7 +170,7 @@ impl Pusher<'_> {
         for (_, outcome) in &delivery.outcomes {
             match outcome {
                 RecordOutcome::Delivered => health.events_delivered += 1,
-                RecordOutcome::Failed | RecordOutcome::Rejected(_) => health.events_failed += 1,
+                RecordOutcome::Failed(_) | RecordOutcome::Rejected(_) => health.events_failed += 1,
                 RecordOutcome::Skipped(_) => {}
             }
         }

@@ -36,6 +36,19 @@ pub fn next_delay(
     (delay + MIN_ATTEMPT_TIME <= remaining).then_some(delay)
 }
 
+/// The delay of a requeued copy after `attempts` failed attempts: `base` doubling per
+/// attempt, at most SQS's 900 s, with equal jitter (half fixed, half random) so that copies
+/// of one outage do not all come back at once yet never come back at once either.
+pub fn requeue_delay(attempts: u32, base: Duration, jitter: f64) -> Duration {
+    let ceiling = base
+        .saturating_mul(
+            1u32.checked_shl(attempts.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        )
+        .min(crate::event_queue::MAX_DELAY);
+    ceiling / 2 + (ceiling / 2).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +118,27 @@ mod tests {
                 "{remaining:?} {jitter} {retry_after:?}"
             );
         }
+    }
+
+    #[test]
+    fn requeued_copies_wait_longer_after_each_attempt_up_to_sqs_maximum() {
+        let base = Duration::from_secs(30);
+        let table = [
+            (1, 0.0, 15),
+            (1, 1.0, 30),
+            (2, 0.0, 30),
+            (3, 0.5, 90),
+            (5, 1.0, 480),
+            (6, 1.0, 900),
+            (40, 0.0, 450),
+        ];
+        for (attempts, jitter, seconds) in table {
+            assert_eq!(
+                requeue_delay(attempts, base, jitter),
+                Duration::from_secs(seconds),
+                "{attempts} {jitter}"
+            );
+        }
+        assert_eq!(requeue_delay(3, Duration::ZERO, 0.7), Duration::ZERO);
     }
 }

@@ -143,6 +143,7 @@ pub(crate) mod tests_support {
             message_id: "m".into(),
             body: body.into(),
             sent_at: datetime!(2026-11-24 10:00:01 UTC),
+            attempt: 1,
         };
         parse_message(&message)
             .into_iter()

@@ -544,7 +544,15 @@ async fn bodies_are_one_json_object_with_objects_where_objects_belong() {
     .await;
     let resource = "/v1/projects/proj-b/event_log_streaming/GRAFANA_LOKI";
     // (method, path, body, declared length, status, error_type, message)
-    type Case<'a> = (&'a str, &'a str, String, Option<u64>, StatusCode, &'a str, &'a str);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<u64>,
+        StatusCode,
+        &'a str,
+        &'a str,
+    );
     let table: Vec<Case> = vec![
         ("POST", COLLECTION, format!("{loki}xyz"), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be one JSON value"),
         ("POST", COLLECTION, format!("{loki}{loki}"), None, StatusCode::BAD_REQUEST, "invalid_argument", "the body must be one JSON value"),

@@ -79,7 +79,7 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
         let calls = CallCounter::default();
         let store = state.container_store(&calls).await;
         containers.push((
-            Streamer::from_settings(&settings, store, None).unwrap(),
+            Streamer::from_settings(&settings, store, Default::default()).unwrap(),
             calls,
         ));
     }
@@ -113,6 +113,7 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                             message_id: format!("{round}-{c}-{b}-{m}"),
                             body: format!("[{}]", records.join(",")),
                             sent_at: OffsetDateTime::now_utc(),
+                            attempt: 1,
                         }
                     })
                     .collect();

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use event_log_streaming::Queues;
 use event_log_streaming::Streamer;
-use event_log_streaming::dead_letter::DeadLetterQueue;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::domain::{ProjectId, StreamConfig, StreamingStatus};
 use event_log_streaming::settings::StreamerSettings;
@@ -191,12 +191,8 @@ impl StreamerEnv {
         }
         vars.extend(options.settings);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let dead_letters = settings
-            .dead_letter_queue_url
-            .as_ref()
-            .map(|url| DeadLetterQueue::new(sqs.clone(), url.clone()));
-        let streamer =
-            Streamer::from_settings(&settings, state.streamer_store(), dead_letters).unwrap();
+        let queues = Queues::from_settings(&settings, &sqs);
+        let streamer = Streamer::from_settings(&settings, state.streamer_store(), queues).unwrap();
         Self {
             streamer,
             state,

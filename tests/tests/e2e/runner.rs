@@ -51,7 +51,7 @@ where
                 credentials: store.clone(),
                 health: store.clone(),
             },
-            None,
+            Default::default(),
         )
         .unwrap(),
     );

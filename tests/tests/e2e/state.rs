@@ -549,5 +549,6 @@ fn queue_message(id: &str, body: &str) -> event_log_streaming::event::QueueMessa
         message_id: id.into(),
         body: body.into(),
         sent_at: time::OffsetDateTime::now_utc(),
+        attempt: 1,
     }
 }

@@ -322,7 +322,7 @@ async fn a_store_outage_keeps_the_messages_for_redelivery() {
         health: table,
     };
     let settings = StreamerSettings::from_lookup(|_| None).unwrap();
-    let streamer = Streamer::from_settings(&settings, store, None).unwrap();
+    let streamer = Streamer::from_settings(&settings, store, Default::default()).unwrap();
 
     let event = integration_tests::lambda::sqs_event(
         vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],
