@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # cargo-lambda finds zig through the first python3 on PATH: the tools' virtualenv.
 WITH_TOOLS := PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"
 
-.PHONY: run migrate test lint build sam-build bench fmt
+.PHONY: run migrate test fault lint build sam-build bench fmt
 
 ## run: the config API and POST /v1/events on 127.0.0.1:3000, on a local file store (.local/)
 run:
@@ -26,6 +26,11 @@ migrate:
 ## test: install the AWS emulator (moto) if needed, then run every test
 test: $(MOTO)
 	cargo test --workspace --locked
+
+## fault: the fault run at the issue's size (10,000 events through a failing destination;
+## make test runs it with 600)
+fault: $(MOTO)
+	FAULT_EVENTS=10000 cargo test --locked -p integration-tests --test e2e faults::under_faults -- --nocapture
 
 $(MOTO):
 	python3 -m venv $(VENV)

@@ -51,6 +51,47 @@ pub enum Script {
     Reset,
     /// Answer normally, but only after a while.
     Slow(Duration),
+    /// Store the entries at once but answer only after a while, drawn by [`Chaos`]: a client
+    /// that gave up meanwhile sends them again.
+    Late(Duration),
+}
+
+fn draw_chaos(state: &State) -> Option<Script> {
+    let mut chaos = state.chaos.lock().unwrap();
+    let (chaos, rng) = chaos.as_mut()?;
+    let draw = rng.f64();
+    let mut threshold = chaos.too_many_requests;
+    if draw < threshold {
+        return Some(Script::Status(429, "Too Many Requests"));
+    }
+    threshold += chaos.server_errors;
+    if draw < threshold {
+        let status = [500, 502, 503][rng.usize(..3)];
+        return Some(Script::Status(status, "upstream failure"));
+    }
+    threshold += chaos.resets;
+    if draw < threshold {
+        return Some(Script::Reset);
+    }
+    threshold += chaos.late;
+    (draw < threshold).then_some(Script::Late(chaos.late_by))
+}
+
+/// Failures drawn at random for every request without a scripted answer: a destination that
+/// misbehaves the way real ones do under load. Seeded, so a run can be repeated.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Share of requests answered 429.
+    pub too_many_requests: f64,
+    /// Share answered 500, 502 or 503 (a third each).
+    pub server_errors: f64,
+    /// Share whose connection is dropped without an answer.
+    pub resets: f64,
+    /// Share answered normally, entries stored, but only after `late_by`: if the client gave
+    /// up before, it sends them again.
+    pub late: f64,
+    pub late_by: Duration,
 }
 
 /// One entry the server accepted.
@@ -78,6 +119,9 @@ struct State {
     violations: Mutex<Vec<String>>,
     max_body_bytes: Mutex<Option<usize>>,
     invalid_marker: Mutex<Option<String>>,
+    chaos: Mutex<Option<(Chaos, fastrand::Rng)>>,
+    /// Entries stored by late answers.
+    late_accepted: Mutex<Vec<Accepted>>,
 }
 
 pub struct FakeDestination {
@@ -120,6 +164,8 @@ impl FakeDestination {
             violations: Mutex::new(Vec::new()),
             max_body_bytes: Mutex::new(None),
             invalid_marker: Mutex::new(None),
+            chaos: Mutex::new(None),
+            late_accepted: Mutex::new(Vec::new()),
         });
         let server_state = state.clone();
         let task = tokio::spawn(async move {
@@ -170,6 +216,17 @@ impl FakeDestination {
         *self.state.invalid_marker.lock().unwrap() = Some(marker.to_owned());
     }
 
+    /// Misbehave at random, as `chaos` says, from now on.
+    pub fn chaos(&self, chaos: Chaos) {
+        let rng = fastrand::Rng::with_seed(chaos.seed);
+        *self.state.chaos.lock().unwrap() = Some((chaos, rng));
+    }
+
+    /// Entries stored by answers that came late.
+    pub fn late_accepted(&self) -> Vec<Accepted> {
+        self.state.late_accepted.lock().unwrap().clone()
+    }
+
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
@@ -200,7 +257,16 @@ fn answer(status: u16, body: impl Into<Bytes>) -> Answer {
 
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
     state.requests.fetch_add(1, Ordering::SeqCst);
-    let scripted = state.script.lock().unwrap().pop_front();
+    let scripted = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| draw_chaos(&state));
+    let late_by = match &scripted {
+        Some(Script::Late(delay)) => Some(*delay),
+        _ => None,
+    };
     match scripted {
         Some(Script::Status(status, body)) => return answer(status, body),
         Some(Script::RetryAfter(status, seconds)) => {
@@ -212,7 +278,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
         }
         Some(Script::Reset) => return Err("scripted connection reset".into()),
         Some(Script::Slow(delay)) => tokio::time::sleep(delay).await,
-        None => {}
+        Some(Script::Late(_)) | None => {}
     }
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -244,7 +310,14 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
     });
     match result {
         Ok(accepted) => {
+            if late_by.is_some() {
+                state.late_accepted.lock().unwrap().extend(accepted.clone());
+            }
             state.accepted.lock().unwrap().extend(accepted);
+            // Stored now, answered only after the client may have given up.
+            if let Some(delay) = late_by {
+                tokio::time::sleep(delay).await;
+            }
             answer(success.0, success.1)
         }
         Err(Refusal::Violation(status, message)) => {

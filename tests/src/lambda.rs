@@ -11,6 +11,9 @@ pub struct SqsRecord {
     pub message_id: String,
     pub body: String,
     pub sent_timestamp_ms: u128,
+    pub receive_count: u32,
+    /// Message attributes (string values).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl SqsRecord {
@@ -20,7 +23,20 @@ impl SqsRecord {
             message_id: message_id.into(),
             body: body.into(),
             sent_timestamp_ms: now_ms(),
+            receive_count: 1,
+            attributes: Vec::new(),
         }
+    }
+
+    /// A message as SQS hands over a copy another streamer sent: its attributes, receives.
+    pub fn with_attributes(
+        mut self,
+        attributes: impl IntoIterator<Item = (String, String)>,
+        receive_count: u32,
+    ) -> Self {
+        self.attributes.extend(attributes);
+        self.receive_count = receive_count;
+        self
     }
 
     pub fn sent_at_ms(mut self, ms: u128) -> Self {
@@ -41,17 +57,27 @@ pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<Sq
     let records: Vec<_> = records
         .into_iter()
         .map(|r| {
+            let attributes: serde_json::Map<String, serde_json::Value> = r
+                .attributes
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.clone(),
+                        json!({"stringValue": value, "dataType": "Number"}),
+                    )
+                })
+                .collect();
             json!({
                 "messageId": r.message_id,
                 "receiptHandle": format!("handle-{}", r.message_id),
                 "body": r.body,
                 "attributes": {
-                    "ApproximateReceiveCount": "1",
+                    "ApproximateReceiveCount": r.receive_count.to_string(),
                     "SentTimestamp": r.sent_timestamp_ms.to_string(),
                     "SenderId": "AIDAEXAMPLE",
                     "ApproximateFirstReceiveTimestamp": now_ms().to_string()
                 },
-                "messageAttributes": {},
+                "messageAttributes": attributes,
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",

@@ -50,6 +50,8 @@ pub struct StreamerEnv {
     pub state: StateEnv,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: Option<String>,
+    /// The event queue failed records are sent back to, when the options asked for one.
+    pub event_queue_url: Option<String>,
 }
 
 impl std::ops::Deref for StreamerEnv {
@@ -64,6 +66,8 @@ pub struct Options {
     pub dead_letter_queue: bool,
     pub allow_private: bool,
     pub cache_ttl_seconds: u64,
+    /// An event queue to send failed records back to (`EVENT_QUEUE_URL`, no delay).
+    pub event_queue: bool,
     /// Other settings, as environment variables.
     pub settings: Vec<(&'static str, String)>,
 }
@@ -75,6 +79,7 @@ impl Default for Options {
             dead_letter_queue: true,
             allow_private: true,
             cache_ttl_seconds: 30,
+            event_queue: false,
             settings: Vec::new(),
         }
     }
@@ -170,6 +175,17 @@ impl StreamerEnv {
         } else {
             None
         };
+        let event_queue_url = if options.event_queue {
+            let created = sqs
+                .create_queue()
+                .queue_name(unique("events"))
+                .send()
+                .await
+                .unwrap();
+            Some(created.queue_url().unwrap().to_owned())
+        } else {
+            None
+        };
         let state = StateEnv::new().await;
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("CONFIG_SECRET_PREFIX", state.prefix.clone()),
@@ -189,6 +205,10 @@ impl StreamerEnv {
         if let Some(url) = &dlq_url {
             vars.insert("DEAD_LETTER_QUEUE_URL", url.clone());
         }
+        if let Some(url) = &event_queue_url {
+            vars.insert("EVENT_QUEUE_URL", url.clone());
+            vars.insert("REQUEUE_BASE_DELAY_SECONDS", "0".into());
+        }
         vars.extend(options.settings);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let queues = Queues::from_settings(&settings, &sqs);
@@ -198,6 +218,7 @@ impl StreamerEnv {
             state,
             sqs,
             dlq_url,
+            event_queue_url,
         }
     }
 
@@ -235,35 +256,50 @@ impl StreamerEnv {
     /// Everything in the dead-letter queue: (body, attributes).
     pub async fn dead_letters(&self) -> Vec<(String, HashMap<String, String>)> {
         let url = self.dlq_url.as_ref().expect("this environment has a DLQ");
-        let mut all = Vec::new();
-        loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .visibility_timeout(300)
-                .send()
-                .await
-                .unwrap();
-            let messages = received.messages();
-            if messages.is_empty() {
-                return all;
-            }
-            for m in messages {
-                let attributes = m
-                    .message_attributes()
-                    .map(|a| {
-                        a.iter()
-                            .map(|(k, v)| {
-                                (k.clone(), v.string_value().unwrap_or_default().to_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                all.push((m.body().unwrap_or_default().to_owned(), attributes));
-            }
+        receive_all(&self.sqs, url).await
+    }
+
+    /// Everything sent back to the event queue: (body, attributes).
+    pub async fn requeued(&self) -> Vec<(String, HashMap<String, String>)> {
+        let url = self
+            .event_queue_url
+            .as_ref()
+            .expect("this environment has an event queue");
+        receive_all(&self.sqs, url).await
+    }
+}
+
+/// Every message of a queue, with its message attributes, received once (hidden for 5
+/// minutes afterwards).
+pub async fn receive_all(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<(String, HashMap<String, String>)> {
+    let mut all = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(300)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages();
+        if messages.is_empty() {
+            return all;
+        }
+        for m in messages {
+            let attributes = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            all.push((m.body().unwrap_or_default().to_owned(), attributes));
         }
     }
 }

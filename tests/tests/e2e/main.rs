@@ -2,6 +2,7 @@
 
 mod config_api;
 mod cost;
+mod faults;
 mod helpers;
 mod runner;
 mod state;
