@@ -354,3 +354,42 @@ async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
     let attributes = attributes.attributes().unwrap();
     attributes.values().all(|count| count == "0")
 }
+
+#[tokio::test]
+async fn a_slow_destination_sends_its_records_back_and_lets_the_batch_finish() {
+    let slow = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    slow.script(std::iter::repeat_n(
+        integration_tests::fake_destination::Script::Slow(Duration::from_secs(3)),
+        10,
+    ));
+    let fine = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options {
+        event_queue: true,
+        settings: vec![("PUSH_TIMEOUT_SECONDS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    env.configure("slow", loki_config(&slow.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("fine", loki_config(&fine.hostname(), LOKI_PASSWORD))
+        .await;
+    let started = Instant::now();
+
+    let response = env
+        .invoke_with_time_left(
+            vec![
+                SqsRecord::new("m-slow", event("slow", "slow-1").to_string()),
+                SqsRecord::new("m-fine", event("fine", "fine-1").to_string()),
+            ],
+            Duration::from_secs(8),
+        )
+        .await;
+
+    // Nothing is left to SQS: the slow project's record is back in the queue on its own.
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(fine.accepted_event_ids(), ["fine-1"]);
+    let requeued = env.requeued().await;
+    assert_eq!(requeued.len(), 1);
+    assert!(requeued[0].0.contains("slow-1"));
+}
