@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # cargo-lambda finds zig through the first python3 on PATH: the tools' virtualenv.
 WITH_TOOLS := PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"
 
-.PHONY: run migrate test fault lint build sam-build bench fmt
+.PHONY: run migrate test browser fault lint build sam-build bench fmt
 
 ## run: the config API and POST /v1/events on 127.0.0.1:3000, on a local file store (.local/)
 run:
@@ -23,9 +23,20 @@ run:
 migrate:
 	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
 
-## test: install the AWS emulator (moto) if needed, then run every test
-test: $(MOTO)
+## test: install the AWS emulator (moto) and the browser if needed, then run every test
+test: $(MOTO) browser
 	cargo test --workspace --locked
+
+# The page test drives Debian's Chromium over WebDriver. Installed here when missing (as root,
+# as CI runs); otherwise the one command that installs it is printed and the run stops.
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	else \
+		echo "The page test needs Chromium and ChromeDriver: sudo apt-get install -y $(BROWSER_PACKAGES)"; exit 1; \
+	fi
 
 ## fault: the fault run at the issue's size (10,000 events through a failing destination;
 ## make test runs it with 600)

@@ -3,11 +3,13 @@
 //! One axum [`Router`], built by [`app`], serves both the Lambda (through lambda_http behind
 //! an API Gateway HTTP API) and the local runner. Endpoints, field names and error shapes
 //! follow the management API of the product (see `openapi.json`); unlike the original, no
-//! answer ever contains a secret.
+//! answer ever contains a secret. The same router serves the Stream Settings page
+//! ([`page`]).
 
 pub mod auth;
 pub mod error;
 pub mod json;
+pub mod page;
 mod routes;
 pub mod settings;
 mod view;
@@ -72,10 +74,12 @@ pub fn app(state: AppState) -> Router {
         .fold(Router::new(), |router, (path, handlers)| {
             router.route(path, handlers)
         })
+        .merge(page::router())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
+        .layer(axum::middleware::from_fn(page::security_headers))
         .with_state(state)
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use event_log_streaming::domain::{
-    Destination, DestinationConfigBody, DestinationType, ProjectId, StreamingStatus,
+    Destination, DestinationConfigBody, DestinationType, Endpoint, ProjectId, StreamingStatus,
 };
 use event_log_streaming::store::{
     StoreError, StoredStream, create_stream, destination_of, error_chain,
@@ -129,7 +129,8 @@ async fn read(
     )
 }
 
-/// Replaces the destination; the status (SUSPENDED included) and `enabled_at` are kept.
+/// Replaces the destination; the status (SUSPENDED included) and `enabled_at` are kept. An
+/// absent or empty credential keeps the stored one (the page's write-only secret inputs).
 async fn update(
     State(state): State<AppState>,
     who: Authorized,
@@ -138,13 +139,20 @@ async fn update(
 ) -> Answer {
     let mut stream = load(&state, &who.project, &kind).await?;
     let read = &stream.config;
-    let destination = parse_destination(&state, read.destination_type(), &body.destination_config)?;
-    let credential = state
-        .credentials
-        .put(&who.project, destination.credential())
-        .await?;
+    let endpoint = parse_endpoint(&state, read.destination_type(), &body.destination_config)?;
+    let credential = match body.destination_config.credential() {
+        None => read.credential.clone(),
+        Some(_) => {
+            let destination =
+                Destination::parse(read.destination_type(), &body.destination_config)?;
+            state
+                .credentials
+                .put(&who.project, destination.credential())
+                .await?
+        }
+    };
     let mut config = read.next_version(OffsetDateTime::now_utc());
-    config.endpoint = destination.endpoint();
+    config.endpoint = endpoint;
     config.credential = credential;
     state.streams.update(&config, read.version).await?;
     audit(&who, "update", config.destination_type());
@@ -247,24 +255,31 @@ async fn test(
     )
 }
 
-/// A destination from a request body; a Loki host that is plainly not on the public internet
-/// (IP literals of private ranges, `localhost`, names without a public suffix, ports off the
-/// allow-list) is refused now rather than at delivery.
+/// A destination from a request body, credential included; see [`parse_endpoint`].
 fn parse_destination(
     state: &AppState,
     destination_type: DestinationType,
     body: &DestinationConfigBody,
 ) -> Result<Destination, ApiError> {
-    let destination = Destination::parse(destination_type, body)?;
-    state
-        .client
-        .check_destination(&destination)
-        .map_err(|refusal| {
-            ApiError::InvalidArgument(format!(
-                "destination_config.grafana_loki.hostname: {refusal}"
-            ))
-        })?;
-    Ok(destination)
+    parse_endpoint(state, destination_type, body)?;
+    Ok(Destination::parse(destination_type, body)?)
+}
+
+/// The endpoint of a request body; a Loki host that is plainly not on the public internet
+/// (IP literals of private ranges, `localhost`, names without a public suffix, ports off the
+/// allow-list) is refused now rather than at delivery.
+fn parse_endpoint(
+    state: &AppState,
+    destination_type: DestinationType,
+    body: &DestinationConfigBody,
+) -> Result<Endpoint, ApiError> {
+    let endpoint = Endpoint::parse(destination_type, body)?;
+    state.client.check_endpoint(&endpoint).map_err(|refusal| {
+        ApiError::InvalidArgument(format!(
+            "destination_config.grafana_loki.hostname: {refusal}"
+        ))
+    })?;
+    Ok(endpoint)
 }
 
 /// The project's stream, if its destination type is the one in the path.

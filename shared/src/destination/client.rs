@@ -14,7 +14,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Certificate, Client, Url, redirect};
 
 use super::datadog;
-use crate::domain::{Destination, LokiDestination};
+use crate::domain::{Destination, Endpoint, LokiHostname};
 use crate::net::{
     AddressPolicy, DestinationRefusal, DnsFailure, PolicyResolver, RefusedAddress, check_port,
     has_public_suffix,
@@ -123,12 +123,12 @@ impl DestinationClient {
     /// Refuses, when a destination is configured and without any network traffic, a Loki
     /// hostname that is not a public name on an allowed port. Relaxed, like the address
     /// checks, by `ALLOW_PRIVATE_DESTINATIONS`.
-    pub fn check_destination(&self, destination: &Destination) -> Result<(), DestinationRefusal> {
-        let Destination::GrafanaLoki(loki) = destination else {
+    pub fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), DestinationRefusal> {
+        let Endpoint::GrafanaLoki { hostname, .. } = endpoint else {
             return Ok(());
         };
-        self.loki_push_url(loki)?;
-        if !self.policy.allow_private && !has_public_suffix(loki.hostname.host()) {
+        self.loki_push_url(hostname)?;
+        if !self.policy.allow_private && !has_public_suffix(hostname.host()) {
             return Err(DestinationRefusal::NotPublicName);
         }
         Ok(())
@@ -137,15 +137,15 @@ impl DestinationClient {
     /// The push URL, parsed once, if the policy lets its host and port through. The host is
     /// judged as written and as the URL parser reads it: an IP address there is connected to
     /// directly, without the resolver.
-    fn loki_push_url(&self, loki: &LokiDestination) -> Result<Url, DestinationRefusal> {
+    fn loki_push_url(&self, hostname: &LokiHostname) -> Result<Url, DestinationRefusal> {
         let refused = || DestinationRefusal::PrivateAddress;
         self.policy
-            .check_host(loki.hostname.host())
+            .check_host(hostname.host())
             .map_err(|_| refused())?;
         if !self.policy.allow_private {
-            check_port(loki.hostname.port().unwrap_or(443), &self.allowed_ports)?;
+            check_port(hostname.port().unwrap_or(443), &self.allowed_ports)?;
         }
-        let url = Url::parse(&loki.hostname.push_url()).map_err(|_| refused())?;
+        let url = Url::parse(&hostname.push_url()).map_err(|_| refused())?;
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
@@ -166,7 +166,7 @@ impl DestinationClient {
     ) -> PushResponse {
         let request = match destination {
             Destination::GrafanaLoki(loki) => {
-                let url = match self.loki_push_url(loki) {
+                let url = match self.loki_push_url(&loki.hostname) {
                     Ok(url) => url,
                     Err(refused) => {
                         return PushResponse::Refused(format!("the Loki hostname {refused}"));

@@ -64,18 +64,35 @@ impl Destination {
         }
     }
 
-    /// Parses `destination_config`, which must hold exactly the key of `destination_type`.
+    /// Parses `destination_config`, which must hold exactly the key of `destination_type`,
+    /// credential included.
+    pub fn parse(
+        destination_type: DestinationType,
+        body: &DestinationConfigBody,
+    ) -> Result<Self, ValidationError> {
+        let endpoint = Endpoint::parse(destination_type, body)?;
+        let credential = body.credential().ok_or_else(|| {
+            let field = match destination_type {
+                DestinationType::Datadog => "destination_config.datadog.api_key",
+                DestinationType::GrafanaLoki => "destination_config.grafana_loki.password",
+            };
+            ValidationError::new(field, "must not be empty")
+        })?;
+        Self::assemble(&endpoint, Secret::new(credential))
+    }
+}
+
+impl Endpoint {
+    /// The non-secret half of `destination_config`, which must hold exactly the key of
+    /// `destination_type`; the credential is not looked at.
     pub fn parse(
         destination_type: DestinationType,
         body: &DestinationConfigBody,
     ) -> Result<Self, ValidationError> {
         match (destination_type, &body.datadog, &body.grafana_loki) {
-            (DestinationType::Datadog, Some(datadog), None) => {
-                Ok(Self::Datadog(DatadogDestination {
-                    site: DatadogSite::parse(&datadog.site)?,
-                    api_key: DatadogApiKey::parse(&datadog.api_key)?,
-                }))
-            }
+            (DestinationType::Datadog, Some(datadog), None) => Ok(Self::Datadog {
+                site: DatadogSite::parse(&datadog.site)?,
+            }),
             (DestinationType::GrafanaLoki, None, Some(loki)) => {
                 if loki.username.trim().is_empty() {
                     return Err(ValidationError::new(
@@ -83,17 +100,10 @@ impl Destination {
                         "must not be empty",
                     ));
                 }
-                if loki.password.is_empty() {
-                    return Err(ValidationError::new(
-                        "destination_config.grafana_loki.password",
-                        "must not be empty",
-                    ));
-                }
-                Ok(Self::GrafanaLoki(LokiDestination {
+                Ok(Self::GrafanaLoki {
                     hostname: LokiHostname::parse(&loki.hostname)?,
                     username: loki.username.clone(),
-                    password: Secret::new(loki.password.clone()),
-                }))
+                })
             }
             (destination_type, _, _) => Err(ValidationError::new(
                 "destination_config",
@@ -106,6 +116,18 @@ impl Destination {
                 ),
             )),
         }
+    }
+}
+
+impl DestinationConfigBody {
+    /// The credential given (Datadog API key or Loki password), if it is not empty.
+    pub fn credential(&self) -> Option<&str> {
+        let given = match (&self.datadog, &self.grafana_loki) {
+            (Some(datadog), None) => &datadog.api_key,
+            (None, Some(loki)) => &loki.password,
+            _ => return None,
+        };
+        (!given.is_empty()).then_some(given.as_str())
     }
 }
 
@@ -124,6 +146,8 @@ pub struct DestinationConfigBody {
 #[serde(deny_unknown_fields)]
 pub struct DatadogBody {
     pub site: String,
+    /// Required on create; on update, absent or empty keeps the stored key.
+    #[serde(default)]
     pub api_key: String,
 }
 
@@ -132,6 +156,8 @@ pub struct DatadogBody {
 pub struct LokiBody {
     pub hostname: String,
     pub username: String,
+    /// Required on create; on update, absent or empty keeps the stored token.
+    #[serde(default)]
     pub password: String,
 }
 

@@ -1211,3 +1211,108 @@ async fn the_test_endpoint_answers_in_its_own_words_whatever_the_far_side_says()
         assert!(!answer.to_string().contains("html"), "{answer}");
     }
 }
+
+#[tokio::test]
+async fn the_page_is_served_with_etags_and_security_headers() {
+    let api = Api::new();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "text/css; charset=utf-8"),
+    ] {
+        let first = api
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(first.status, StatusCode::OK, "{path}");
+        assert_eq!(first.headers[header::CONTENT_TYPE], content_type);
+        assert_eq!(first.headers[header::CACHE_CONTROL], "no-cache");
+        let etag = first.headers[header::ETAG].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.len() == 26, "{etag}");
+        let again = api
+            .send(
+                Request::get(path)
+                    .header(header::IF_NONE_MATCH, &etag)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(again.body, Value::Null);
+    }
+    // Page and API alike: no inline script, never framed, no sniffing, no referrer.
+    for path in ["/", "/v1/projects/p/event_log_streaming/DATADOG"] {
+        let answer = api
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        let csp = answer.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(answer.headers[header::REFERRER_POLICY], "no-referrer");
+    }
+    // The page's script never writes HTML from data, and keeps the key out of storage.
+    let script = include_str!("../../../functions/config-api/assets/app.js");
+    for forbidden in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "localStorage",
+        "sessionStorage",
+        "document.cookie",
+    ] {
+        assert!(!script.contains(forbidden), "app.js uses {forbidden}");
+    }
+    let page = include_str!("../../../functions/config-api/assets/index.html");
+    assert!(!page.contains("<script>") && !page.contains(" style=") && !page.contains("onclick"));
+}
+
+#[tokio::test]
+async fn an_update_without_a_secret_keeps_the_stored_one() {
+    let api = Api::new();
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    api.admin(
+        "POST",
+        COLLECTION,
+        Some(loki_body("logs-prod-021.grafana.net", LOKI_PASSWORD)),
+    )
+    .await;
+
+    let updated = api
+        .admin(
+            "PUT",
+            &resource,
+            Some(json!({"destination_config": {"grafana_loki": {"hostname": "logs-prod-006.grafana.net", "username": "42", "password": ""}}})),
+        )
+        .await;
+
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    let config = &updated.body["event_log_streaming_config"];
+    assert_eq!(
+        config["destination_config"]["grafana_loki"]["hostname"],
+        "logs-prod-006.grafana.net"
+    );
+    assert_eq!(
+        config["destination_config"]["grafana_loki"]["password_last_four"],
+        "4e1f"
+    );
+    assert_eq!(config["version"], 2);
+    // A create needs one.
+    let created = api
+        .admin(
+            "POST",
+            "/v1/projects/proj-b/event_log_streaming",
+            Some(json!({"destination_type": "DATADOG", "destination_config": {"datadog": {"site": "US"}}})),
+        )
+        .await;
+    assert_error(&created, StatusCode::BAD_REQUEST, "invalid_argument");
+    assert_eq!(
+        created.body["error_message"],
+        "destination_config.datadog.api_key: must not be empty"
+    );
+}

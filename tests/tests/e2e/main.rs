@@ -4,6 +4,7 @@ mod config_api;
 mod cost;
 mod faults;
 mod helpers;
+mod page;
 mod runner;
 mod state;
 mod streamer;
