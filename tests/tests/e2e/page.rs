@@ -11,6 +11,7 @@ use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::MemoryStateStore;
 use fantoccini::Locator;
+use fantoccini::key::Key;
 use integration_tests::browser::Browser;
 use integration_tests::fake_destination::FakeDestination;
 use integration_tests::fixtures::{labels, loopback_client};
