@@ -84,7 +84,25 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
         .await;
     browser.click("sign-out").await;
 
-    sign_in(&browser, "local-admin", "admin-secret-0001", PROJECT).await;
+    // By keyboard alone: the tab order is the visual order, Enter submits.
+    browser.fill("key-id", "").await;
+    browser.fill("project-id", "").await;
+    let key_id = browser.client.find(Locator::Id("key-id")).await.unwrap();
+    key_id.click().await.unwrap();
+    key_id
+        .send_keys(&format!(
+            "local-admin{tab}admin-secret-0001{tab}{PROJECT}{enter}",
+            tab = char::from(Key::Tab),
+            enter = char::from(Key::Enter)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser
+            .text_when("session-project", |t| !t.is_empty())
+            .await,
+        PROJECT
+    );
     browser
         .text_containing("empty-title", "Nothing is streamed yet")
         .await;
