@@ -40,6 +40,9 @@ pub const DATADOG_MAX_LOG_BYTES: usize = 1024 * 1024;
 pub enum Kind {
     Loki { username: String, password: String },
     Datadog { api_key: String },
+    /// Answers every push at once with the success of the service its path names, checking
+    /// nothing: for benchmarks, where the server's own work must not be measured.
+    Sink,
 }
 
 /// The answer to the next request instead of the normal one.
@@ -115,6 +118,8 @@ struct State {
     kind: Kind,
     script: Mutex<VecDeque<Script>>,
     requests: AtomicUsize,
+    /// Bytes of request bodies as sent (gzipped), counted by the sink.
+    body_bytes: AtomicUsize,
     accepted: Mutex<Vec<Accepted>>,
     violations: Mutex<Vec<String>>,
     max_body_bytes: Mutex<Option<usize>>,
@@ -145,6 +150,16 @@ impl FakeDestination {
         .await
     }
 
+    /// A sink for benchmarks: see [`Kind::Sink`].
+    pub async fn sink() -> Self {
+        Self::start(Kind::Sink).await
+    }
+
+    /// Request body bytes the sink received.
+    pub fn body_bytes(&self) -> usize {
+        self.state.body_bytes.load(Ordering::Relaxed)
+    }
+
     pub async fn datadog(api_key: &str) -> Self {
         Self::start(Kind::Datadog {
             api_key: api_key.into(),
@@ -160,6 +175,7 @@ impl FakeDestination {
             kind,
             script: Mutex::new(VecDeque::new()),
             requests: AtomicUsize::new(0),
+            body_bytes: AtomicUsize::new(0),
             accepted: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             max_body_bytes: Mutex::new(None),
@@ -257,6 +273,12 @@ fn answer(status: u16, body: impl Into<Bytes>) -> Answer {
 
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if let Kind::Sink = state.kind {
+        let loki = request.uri().path().starts_with("/loki/");
+        let body = request.into_body().collect().await?.to_bytes();
+        state.body_bytes.fetch_add(body.len(), Ordering::Relaxed);
+        return if loki { answer(204, "") } else { answer(202, "{}") };
+    }
     let scripted = state
         .script
         .lock()
@@ -287,6 +309,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
             (loki(&state, &parts, &body, username, password), (204, ""))
         }
         Kind::Datadog { api_key } => (datadog(&state, &parts, &body, api_key), (202, "{}")),
+        Kind::Sink => unreachable!("the sink answered above"),
     };
     let marker = state.invalid_marker.lock().unwrap().clone();
     let result = result.and_then(|accepted| match &marker {

@@ -1,0 +1,526 @@
+//! The streamer as Lambda runs it: the release binary (`target/release/streamer`), fed SQS
+//! events in Lambda's JSON through a stand-in of the Lambda Runtime API, reading its
+//! configuration from moto, pushing to a loopback TLS sink that answers at once.
+//!
+//! Per case it prints events per CPU-second of the streamer process (user + sys, from
+//! `/proc/<pid>/stat`, measured after one warm-up batch), peak RSS (`VmHWM`), requests per
+//! 1,000 events, gzipped bytes per event, and init time (process start to the first `next`
+//! call); beside them, the reference path measured in the same run on the same kind of
+//! events: parse one 6 MB SQS event of one project, encode its Loki pushes, gzip them at
+//! level 6. Run with `make bench` (which builds the release binary first).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use event_log_streaming::destination::{self, LogLabels};
+use event_log_streaming::domain::DestinationType;
+use event_log_streaming::event::{QueueMessage, parse_message};
+use event_log_streaming::gzip::gzip;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use integration_tests::aws::{CallCounter, create_stream_table};
+use integration_tests::fake_destination::FakeDestination;
+use integration_tests::fixtures::{datadog_config, loki_config, provision};
+use integration_tests::moto::moto;
+use integration_tests::tls::pki;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+const DATADOG_KEY: &str = "0123456789abcdef0123456789abcdef";
+const EVENTS_PER_CASE: usize = 20_000;
+const ZIPF_PROJECTS: usize = 500;
+
+#[derive(Clone, Copy)]
+struct Case {
+    name: &'static str,
+    destination: DestinationType,
+    /// 1, or [`ZIPF_PROJECTS`] with Zipf-distributed traffic.
+    projects: usize,
+    events_per_message: usize,
+    messages_per_batch: usize,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        name: "Loki, 1 project, batches of 100 one-event messages",
+        destination: DestinationType::GrafanaLoki,
+        projects: 1,
+        events_per_message: 1,
+        messages_per_batch: 100,
+    },
+    Case {
+        name: "Datadog, 1 project, batches of 100 one-event messages",
+        destination: DestinationType::Datadog,
+        projects: 1,
+        events_per_message: 1,
+        messages_per_batch: 100,
+    },
+    Case {
+        name: "Loki, 500 projects (Zipf), batches of 100",
+        destination: DestinationType::GrafanaLoki,
+        projects: ZIPF_PROJECTS,
+        events_per_message: 1,
+        messages_per_batch: 100,
+    },
+    Case {
+        name: "Loki, 1 project, messages of 10 events",
+        destination: DestinationType::GrafanaLoki,
+        projects: 1,
+        events_per_message: 10,
+        messages_per_batch: 100,
+    },
+    Case {
+        name: "Loki, 500 projects, 6 MB batches (5,000 messages)",
+        destination: DestinationType::GrafanaLoki,
+        projects: ZIPF_PROJECTS,
+        events_per_message: 1,
+        messages_per_batch: 5_000,
+    },
+];
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// An auth event of about 1.2 KB with the random ids real ones carry.
+fn record(rng: &mut fastrand::Rng, project: &str) -> String {
+    let id = |rng: &mut fastrand::Rng, kind: &str| {
+        format!("{kind}-live-{:032x}", rng.u128(..))
+    };
+    const ACTIONS: [&str; 5] = [
+        "MagicLinksEmailLoginOrCreate",
+        "PasswordsAuthenticate",
+        "OTPsSmsSend",
+        "SessionsAuthenticate",
+        "OAuthGoogleStart",
+    ];
+    let action = ACTIONS[rng.usize(..ACTIONS.len())];
+    let status = ["start", "success", "error"][rng.usize(..3)];
+    let http_status = [200, 200, 200, 401, 429][rng.usize(..5)];
+    json!({
+        "event_id": id(rng, "event"),
+        "project_id": project,
+        "project_name": "Acme Production",
+        "action": action,
+        "status": status,
+        "request_id": id(rng, "request-id"),
+        "http_status_code": http_status,
+        "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "user_id": id(rng, "user"),
+        "session_id": id(rng, "session"),
+        "ip_address": format!("{}.{}.{}.{}", rng.u8(1..), rng.u8(..), rng.u8(..), rng.u8(1..)),
+        "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "email": format!("user{}@example.com", rng.u32(..1_000_000)),
+        "country": "US", "region": "CA", "city": "San Francisco",
+        "details": {
+            "method": "email", "organization_id": id(rng, "organization"),
+            "member_id": id(rng, "member"), "auth_factor": "magic_link",
+            "expires_at": "2026-11-24T11:00:00Z",
+            "device_fingerprint": id(rng, "fingerprint"),
+            "risk": {"score": rng.u8(..100), "verdict": "ALLOW", "reasons": ["KNOWN_DEVICE", "KNOWN_IP"]},
+        },
+        "latency_ms": rng.u32(5..900),
+    })
+    .to_string()
+}
+
+/// Project ids of a case's events: one project, or Zipf(1) over [`ZIPF_PROJECTS`].
+struct Projects {
+    cumulative: Vec<f64>,
+}
+
+impl Projects {
+    fn new(count: usize) -> Self {
+        let mut total = 0.0;
+        let mut cumulative: Vec<f64> = (1..=count)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        cumulative.iter_mut().for_each(|c| *c /= total);
+        Self { cumulative }
+    }
+
+    fn draw(&self, rng: &mut fastrand::Rng) -> String {
+        let u = rng.f64();
+        let rank = self
+            .cumulative
+            .partition_point(|c| *c < u)
+            .min(self.cumulative.len() - 1);
+        format!("bench-{rank}")
+    }
+}
+
+/// The SQS events of a case, in Lambda's JSON.
+fn events_of(case: Case, rng: &mut fastrand::Rng, batches: usize) -> Vec<String> {
+    let projects = Projects::new(case.projects);
+    let project_of = |rng: &mut fastrand::Rng| match case.destination {
+        DestinationType::Datadog => "bench-datadog".to_owned(),
+        DestinationType::GrafanaLoki => projects.draw(rng),
+    };
+    (0..batches)
+        .map(|b| {
+            let records: Vec<serde_json::Value> = (0..case.messages_per_batch)
+                .map(|m| {
+                    let one = |rng: &mut fastrand::Rng| {
+                        let project = project_of(rng);
+                        record(rng, &project)
+                    };
+                    let body = if case.events_per_message == 1 {
+                        one(rng)
+                    } else {
+                        let records: Vec<String> =
+                            (0..case.events_per_message).map(|_| one(rng)).collect();
+                        format!("[{}]", records.join(","))
+                    };
+                    json!({
+                        "messageId": format!("{b}-{m}"),
+                        "receiptHandle": format!("handle-{b}-{m}"),
+                        "body": body,
+                        "attributes": {
+                            "ApproximateReceiveCount": "1",
+                            "SentTimestamp": now_ms().to_string(),
+                            "SenderId": "AIDAEXAMPLE",
+                            "ApproximateFirstReceiveTimestamp": now_ms().to_string(),
+                        },
+                        "messageAttributes": {},
+                        "md5OfBody": "",
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
+                        "awsRegion": "us-east-1",
+                    })
+                })
+                .collect();
+            json!({ "Records": records }).to_string()
+        })
+        .collect()
+}
+
+/// A stand-in of the Lambda Runtime API: hands out the queued events one `next` at a time
+/// and counts the answers.
+#[derive(Default)]
+struct RuntimeApi {
+    events: Mutex<VecDeque<String>>,
+    next_calls: AtomicUsize,
+    first_next: Mutex<Option<Instant>>,
+    responses: AtomicUsize,
+    failed_items: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+}
+
+impl RuntimeApi {
+    async fn serve(self: Arc<Self>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let api = self.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| api.clone().handle(request));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = request.uri().path().to_owned();
+        if path.ends_with("/invocation/next") {
+            self.first_next.lock().unwrap().get_or_insert_with(Instant::now);
+            self.next_calls.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let event = self.events.lock().unwrap().pop_front();
+                if let Some(event) = event {
+                    let id = format!("invocation-{}", self.next_calls.load(Ordering::SeqCst));
+                    let deadline = now_ms() + 60_000;
+                    let response = Response::builder()
+                        .header("lambda-runtime-aws-request-id", id)
+                        .header("lambda-runtime-deadline-ms", deadline.to_string())
+                        .header(
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:123456789012:function:streamer",
+                        )
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(event)))
+                        .unwrap();
+                    return Ok(response);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if path.ends_with("/response") {
+            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let failures = answer["batchItemFailures"].as_array().map_or(0, Vec::len);
+            self.failed_items.fetch_add(failures, Ordering::SeqCst);
+            self.responses.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.errors
+                .lock()
+                .unwrap()
+                .push(format!("{path}: {}", String::from_utf8_lossy(&body)));
+            self.responses.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(Response::builder()
+            .status(202)
+            .body(Full::new(Bytes::new()))
+            .unwrap())
+    }
+
+    async fn invoke(&self, event: String) {
+        let before = self.responses.load(Ordering::SeqCst);
+        self.events.lock().unwrap().push_back(event);
+        while self.responses.load(Ordering::SeqCst) == before {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
+/// CPU seconds (user + sys) a process has used so far.
+fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let user: f64 = fields[11].parse().unwrap();
+    let system: f64 = fields[12].parse().unwrap();
+    (user + system) / ticks_per_second
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024.0
+}
+
+fn ticks_per_second() -> f64 {
+    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+struct Environment {
+    table: String,
+    prefix: String,
+    ca_file: PathBuf,
+}
+
+async fn provision_projects(sink: &FakeDestination) -> Environment {
+    let aws = moto().sdk_config().await;
+    let calls = CallCounter::default();
+    let dynamodb = calls.dynamodb(&aws);
+    let table = format!("bench-{}", std::process::id());
+    create_stream_table(&dynamodb, &table).await;
+    let prefix = format!("bench-{}/", std::process::id());
+    let streams = event_log_streaming::store::DynamoDbStreams::new(dynamodb, table.clone());
+    let credentials = event_log_streaming::store::SecretsManagerCredentials::new(
+        calls.secrets_manager(&aws),
+        prefix.clone(),
+    );
+    for rank in 0..ZIPF_PROJECTS {
+        provision(
+            &streams,
+            &credentials,
+            &format!("bench-{rank}"),
+            loki_config(&sink.hostname(), "user", "token-for-the-bench"),
+        )
+        .await;
+    }
+    provision(&streams, &credentials, "bench-datadog", datadog_config(DATADOG_KEY)).await;
+    let ca_file = std::env::temp_dir().join(format!("bench-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, &pki().ca_pem).unwrap();
+    Environment {
+        table,
+        prefix,
+        ca_file,
+    }
+}
+
+/// The streamer binary `make bench` built.
+fn streamer_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/streamer");
+    assert!(
+        path.exists(),
+        "{} not found: run `make bench`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// The bare work for one 6 MB SQS event of one project: parse, encode Loki pushes, gzip.
+fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
+    let case = CASES[4];
+    let one_project = Case { projects: 1, ..case };
+    let event = events_of(one_project, rng, 1).remove(0);
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
+    let limits = destination::limits(DestinationType::GrafanaLoki);
+    let mut rates = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        let parsed: SqsEvent = serde_json::from_str(&event).unwrap();
+        let mut entries = Vec::with_capacity(parsed.records.len());
+        for message in &parsed.records {
+            let message = QueueMessage::new(
+                message.message_id.clone().unwrap_or_default(),
+                message.body.clone().unwrap_or_default(),
+                time::OffsetDateTime::now_utc(),
+            );
+            for record in parse_message(&message).into_iter().flatten() {
+                entries.push(destination::encode_entry(
+                    DestinationType::GrafanaLoki,
+                    &record,
+                    &labels,
+                ));
+            }
+        }
+        let sizes: Vec<usize> = entries.iter().map(String::len).collect();
+        let mut compressed = 0;
+        for range in destination::chunk(&sizes, limits) {
+            let body = destination::encode_body(
+                DestinationType::GrafanaLoki,
+                entries[range].iter().map(String::as_str),
+                &labels,
+            );
+            compressed += gzip(&body).len();
+        }
+        assert!(compressed > 0);
+        rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+struct Measured {
+    events_per_cpu_second: f64,
+    peak_rss_mb: f64,
+    requests_per_thousand: f64,
+    bytes_per_event: f64,
+    init_ms: f64,
+}
+
+async fn run_case(
+    case: Case,
+    environment: &Environment,
+    sink: &FakeDestination,
+    rng: &mut fastrand::Rng,
+    ticks: f64,
+) -> Measured {
+    let api = Arc::new(RuntimeApi::default());
+    let runtime_address = api.clone().serve().await;
+    let batches = EVENTS_PER_CASE / (case.messages_per_batch * case.events_per_message) + 1;
+    let events = events_of(case, rng, batches);
+
+    let started = Instant::now();
+    let mut child: Child = Command::new(streamer_binary())
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "streamer")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .env("AWS_ENDPOINT_URL", &moto().endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("STREAM_TABLE_NAME", &environment.table)
+        .env("CONFIG_SECRET_PREFIX", &environment.prefix)
+        .env("CONFIG_CACHE_TTL_SECONDS", "3600")
+        .env("EXTRA_CA_CERTS", &environment.ca_file)
+        .env("ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("DATADOG_INTAKE_URL", sink.base_url())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the streamer");
+    let pid = child.id();
+    let mut events = events.into_iter();
+    // The first batch warms connections and the configuration cache; it is not measured.
+    api.invoke(events.next().unwrap()).await;
+    let init = api.first_next.lock().unwrap().unwrap() - started;
+    let cpu_before = cpu_seconds(pid, ticks);
+    let requests_before = sink.requests();
+    let bytes_before = sink.body_bytes();
+    let mut measured_events = 0;
+    for event in events {
+        api.invoke(event).await;
+        measured_events += case.messages_per_batch * case.events_per_message;
+    }
+    let cpu = cpu_seconds(pid, ticks) - cpu_before;
+    let peak = peak_rss_mb(pid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let errors = api.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(api.failed_items.load(Ordering::SeqCst), 0, "messages failed");
+    Measured {
+        events_per_cpu_second: measured_events as f64 / cpu,
+        peak_rss_mb: peak,
+        requests_per_thousand: (sink.requests() - requests_before) as f64 * 1000.0
+            / measured_events as f64,
+        bytes_per_event: (sink.body_bytes() - bytes_before) as f64 / measured_events as f64,
+        init_ms: init.as_secs_f64() * 1e3,
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut rng = fastrand::Rng::with_seed(2026);
+        let ticks = ticks_per_second();
+        let sink = FakeDestination::sink().await;
+        let environment = provision_projects(&sink).await;
+        let reference = reference_events_per_second(&mut rng);
+        println!(
+            "reference path (parse a 6 MB SQS event, encode Loki pushes, gzip level 6): {reference:.0} events/s"
+        );
+        println!(
+            "{:<54} {:>12} {:>6} {:>9} {:>12} {:>10} {:>8}",
+            "case", "events/CPU-s", "×ref", "peak RSS", "req/1k ev", "B/event", "init"
+        );
+        for case in CASES {
+            let m = run_case(case, &environment, &sink, &mut rng, ticks).await;
+            println!(
+                "{:<54} {:>12.0} {:>6.2} {:>6.1} MB {:>12.1} {:>10.0} {:>5.0} ms",
+                case.name,
+                m.events_per_cpu_second,
+                m.events_per_cpu_second / reference,
+                m.peak_rss_mb,
+                m.requests_per_thousand,
+                m.bytes_per_event,
+                m.init_ms
+            );
+        }
+    });
+}
