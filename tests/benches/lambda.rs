@@ -97,9 +97,7 @@ fn now_ms() -> u128 {
 
 /// An auth event of about 1.2 KB with the random ids real ones carry.
 fn record(rng: &mut fastrand::Rng, project: &str) -> String {
-    let id = |rng: &mut fastrand::Rng, kind: &str| {
-        format!("{kind}-live-{:032x}", rng.u128(..))
-    };
+    let id = |rng: &mut fastrand::Rng, kind: &str| format!("{kind}-live-{:032x}", rng.u128(..));
     const ACTIONS: [&str; 5] = [
         "MagicLinksEmailLoginOrCreate",
         "PasswordsAuthenticate",
@@ -249,7 +247,10 @@ impl RuntimeApi {
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let path = request.uri().path().to_owned();
         if path.ends_with("/invocation/next") {
-            self.first_next.lock().unwrap().get_or_insert_with(Instant::now);
+            self.first_next
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
             self.next_calls.fetch_add(1, Ordering::SeqCst);
             loop {
                 let event = self.events.lock().unwrap().pop_front();
@@ -271,7 +272,12 @@ impl RuntimeApi {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = request
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         if path.ends_with("/response") {
             let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let failures = answer["batchItemFailures"].as_array().map_or(0, Vec::len);
@@ -303,7 +309,12 @@ impl RuntimeApi {
 fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let user: f64 = fields[11].parse().unwrap();
     let system: f64 = fields[12].parse().unwrap();
     (user + system) / ticks_per_second
@@ -318,7 +329,10 @@ fn peak_rss_mb(pid: u32) -> f64 {
 
 fn ticks_per_second() -> f64 {
     let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 struct Environment {
@@ -348,7 +362,13 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
         )
         .await;
     }
-    provision(&streams, &credentials, "bench-datadog", datadog_config(DATADOG_KEY)).await;
+    provision(
+        &streams,
+        &credentials,
+        "bench-datadog",
+        datadog_config(DATADOG_KEY),
+    )
+    .await;
     let ca_file = std::env::temp_dir().join(format!("bench-ca-{}.pem", std::process::id()));
     std::fs::write(&ca_file, &pki().ca_pem).unwrap();
     Environment {
@@ -372,7 +392,10 @@ fn streamer_binary() -> PathBuf {
 /// The bare work for one 6 MB SQS event of one project: parse, encode Loki pushes, gzip.
 fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
     let case = CASES[4];
-    let one_project = Case { projects: 1, ..case };
+    let one_project = Case {
+        projects: 1,
+        ..case
+    };
     let event = events_of(one_project, rng, 1).remove(0);
     let labels = LogLabels {
         source: "stytch".into(),
@@ -479,7 +502,11 @@ async fn run_case(
     child.wait().unwrap();
     let errors = api.errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(api.failed_items.load(Ordering::SeqCst), 0, "messages failed");
+    assert_eq!(
+        api.failed_items.load(Ordering::SeqCst),
+        0,
+        "messages failed"
+    );
     Measured {
         events_per_cpu_second: measured_events as f64 / cpu,
         peak_rss_mb: peak,

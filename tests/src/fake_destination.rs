@@ -38,8 +38,13 @@ pub const DATADOG_MAX_LOG_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub enum Kind {
-    Loki { username: String, password: String },
-    Datadog { api_key: String },
+    Loki {
+        username: String,
+        password: String,
+    },
+    Datadog {
+        api_key: String,
+    },
     /// Answers every push at once with the success of the service its path names, checking
     /// nothing: for benchmarks, where the server's own work must not be measured.
     Sink,
@@ -277,7 +282,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
         let loki = request.uri().path().starts_with("/loki/");
         let body = request.into_body().collect().await?.to_bytes();
         state.body_bytes.fetch_add(body.len(), Ordering::Relaxed);
-        return if loki { answer(204, "") } else { answer(202, "{}") };
+        return if loki {
+            answer(204, "")
+        } else {
+            answer(202, "{}")
+        };
     }
     let scripted = state
         .script
