@@ -484,6 +484,9 @@ async fn run_case(
         .spawn()
         .expect("start the streamer");
     let pid = child.id();
+    if std::env::var_os("BENCH_PRINT_PID").is_some() {
+        eprintln!("streamer pid {pid}");
+    }
     let mut events = events.into_iter();
     // The first batch warms connections and the configuration cache; it is not measured.
     api.invoke(events.next().unwrap()).await;
@@ -536,7 +539,15 @@ fn main() {
             "{:<54} {:>12} {:>6} {:>9} {:>12} {:>10} {:>8}",
             "case", "events/CPU-s", "×ref", "peak RSS", "req/1k ev", "B/event", "init"
         );
+        // `BENCH_CASE=zipf` (a part of a case's name, any case) runs only the cases it names.
+        let only = std::env::var("BENCH_CASE").ok().map(|c| c.to_lowercase());
         for case in CASES {
+            if only
+                .as_ref()
+                .is_some_and(|only| !case.name.to_lowercase().contains(only))
+            {
+                continue;
+            }
             let m = run_case(case, &environment, &sink, &mut rng, ticks).await;
             println!(
                 "{:<54} {:>12.0} {:>6.2} {:>6.1} MB {:>12.1} {:>10.0} {:>5.0} ms",
