@@ -39,7 +39,10 @@ pub async fn handle(
     Ok(response)
 }
 
-fn queue_message(message: SqsMessage, received_at: OffsetDateTime) -> QueueMessage {
+fn queue_message(mut message: SqsMessage, received_at: OffsetDateTime) -> QueueMessage {
+    // Moved, not copied: a batch's bodies can add up to 6 MB.
+    let body = message.body.take().unwrap_or_default();
+    let message_id = message.message_id.take().unwrap_or_default();
     let attribute = |name: &str| message.attributes.get(name).map(String::as_str);
     let message_attribute = |name: &str| {
         message
@@ -53,10 +56,5 @@ fn queue_message(message: SqsMessage, received_at: OffsetDateTime) -> QueueMessa
         attempts_before: message_attribute(ATTEMPTS_ATTRIBUTE),
         original_sent_timestamp: message_attribute(SENT_TIMESTAMP_ATTRIBUTE),
     };
-    QueueMessage::from_sqs(
-        message.message_id.clone().unwrap_or_default(),
-        message.body.clone().unwrap_or_default(),
-        attributes,
-        received_at,
-    )
+    QueueMessage::from_sqs(message_id, body, attributes, received_at)
 }
