@@ -95,19 +95,20 @@ pub fn parse_sent_timestamp(millis: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
 }
 
-/// A valid record, ready for a destination.
+/// A valid record, ready for a destination, borrowed from its message: a batch's records are
+/// not copied.
 #[derive(Debug, Clone)]
-pub struct EventRecord {
+pub struct EventRecord<'a> {
     pub project_id: ProjectId,
     /// The record exactly as the producer wrote it.
-    pub raw: Box<RawValue>,
+    pub raw: &'a RawValue,
     pub event_time: OffsetDateTime,
     /// When the message carrying it was produced; decides the no-backfill rule.
     pub sent_at: OffsetDateTime,
 }
 
-impl EventRecord {
-    pub fn line(&self) -> &str {
+impl<'a> EventRecord<'a> {
+    pub fn line(&self) -> &'a str {
         self.raw.get()
     }
 }
@@ -165,7 +166,7 @@ pub struct FailedRecord {
 }
 
 impl FailedRecord {
-    pub fn new(record: &EventRecord, detail: &std::sync::Arc<str>) -> Self {
+    pub fn new(record: &EventRecord<'_>, detail: &std::sync::Arc<str>) -> Self {
         Self {
             body: record.line().to_owned(),
             project_id: record.project_id.clone(),
@@ -188,7 +189,7 @@ impl FailedRecord {
 }
 
 /// Splits a message into its records, each valid or rejected on its own.
-pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, RejectedRecord>> {
+pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord<'_>, RejectedRecord>> {
     let reject_whole = |reason, detail: String| {
         vec![Err(RejectedRecord {
             body: message.body.clone(),
@@ -199,7 +200,7 @@ pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, Rejected
     };
     let trimmed = message.body.trim_start();
     if trimmed.starts_with('[') {
-        match serde_json::from_str::<Vec<Box<RawValue>>>(&message.body) {
+        match serde_json::from_str::<Vec<&RawValue>>(&message.body) {
             Ok(records) if records.is_empty() => reject_whole(
                 RejectReason::EmptyBatch,
                 "the array holds no records".into(),
@@ -211,7 +212,7 @@ pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord, Rejected
             Err(e) => reject_whole(RejectReason::MalformedJson, json_error(&e)),
         }
     } else if trimmed.starts_with('{') {
-        match serde_json::from_str::<Box<RawValue>>(&message.body) {
+        match serde_json::from_str::<&RawValue>(&message.body) {
             Ok(raw) => vec![parse_record(raw, message.sent_at)],
             Err(_) if is_ndjson(&message.body) => message
                 .body
@@ -245,8 +246,8 @@ fn parse_line(
     number: usize,
     line: &str,
     sent_at: OffsetDateTime,
-) -> Result<EventRecord, RejectedRecord> {
-    match serde_json::from_str::<Box<RawValue>>(line) {
+) -> Result<EventRecord<'_>, RejectedRecord> {
+    match serde_json::from_str::<&RawValue>(line) {
         Ok(raw) => parse_record(raw, sent_at),
         Err(e) => Err(RejectedRecord {
             body: line.to_owned(),
@@ -271,9 +272,9 @@ struct RecordHead<'a> {
 }
 
 fn parse_record(
-    raw: Box<RawValue>,
+    raw: &RawValue,
     sent_at: OffsetDateTime,
-) -> Result<EventRecord, RejectedRecord> {
+) -> Result<EventRecord<'_>, RejectedRecord> {
     let reject = |reason, project_id, detail: &str| RejectedRecord {
         body: raw.get().to_owned(),
         project_id,
@@ -365,7 +366,8 @@ mod tests {
     #[test]
     fn a_single_record_keeps_its_exact_bytes() {
         let body = r#"{"project_id":"p-1",  "action":"X", "n": 1.50, "nested":{"a":[1, 2]}}"#;
-        let records = parse_message(&message(body));
+        let message = message(body);
+        let records = parse_message(&message);
         let record = records[0].as_ref().unwrap();
         assert_eq!(record.line(), body);
         assert_eq!(record.project_id.as_str(), "p-1");
@@ -375,7 +377,8 @@ mod tests {
     #[test]
     fn an_array_yields_each_record_with_its_exact_bytes() {
         let body = r#"[ {"project_id":"a", "x": 1e3} ,{"project_id":"b"}]"#;
-        let records = parse_message(&message(body));
+        let message = message(body);
+        let records = parse_message(&message);
         let lines: Vec<&str> = records.iter().map(|r| r.as_ref().unwrap().line()).collect();
         assert_eq!(
             lines,
@@ -427,7 +430,8 @@ mod tests {
     fn ndjson_bodies_yield_one_record_per_line_and_bad_lines_alone() {
         let body =
             "{\"project_id\":\"a\", \"n\": 1}\n\n{\"project_id\":\"b\"}\nnot json\r\n{\"x\":1}\n";
-        let records = parse_message(&message(body));
+        let ndjson = message(body);
+        let records = parse_message(&ndjson);
         let outcome: Vec<Result<&str, (RejectReason, &str)>> = records
             .iter()
             .map(|r| match r {
@@ -455,7 +459,8 @@ mod tests {
         assert_eq!(parse_message(&message(pretty)).len(), 1);
         assert!(parse_message(&message(pretty)).remove(0).is_ok());
         let broken = "{\n  \"project_id\": \"p\",\n";
-        let rejected = parse_message(&message(broken));
+        let message = message(broken);
+        let rejected = parse_message(&message);
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].as_ref().unwrap_err().body, broken);
     }
@@ -471,7 +476,8 @@ mod tests {
             ("[]", RejectReason::EmptyBatch),
             ("", RejectReason::MalformedJson),
         ] {
-            let records = parse_message(&message(body));
+            let message = message(body);
+            let records = parse_message(&message);
             let rejected = records[0].as_ref().unwrap_err();
             assert_eq!(rejected.reason, reason, "{body}");
             assert_eq!(rejected.body, body);

@@ -12,14 +12,18 @@ use crate::domain::ProjectId;
 use crate::event::{EventRecord, FailedRecord};
 use crate::store::Resolved;
 
-pub struct Eligible {
+pub struct Eligible<'a> {
     /// Records to send to the project's destination.
-    pub streamable: Vec<Slotted>,
+    pub streamable: Vec<Slotted<'a>>,
     /// Records settled without sending: skipped, or failed for want of a configuration.
     pub settled: Vec<(usize, RecordOutcome)>,
 }
 
-pub fn partition(project: &ProjectId, resolved: &Resolved, records: Vec<Slotted>) -> Eligible {
+pub fn partition<'a>(
+    project: &ProjectId,
+    resolved: &Resolved,
+    records: Vec<Slotted<'a>>,
+) -> Eligible<'a> {
     let settle_all = |outcome: &dyn Fn(&EventRecord) -> RecordOutcome| Eligible {
         streamable: Vec::new(),
         settled: records.iter().map(|(i, r)| (*i, outcome(r))).collect(),

@@ -51,7 +51,7 @@ use project::Pusher;
 pub const DEAD_LETTER_RESERVE: Duration = Duration::from_secs(2);
 
 /// A record with the index of the message that carried it.
-pub type Slotted = (usize, EventRecord);
+pub type Slotted<'a> = (usize, EventRecord<'a>);
 
 /// The queues the streamer writes to, besides reading its batches.
 #[derive(Default)]
@@ -280,7 +280,7 @@ impl Streamer {
         &self,
         project: ProjectId,
         resolved: &Resolved,
-        records: Vec<Slotted>,
+        records: Vec<Slotted<'_>>,
         deadline: Instant,
     ) -> (Vec<(usize, RecordOutcome)>, usize) {
         let eligible = eligibility::partition(&project, resolved, records);

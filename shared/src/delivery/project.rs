@@ -51,7 +51,7 @@ impl Pusher<'_> {
         &self,
         project: &ProjectId,
         destination: &Destination,
-        mut records: Vec<Slotted>,
+        mut records: Vec<Slotted<'_>>,
         deadline: Instant,
     ) -> ProjectDelivery {
         let started = Instant::now();
