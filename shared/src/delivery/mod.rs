@@ -7,15 +7,18 @@
 //! project's slow or failing destination never holds up another's. What each delivery saw
 //! goes to the stream's delivery health ([`health`]), which may suspend the stream.
 //!
-//! Per message the worst record decides:
-//! - any record still failing (transient error past the deadline, refused configuration,
-//!   store outage) → the message is reported failed and SQS redelivers it whole;
-//! - otherwise rejected records (malformed, no `project_id`, too large, destination 400) go to
-//!   the dead-letter queue one by one ([`dead_letters`]), and the message is acknowledged once
-//!   they are there.
+//! Then, per message:
+//! - records that failed now (transient error past the deadline, refused configuration,
+//!   store outage) go back to the event queue on their own ([`requeue`]), or, at their last
+//!   attempt, to the dead-letter queue as `retries_exhausted`; without an event queue, or if
+//!   that send fails, the message is reported failed and SQS redelivers it whole;
+//! - rejected records (malformed, no `project_id`, too large, destination 400) go to the
+//!   dead-letter queue one by one ([`dead_letters`]);
+//! - the message is acknowledged once all of its records are delivered, skipped, back in the
+//!   event queue or in the dead-letter queue.
 //!
-//! Delivery is at-least-once: a redelivered message is sent again. Loki drops the duplicates
-//! (same timestamp and bytes); Datadog does not deduplicate.
+//! Delivery is at-least-once: a record is sent again only if its own push failed. Loki drops
+//! a duplicate (same timestamp and bytes); Datadog does not deduplicate.
 
 pub mod dead_letters;
 pub mod eligibility;
