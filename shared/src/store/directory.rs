@@ -26,7 +26,7 @@ use crate::secret::Secret;
 /// A project's stream, with its destination when it is ACTIVE.
 #[derive(Debug)]
 pub struct ResolvedStream {
-    pub stored: StoredStream,
+    pub stored: Arc<StoredStream>,
     pub destination: Option<Destination>,
 }
 
@@ -116,11 +116,11 @@ impl StreamDirectory {
         resolved
     }
 
-    async fn with_destination(&self, stream: &StoredStream) -> Resolved {
+    async fn with_destination(&self, stream: &Arc<StoredStream>) -> Resolved {
         let config = &stream.config;
         if config.state.status != StreamingStatus::Active {
             return Resolved::Stream(Arc::new(ResolvedStream {
-                stored: stream.clone(),
+                stored: Arc::clone(stream),
                 destination: None,
             }));
         }
@@ -141,7 +141,7 @@ impl StreamDirectory {
         };
         match Destination::assemble(&config.endpoint, secret) {
             Ok(destination) => Resolved::Stream(Arc::new(ResolvedStream {
-                stored: stream.clone(),
+                stored: Arc::clone(stream),
                 destination: Some(destination),
             })),
             Err(err) => Resolved::Unavailable(error_chain(&StoreError::Corrupt(err.to_string()))),
