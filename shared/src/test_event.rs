@@ -57,7 +57,7 @@ pub async fn send_test_event(
     let entry = destination::encode_entry(destination_type, &record, labels);
     let body = destination::encode_body(destination_type, std::iter::once(entry.as_str()), labels);
 
-    let response = client.push(destination, &gzip(&body), TIMEOUT).await;
+    let response = client.push(destination, gzip(&body).into(), TIMEOUT).await;
     let destination_status = match &response {
         PushResponse::Status { status, .. } => Some(*status),
         _ => None,

@@ -10,6 +10,7 @@ use std::error::Error as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use hyper::body::Bytes;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Certificate, Client, Url, redirect};
 
@@ -157,11 +158,12 @@ impl DestinationClient {
         }
     }
 
-    /// Pushes an already gzipped JSON body to the destination, once.
+    /// Pushes an already gzipped JSON body to the destination, once. `Bytes`, so that a
+    /// retry shares the body instead of copying it.
     pub async fn push(
         &self,
         destination: &Destination,
-        gzipped_json: &[u8],
+        gzipped_json: Bytes,
         timeout: Duration,
     ) -> PushResponse {
         let request = match destination {
@@ -193,7 +195,7 @@ impl DestinationClient {
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_ENCODING, "gzip")
             .timeout(timeout)
-            .body(gzipped_json.to_vec())
+            .body(gzipped_json)
             .send()
             .await;
         match result {
