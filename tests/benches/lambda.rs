@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::fixtures::{datadog_config, loki_config, provision};
+use integration_tests::fixtures::{Zipf, datadog_config, loki_config, provision};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
 use serde_json::json;
@@ -135,40 +135,13 @@ fn record(rng: &mut fastrand::Rng, project: &str) -> String {
     .to_string()
 }
 
-/// Project ids of a case's events: one project, or Zipf(1) over [`ZIPF_PROJECTS`].
-struct Projects {
-    cumulative: Vec<f64>,
-}
-
-impl Projects {
-    fn new(count: usize) -> Self {
-        let mut total = 0.0;
-        let mut cumulative: Vec<f64> = (1..=count)
-            .map(|rank| {
-                total += 1.0 / rank as f64;
-                total
-            })
-            .collect();
-        cumulative.iter_mut().for_each(|c| *c /= total);
-        Self { cumulative }
-    }
-
-    fn draw(&self, rng: &mut fastrand::Rng) -> String {
-        let u = rng.f64();
-        let rank = self
-            .cumulative
-            .partition_point(|c| *c < u)
-            .min(self.cumulative.len() - 1);
-        format!("bench-{rank}")
-    }
-}
-
 /// The SQS events of a case, in Lambda's JSON.
 fn events_of(case: Case, rng: &mut fastrand::Rng, batches: usize) -> Vec<String> {
-    let projects = Projects::new(case.projects);
+    // One project, or Zipf(1) over [`ZIPF_PROJECTS`].
+    let projects = Zipf::new(case.projects);
     let project_of = |rng: &mut fastrand::Rng| match case.destination {
         DestinationType::Datadog => "bench-datadog".to_owned(),
-        DestinationType::GrafanaLoki => projects.draw(rng),
+        DestinationType::GrafanaLoki => format!("bench-{}", projects.sample(rng)),
     };
     (0..batches)
         .map(|b| {

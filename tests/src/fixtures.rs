@@ -111,3 +111,31 @@ pub async fn provision(
     streams.update(&config, created.version).await.unwrap();
     config
 }
+
+/// Project ranks drawn from Zipf(s = 1), the traffic of many projects where a few send most
+/// events: the cumulative distribution, inverted.
+pub struct Zipf {
+    cumulative: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(ranks: usize) -> Self {
+        let mut total = 0.0;
+        let mut cumulative: Vec<f64> = (1..=ranks)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        cumulative.iter_mut().for_each(|c| *c /= total);
+        Self { cumulative }
+    }
+
+    /// A rank from 0 (the busiest).
+    pub fn sample(&self, rng: &mut fastrand::Rng) -> usize {
+        let u = rng.f64();
+        self.cumulative
+            .partition_point(|c| *c < u)
+            .min(self.cumulative.len() - 1)
+    }
+}

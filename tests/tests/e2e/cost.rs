@@ -11,6 +11,7 @@ use event_log_streaming::settings::StreamerSettings;
 use futures::StreamExt;
 use integration_tests::aws::CallCounter;
 use integration_tests::fake_destination::FakeDestination;
+use integration_tests::fixtures::Zipf;
 use time::OffsetDateTime;
 
 use crate::helpers::*;
@@ -24,32 +25,6 @@ const MESSAGES_PER_BATCH: usize = 10;
 const EVENTS_PER_MESSAGE: usize = 10;
 /// Long enough for a round of batches (about a second here), short enough to expire thrice.
 const CACHE_TTL: Duration = Duration::from_secs(3);
-
-/// Project ranks drawn from Zipf(s = 1) by inverting its cumulative distribution.
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize) -> Self {
-        let mut total = 0.0;
-        let mut cumulative: Vec<f64> = (1..=n)
-            .map(|rank| {
-                total += 1.0 / rank as f64;
-                total
-            })
-            .collect();
-        cumulative.iter_mut().for_each(|c| *c /= total);
-        Self { cumulative }
-    }
-
-    fn sample(&self, rng: &mut fastrand::Rng) -> usize {
-        let u = rng.f64();
-        self.cumulative
-            .partition_point(|c| *c < u)
-            .min(self.cumulative.len() - 1)
-    }
-}
 
 #[tokio::test]
 async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
@@ -91,6 +66,11 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
     let mut expected_secret_reads = 0;
     let mut seen_configured: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); CONTAINERS];
     let mut batch_gets_bound = 0;
+    // If a round outlasts the TTL (a slow or busy machine), entries expire within it too:
+    // then only bounds hold, each batch reading at most its own projects.
+    let mut most_reads = 0;
+    let mut most_batch_gets = 0;
+    let mut rounds_fit_the_ttl = true;
     for round in 0..ROUNDS {
         let started = Instant::now();
         for (c, (streamer, _)) in containers.iter().enumerate() {
@@ -119,6 +99,8 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                     .collect();
                 let uncached = batch_projects.difference(&seen_this_round).count();
                 batch_gets_bound += uncached.div_ceil(100);
+                most_reads += batch_projects.len();
+                most_batch_gets += batch_projects.len().div_ceil(100);
                 seen_this_round.extend(batch_projects);
                 events += MESSAGES_PER_BATCH * EVENTS_PER_MESSAGE;
                 let report = streamer
@@ -135,10 +117,7 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
             expected_secret_reads += new_configured.len();
             seen_configured[c].extend(new_configured);
         }
-        assert!(
-            started.elapsed() < CACHE_TTL,
-            "a round must fit in one cache TTL"
-        );
+        rounds_fit_the_ttl &= started.elapsed() < CACHE_TTL;
         if round + 1 < ROUNDS {
             tokio::time::sleep(CACHE_TTL + Duration::from_millis(100)).await;
         }
@@ -160,15 +139,17 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
     );
     // The table: every project read once per container and TTL, configured or not, in as
     // few BatchGetItem calls as 100 keys per call allow.
-    assert_eq!(
+    let (keys, batch_gets) = (
         count("DynamoDB.BatchGetItem.keys"),
-        expected_reads,
-        "{totals:?}"
+        count("DynamoDB.BatchGetItem"),
     );
-    assert!(
-        count("DynamoDB.BatchGetItem") <= batch_gets_bound,
-        "{totals:?}"
-    );
+    if rounds_fit_the_ttl {
+        assert_eq!(keys, expected_reads, "{totals:?}");
+        assert!(batch_gets <= batch_gets_bound, "{totals:?}");
+    } else {
+        assert!((expected_reads..=most_reads).contains(&keys), "{totals:?}");
+        assert!(batch_gets <= most_batch_gets, "{totals:?}");
+    }
     assert_eq!(loki.accepted().len(), configured_events);
 
     let per_thousand = |n: usize| n as f64 * 1000.0 / events as f64;

@@ -164,25 +164,25 @@ impl StreamerEnv {
     pub async fn new(options: Options) -> Self {
         let aws = moto().sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
+        let queue = |label: &'static str| {
+            let sqs = sqs.clone();
+            async move {
+                let created = sqs
+                    .create_queue()
+                    .queue_name(unique(label))
+                    .send()
+                    .await
+                    .unwrap();
+                created.queue_url().unwrap().to_owned()
+            }
+        };
         let dlq_url = if options.dead_letter_queue {
-            let created = sqs
-                .create_queue()
-                .queue_name(unique("dlq"))
-                .send()
-                .await
-                .unwrap();
-            Some(created.queue_url().unwrap().to_owned())
+            Some(queue("dlq").await)
         } else {
             None
         };
         let event_queue_url = if options.event_queue {
-            let created = sqs
-                .create_queue()
-                .queue_name(unique("events"))
-                .send()
-                .await
-                .unwrap();
-            Some(created.queue_url().unwrap().to_owned())
+            Some(queue("events").await)
         } else {
             None
         };
