@@ -35,7 +35,9 @@ pub fn filter<S: tracing::Subscriber + for<'a> LookupSpan<'a>>() -> impl Filter<
     filter_from(std::env::var("RUST_LOG").ok().as_deref())
 }
 
-fn filter_from<S: tracing::Subscriber + for<'a> LookupSpan<'a>>(
+/// [`filter`] for a given `RUST_LOG`: also what tests capture with, so that a test sees what
+/// production would print.
+pub fn filter_from<S: tracing::Subscriber + for<'a> LookupSpan<'a>>(
     rust_log: Option<&str>,
 ) -> impl Filter<S> + use<S> {
     let requested = rust_log

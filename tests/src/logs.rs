@@ -5,7 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
@@ -40,14 +42,16 @@ impl<'a> MakeWriter<'a> for CapturedLogs {
     }
 }
 
-/// Captures every event (down to TRACE) of the current thread until the guard drops.
-/// `#[tokio::test]` runs on the current thread, so this sees the whole test.
+/// Captures every event of the current thread until the guard drops, as production would
+/// print them with `RUST_LOG=trace`: our code down to TRACE, dependencies under the same
+/// ceiling as in production (info). `#[tokio::test]` runs on the current thread, so this sees
+/// the whole test.
 pub fn capture_logs() -> (CapturedLogs, DefaultGuard) {
     let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_max_level(tracing::Level::TRACE)
         .with_writer(logs.clone())
-        .finish();
+        .with_filter(event_log_streaming::logging::filter_from(Some("trace")));
+    let subscriber = tracing_subscriber::registry().with(layer);
     (logs, tracing::subscriber::set_default(subscriber))
 }
