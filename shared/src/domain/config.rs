@@ -80,6 +80,53 @@ impl Destination {
         })?;
         Self::assemble(&endpoint, Secret::new(credential))
     }
+
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Self::Datadog(d) => Endpoint::Datadog { site: d.site },
+            Self::GrafanaLoki(l) => Endpoint::GrafanaLoki {
+                hostname: l.hostname.clone(),
+                username: l.username.clone(),
+            },
+        }
+    }
+
+    /// The secret half: the Datadog API key or the Loki password (token).
+    pub fn credential(&self) -> &Secret {
+        match self {
+            Self::Datadog(d) => d.api_key.secret(),
+            Self::GrafanaLoki(l) => &l.password,
+        }
+    }
+
+    /// Joins the two halves again, checking the credential as the API did when it was saved.
+    pub fn assemble(endpoint: &Endpoint, credential: Secret) -> Result<Self, ValidationError> {
+        match endpoint {
+            Endpoint::Datadog { site } => Ok(Self::Datadog(DatadogDestination {
+                site: *site,
+                api_key: DatadogApiKey::parse(credential.expose())?,
+            })),
+            Endpoint::GrafanaLoki { hostname, username } => {
+                Ok(Self::GrafanaLoki(LokiDestination {
+                    hostname: hostname.clone(),
+                    username: username.clone(),
+                    password: credential,
+                }))
+            }
+        }
+    }
+}
+
+/// The non-secret half of a destination: what the state table holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Datadog {
+        site: DatadogSite,
+    },
+    GrafanaLoki {
+        hostname: LokiHostname,
+        username: String,
+    },
 }
 
 impl Endpoint {
@@ -115,6 +162,13 @@ impl Endpoint {
                     }
                 ),
             )),
+        }
+    }
+
+    pub fn destination_type(&self) -> DestinationType {
+        match self {
+            Self::Datadog { .. } => DestinationType::Datadog,
+            Self::GrafanaLoki { .. } => DestinationType::GrafanaLoki,
         }
     }
 }
@@ -159,64 +213,6 @@ pub struct LokiBody {
     /// Required on create; on update, absent or empty keeps the stored token.
     #[serde(default)]
     pub password: String,
-}
-
-/// The non-secret half of a destination: what the state table holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Datadog {
-        site: DatadogSite,
-    },
-    GrafanaLoki {
-        hostname: LokiHostname,
-        username: String,
-    },
-}
-
-impl Endpoint {
-    pub fn destination_type(&self) -> DestinationType {
-        match self {
-            Self::Datadog { .. } => DestinationType::Datadog,
-            Self::GrafanaLoki { .. } => DestinationType::GrafanaLoki,
-        }
-    }
-}
-
-impl Destination {
-    pub fn endpoint(&self) -> Endpoint {
-        match self {
-            Self::Datadog(d) => Endpoint::Datadog { site: d.site },
-            Self::GrafanaLoki(l) => Endpoint::GrafanaLoki {
-                hostname: l.hostname.clone(),
-                username: l.username.clone(),
-            },
-        }
-    }
-
-    /// The secret half: the Datadog API key or the Loki password (token).
-    pub fn credential(&self) -> &Secret {
-        match self {
-            Self::Datadog(d) => d.api_key.secret(),
-            Self::GrafanaLoki(l) => &l.password,
-        }
-    }
-
-    /// Joins the two halves again, checking the credential as the API did when it was saved.
-    pub fn assemble(endpoint: &Endpoint, credential: Secret) -> Result<Self, ValidationError> {
-        match endpoint {
-            Endpoint::Datadog { site } => Ok(Self::Datadog(DatadogDestination {
-                site: *site,
-                api_key: DatadogApiKey::parse(credential.expose())?,
-            })),
-            Endpoint::GrafanaLoki { hostname, username } => {
-                Ok(Self::GrafanaLoki(LokiDestination {
-                    hostname: hostname.clone(),
-                    username: username.clone(),
-                    password: credential,
-                }))
-            }
-        }
-    }
 }
 
 /// Where a stream's credential is: one secret per project, read by version so that a

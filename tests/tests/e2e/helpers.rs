@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use config_api::AppState;
+use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
 use event_log_streaming::Queues;
 use event_log_streaming::Streamer;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::domain::{ProjectId, StreamConfig, StreamingStatus};
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::{
-    DynamoDbStreams, SecretsManagerCredentials, StoredStream, StreamWrite,
+    CredentialStore, DynamoDbStreams, HealthWrite, SecretsManagerCredentials, StoredStream,
+    StreamLookup, StreamWrite,
 };
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
@@ -337,4 +340,34 @@ pub fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+/// The local runner's app (config API, page and `POST /v1/events`) on `store`, with the
+/// streamer's settings for loopback test servers, no cache, enables dated now, and `keys`.
+pub fn local_runner_app<S>(store: Arc<S>, keys: Vec<ManagementKey>) -> axum::Router
+where
+    S: StreamLookup + StreamWrite + HealthWrite + CredentialStore + 'static,
+{
+    let settings = StreamerSettings::from_lookup(|name| match name {
+        "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
+        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
+        "EXTRA_CA_CERTS" => Some(ca_file()),
+        _ => None,
+    })
+    .unwrap();
+    let ports = StreamerStore {
+        lookup: store.clone(),
+        credentials: store.clone(),
+        health: store.clone(),
+    };
+    let streamer = Arc::new(Streamer::from_settings(&settings, ports, Default::default()).unwrap());
+    let api = AppState::new(
+        store.clone(),
+        store,
+        ManagementKeys::new(KeySource::Fixed(keys)),
+        fixtures::loopback_client(None),
+        fixtures::labels(),
+        Duration::ZERO,
+    );
+    local_runner::local_app(api, streamer)
 }

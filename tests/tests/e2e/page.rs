@@ -2,20 +2,13 @@
 //! API, page and `POST /v1/events`) on a loopback port and a strict local Loki.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use config_api::AppState;
-use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
-use event_log_streaming::Streamer;
-use event_log_streaming::delivery::StreamerStore;
-use event_log_streaming::settings::StreamerSettings;
+use config_api::auth::ManagementKey;
 use event_log_streaming::store::MemoryStateStore;
 use fantoccini::Locator;
 use fantoccini::key::Key;
 use integration_tests::browser::Browser;
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::fixtures::{labels, loopback_client};
-use local_runner::local_app;
 
 use crate::helpers::*;
 
@@ -23,38 +16,17 @@ const PROJECT: &str = "proj-page";
 
 /// The local runner on a free loopback port; its base URL.
 async fn serve_runner() -> String {
-    let store = Arc::new(MemoryStateStore::new());
-    let settings = StreamerSettings::from_lookup(|name| match name {
-        "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
-        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
-        "EXTRA_CA_CERTS" => Some(ca_file()),
-        _ => None,
-    })
-    .unwrap();
-    let ports = StreamerStore {
-        lookup: store.clone(),
-        credentials: store.clone(),
-        health: store.clone(),
-    };
-    let streamer = Arc::new(Streamer::from_settings(&settings, ports, Default::default()).unwrap());
-    let keys = ManagementKeys::new(KeySource::Fixed(vec![
-        ManagementKey::new("local-admin", "admin-secret-0001", &["*"]),
-        ManagementKey::new("other-team", "other-secret-0002", &["proj-other"]),
-    ]));
-    let api = AppState::new(
-        store.clone(),
-        store,
-        keys,
-        loopback_client(None),
-        labels(),
-        Duration::ZERO,
+    let app = local_runner_app(
+        Arc::new(MemoryStateStore::new()),
+        vec![
+            ManagementKey::new("local-admin", "admin-secret-0001", &["*"]),
+            ManagementKey::new("other-team", "other-secret-0002", &["proj-other"]),
+        ],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        axum::serve(listener, local_app(api, streamer))
-            .await
-            .unwrap();
+        axum::serve(listener, app).await.unwrap();
     });
     base
 }

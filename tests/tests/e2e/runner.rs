@@ -9,20 +9,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use config_api::AppState;
-use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
-use event_log_streaming::Streamer;
-use event_log_streaming::delivery::StreamerStore;
+use config_api::auth::ManagementKey;
 use event_log_streaming::domain::ProjectId;
-use event_log_streaming::settings::StreamerSettings;
-use event_log_streaming::store::{
-    CredentialStore, FileStateStore, HealthWrite, MemoryStateStore, StreamLookup, StreamWrite,
-};
+use event_log_streaming::store::{FileStateStore, MemoryStateStore, StreamWrite};
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
 use integration_tests::fixtures::provision;
-use integration_tests::fixtures::{labels, loopback_client};
-use local_runner::local_app;
 use local_runner::sqs::Consumer;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -30,47 +22,9 @@ use tower::ServiceExt;
 
 use crate::helpers::*;
 
-/// The runner's app on `store`, with the streamer's settings for loopback test servers and
-/// the management key `local-admin:s3cret`.
-fn local_runner_app<S>(store: Arc<S>) -> axum::Router
-where
-    S: StreamLookup + StreamWrite + HealthWrite + CredentialStore + 'static,
-{
-    let settings = StreamerSettings::from_lookup(|name| match name {
-        "CONFIG_CACHE_TTL_SECONDS" => Some("0".into()),
-        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
-        "EXTRA_CA_CERTS" => Some(ca_file()),
-        _ => None,
-    })
-    .unwrap();
-    let streamer = Arc::new(
-        Streamer::from_settings(
-            &settings,
-            StreamerStore {
-                lookup: store.clone(),
-                credentials: store.clone(),
-                health: store.clone(),
-            },
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let keys = ManagementKeys::new(KeySource::Fixed(vec![ManagementKey::new(
-        "local-admin",
-        "s3cret",
-        &["*"],
-    )]));
-    local_app(
-        AppState::new(
-            store.clone(),
-            store,
-            keys,
-            loopback_client(None),
-            labels(),
-            Duration::ZERO,
-        ),
-        streamer,
-    )
+/// The management key `local-admin:s3cret`, for every project.
+fn local_admin() -> Vec<ManagementKey> {
+    vec![ManagementKey::new("local-admin", "s3cret", &["*"])]
 }
 
 async fn post_events(app: &axum::Router, body: impl Into<Body>) -> (StatusCode, Value) {
@@ -86,7 +40,7 @@ async fn local_ingest_refuses_what_can_never_be_delivered_with_reasons_and_asks_
  {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     let store = Arc::new(MemoryStateStore::new());
-    let app = local_runner_app(store.clone());
+    let app = local_runner_app(store.clone(), local_admin());
     provision(
         store.as_ref(),
         store.as_ref(),
@@ -179,7 +133,7 @@ async fn events_posted_to_the_runner_reach_a_destination_configured_through_its_
     let state_file = std::env::temp_dir()
         .join(unique("els-runner"))
         .join("state.json");
-    let app = local_runner_app(Arc::new(FileStateStore::new(&state_file)));
+    let app = local_runner_app(Arc::new(FileStateStore::new(&state_file)), local_admin());
     let auth = format!("Basic {}", BASE64.encode("local-admin:s3cret"));
     let call = |method: &str, path: &str, body: String| {
         Request::builder()
