@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use event_log_streaming::destination::{self, LogLabels};
+use event_log_streaming::destination::{self, LogLabels, Payload};
 use event_log_streaming::domain::DestinationType;
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
 use flate2::Compression;
@@ -86,12 +86,9 @@ fn main() {
     for destination in [DestinationType::GrafanaLoki, DestinationType::Datadog] {
         let mut body = Vec::new();
         let time = measure(|| {
-            let entries: Vec<String> = records
-                .iter()
-                .map(|r| destination::encode_entry(destination, r, &labels))
-                .collect();
-            body =
-                destination::encode_body(destination, entries.iter().map(String::as_str), &labels);
+            let mut payload = Payload::new(destination, &labels, destination::limits(destination));
+            records.iter().for_each(|r| payload.add(r));
+            body = payload.finish();
             black_box(&body);
         });
         println!(

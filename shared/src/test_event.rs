@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::destination::classify::{Classification, advice, classify, destination_name};
 use crate::destination::client::{DestinationClient, PushResponse};
-use crate::destination::{self, LogLabels};
+use crate::destination::{self, LogLabels, Payload};
 use crate::domain::{Destination, ProjectId};
 use crate::event::{QueueMessage, parse_message};
 use crate::gzip::gzip;
@@ -54,8 +54,13 @@ pub async fn send_test_event(
         .and_then(Result::ok)
         .expect("the synthetic event is a valid record");
     let destination_type = destination.destination_type();
-    let entry = destination::encode_entry(destination_type, &record, labels);
-    let body = destination::encode_body(destination_type, std::iter::once(entry.as_str()), labels);
+    let mut payload = Payload::new(
+        destination_type,
+        labels,
+        destination::limits(destination_type),
+    );
+    payload.add(&record);
+    let body = payload.finish();
 
     let response = client.push(destination, gzip(&body).into(), TIMEOUT).await;
     let destination_status = match &response {

@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use event_log_streaming::destination::{self, LogLabels};
+use event_log_streaming::destination::{self, LogLabels, Payload};
 use event_log_streaming::domain::DestinationType;
-use event_log_streaming::event::{QueueMessage, parse_message};
+use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
 use event_log_streaming::gzip::gzip;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -34,6 +33,7 @@ use integration_tests::fixtures::{Zipf, datadog_config, loki_config, provision};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
 use serde_json::json;
+use streamer::SqsBatch;
 use tokio::net::TcpListener;
 
 const DATADOG_KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -351,9 +351,13 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
     }
 }
 
-/// The streamer binary `make bench` built.
+/// The streamer binary `make bench` built, or `BENCH_STREAMER` (a build with symbols, to
+/// profile).
 fn streamer_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/streamer");
+    let path = std::env::var_os("BENCH_STREAMER").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/streamer"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "{} not found: run `make bench`, which builds it",
@@ -378,34 +382,29 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
     let mut rates = Vec::new();
     for _ in 0..7 {
         let started = Instant::now();
-        let parsed: SqsEvent = serde_json::from_str(&event).unwrap();
-        let mut entries = Vec::with_capacity(parsed.records.len());
-        for message in &parsed.records {
-            let message = QueueMessage::new(
-                message.message_id.clone().unwrap_or_default(),
-                message.body.clone().unwrap_or_default(),
-                time::OffsetDateTime::now_utc(),
-            );
-            for record in parse_message(&message).into_iter().flatten() {
-                entries.push(destination::encode_entry(
-                    DestinationType::GrafanaLoki,
-                    &record,
-                    &labels,
-                ));
-            }
-        }
-        let sizes: Vec<usize> = entries.iter().map(String::len).collect();
+        let parsed: SqsBatch = serde_json::from_str(&event).unwrap();
+        let received_at = time::OffsetDateTime::now_utc();
+        let messages: Vec<QueueMessage> = parsed
+            .records
+            .into_iter()
+            .map(|m| m.into_queue_message(received_at))
+            .collect();
+        let records: Vec<EventRecord> = messages
+            .iter()
+            .flat_map(parse_message)
+            .map(Result::unwrap)
+            .collect();
         let mut compressed = 0;
-        for range in destination::chunk(&sizes, limits) {
-            let body = destination::encode_body(
-                DestinationType::GrafanaLoki,
-                entries[range].iter().map(String::as_str),
-                &labels,
-            );
-            compressed += gzip(&body).len();
+        let mut next = 0;
+        while next < records.len() {
+            let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
+            while next < records.len() && payload.try_add(&records[next]) {
+                next += 1;
+            }
+            compressed += gzip(&payload.finish()).len();
         }
         assert!(compressed > 0);
-        rates.push(entries.len() as f64 / started.elapsed().as_secs_f64());
+        rates.push(records.len() as f64 / started.elapsed().as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
@@ -428,7 +427,12 @@ async fn run_case(
 ) -> Measured {
     let api = Arc::new(RuntimeApi::default());
     let runtime_address = api.clone().serve().await;
-    let batches = EVENTS_PER_CASE / (case.messages_per_batch * case.events_per_message) + 1;
+    // `BENCH_EVENTS=N` measures more events, for a profile with more samples.
+    let events_per_case = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(EVENTS_PER_CASE);
+    let batches = events_per_case / (case.messages_per_batch * case.events_per_message) + 1;
     let events = events_of(case, rng, batches);
 
     let started = Instant::now();

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
+use streamer::SqsBatch;
 
 /// A message as SQS delivers it to Lambda.
 pub struct SqsRecord {
@@ -53,7 +53,7 @@ pub fn now_ms() -> u128 {
 }
 
 /// The event of an invocation that has `time_left` before its deadline.
-pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<SqsEvent> {
+pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<SqsBatch> {
     let records: Vec<_> = records
         .into_iter()
         .map(|r| {
@@ -85,7 +85,7 @@ pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<Sq
             })
         })
         .collect();
-    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let event: SqsBatch = serde_json::from_value(json!({ "Records": records })).unwrap();
     let mut context = Context::default();
     context.request_id = "test-invocation".into();
     context.deadline = (now_ms() + time_left.as_millis()) as u64;

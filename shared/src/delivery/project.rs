@@ -21,7 +21,7 @@ use crate::destination::classify::{
     Classification, LOKI_INGESTION_BLOCKED, advice, classify, refuses_configuration,
 };
 use crate::destination::client::{DestinationClient, PushResponse};
-use crate::destination::{self, LogLabels};
+use crate::destination::{self, LogLabels, Payload};
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
 use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
 use crate::gzip::gzip;
@@ -68,13 +68,9 @@ impl Pusher<'_> {
         // among equal timestamps.
         records.sort_by_key(|(_, r)| r.event_time);
 
-        let mut entries = Vec::with_capacity(records.len());
         let mut sendable = Vec::with_capacity(records.len());
         for (index, record) in records {
-            let entry = destination::encode_entry(destination_type, &record, self.labels);
-            if record.line().len() > limits.max_record_bytes
-                || entry.len() > limits.max_request_bytes
-            {
+            if record.line().len() > limits.max_record_bytes {
                 let detail = format!(
                     "the record is {} bytes; {} accepts at most {}",
                     record.line().len(),
@@ -86,34 +82,49 @@ impl Pusher<'_> {
                     .outcomes
                     .push((index, reject(&record, RejectReason::RecordTooLarge, detail)));
             } else {
-                entries.push(entry);
                 sendable.push((index, record));
             }
         }
 
-        let sizes: Vec<usize> = entries.iter().map(String::len).collect();
-        let mut queue: VecDeque<Range<usize>> = destination::chunk(&sizes, limits).into();
+        // Records are encoded as their push is built, one push at a time: the halves of a
+        // refused push first, then as many of the next records as one push takes.
+        let mut next = 0;
+        let mut halves: VecDeque<Range<usize>> = VecDeque::new();
         let mut attempts = 0;
         let mut bytes = 0;
         let mut stopped: Option<Arc<str>> = None;
         let mut splits_left = MAX_REJECTION_SPLITS;
-        while let Some(range) = queue.pop_front() {
-            let chunk = &sendable[range.clone()];
+        loop {
             if let Some(detail) = &stopped {
-                let failed = chunk
-                    .iter()
-                    .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, detail))));
+                let rest = halves
+                    .drain(..)
+                    .flat_map(|half| &sendable[half])
+                    .chain(&sendable[next..]);
+                let failed =
+                    rest.map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, detail))));
                 delivery.outcomes.extend(failed);
-                continue;
+                break;
             }
+            let mut payload = Payload::new(destination_type, self.labels, limits);
+            let range = if let Some(half) = halves.pop_front() {
+                for (_, record) in &sendable[half.clone()] {
+                    payload.add(record);
+                }
+                half
+            } else if next < sendable.len() {
+                let start = next;
+                while next < sendable.len() && payload.try_add(&sendable[next].1) {
+                    next += 1;
+                }
+                start..next
+            } else {
+                break;
+            };
+            let chunk = &sendable[range.clone()];
             // The uncompressed body is dropped before the push waits on the network: a 6 MB
             // batch has up to `MAX_CONCURRENT_PUSHES` pushes in flight.
             let gzipped = {
-                let body = destination::encode_body(
-                    destination_type,
-                    entries[range.clone()].iter().map(String::as_str),
-                    self.labels,
-                );
+                let body = payload.finish();
                 bytes += body.len();
                 Bytes::from(gzip(&body))
             };
@@ -158,8 +169,8 @@ impl Pusher<'_> {
                 SplitDecision::Split { uses_budget } => {
                     splits_left -= usize::from(uses_budget);
                     let middle = range.start + range.len() / 2;
-                    queue.push_front(middle..range.end);
-                    queue.push_front(range.start..middle);
+                    halves.push_front(middle..range.end);
+                    halves.push_front(range.start..middle);
                 }
                 SplitDecision::SetAside(reason) => {
                     if delivery.status == ProjectStatus::Delivered {

@@ -7,9 +7,7 @@
 //! Limits per the intake's documentation: 1,000 logs and 5 MB uncompressed per request, 1 MB
 //! per log (larger ones are truncated, yet still answered 202).
 
-use serde::Serialize;
-
-use super::{Limits, LogLabels};
+use super::{Limits, LogLabels, write_json};
 use crate::event::EventRecord;
 
 pub const LOGS_PATH: &str = "/api/v2/logs";
@@ -21,44 +19,37 @@ pub const LIMITS: Limits = Limits {
     max_entries: 1000,
 };
 
-#[derive(Serialize)]
-struct DatadogLog<'a> {
-    ddsource: &'a str,
-    service: &'a str,
-    ddtags: String,
-    message: &'a str,
-    timestamp: i64,
-}
-
-pub fn encode_entry(record: &EventRecord, labels: &LogLabels) -> String {
-    let millis = record.event_time.unix_timestamp_nanos() / 1_000_000;
-    let log = DatadogLog {
-        ddsource: &labels.source,
-        service: &labels.service,
-        ddtags: format!("project_id:{}", record.project_id),
-        message: record.line(),
-        timestamp: i64::try_from(millis).unwrap_or(i64::MAX),
-    };
-    serde_json::to_string(&log).expect("a log always serializes")
-}
-
-pub fn encode_body<'a>(entries: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    let mut body = Vec::with_capacity(4096);
+pub fn write_head(body: &mut Vec<u8>) {
     body.push(b'[');
-    for (i, entry) in entries.enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(entry.as_bytes());
-    }
+}
+
+/// `{"ddsource":…,"service":…,"ddtags":"project_id:<id>","message":"<record>","timestamp":<ms>}`
+pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord, labels: &LogLabels) {
+    let millis = record.event_time.unix_timestamp_nanos() / 1_000_000;
+    body.extend_from_slice(b"{\"ddsource\":");
+    write_json(body, &labels.source);
+    body.extend_from_slice(b",\"service\":");
+    write_json(body, &labels.service);
+    // A project id is `[A-Za-z0-9._-]`: nothing in it to escape.
+    body.extend_from_slice(b",\"ddtags\":\"project_id:");
+    body.extend_from_slice(record.project_id.as_str().as_bytes());
+    body.extend_from_slice(b"\",\"message\":");
+    write_json(body, record.line());
+    body.extend_from_slice(b",\"timestamp\":");
+    write_json(body, &i64::try_from(millis).unwrap_or(i64::MAX));
+    body.push(b'}');
+}
+
+pub fn write_tail(body: &mut Vec<u8>) {
     body.push(b']');
-    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::Payload;
     use crate::destination::tests_support::{golden, records};
+    use crate::domain::DestinationType;
 
     #[test]
     fn the_logs_body_matches_the_golden_file() {
@@ -67,8 +58,9 @@ mod tests {
             service: "stytch.auth".into(),
         };
         let records = records();
-        let entries: Vec<String> = records.iter().map(|r| encode_entry(r, &labels)).collect();
-        let body = encode_body(entries.iter().map(String::as_str));
+        let mut payload = Payload::new(DestinationType::Datadog, &labels, LIMITS);
+        records.iter().for_each(|r| payload.add(r));
+        let body = payload.finish();
         golden("datadog_logs.json", &body);
 
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();

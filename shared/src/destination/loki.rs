@@ -6,7 +6,7 @@
 //! feature answer 400. Values are sent sorted by time, and the line is the record's exact bytes
 //! with the event's own timestamp, so a resent entry is a duplicate that Loki drops.
 
-use super::{Limits, LogLabels};
+use super::{Limits, LogLabels, write_json};
 use crate::event::EventRecord;
 
 pub const PUSH_PATH: &str = "/loki/api/v1/push";
@@ -21,34 +21,34 @@ pub const LIMITS: Limits = Limits {
     max_entries: usize::MAX,
 };
 
-/// `["<ns>","<line>"]`
-pub fn encode_entry(record: &EventRecord) -> String {
-    let nanos = record.event_time.unix_timestamp_nanos();
-    let line = serde_json::to_string(record.line()).expect("a str always serializes");
-    format!("[\"{nanos}\",{line}]")
+/// `{"streams":[{"stream":{"source":…,"service_name":…},"values":[`
+pub fn write_head(body: &mut Vec<u8>, labels: &LogLabels) {
+    body.extend_from_slice(b"{\"streams\":[{\"stream\":{\"source\":");
+    write_json(body, &labels.source);
+    body.extend_from_slice(b",\"service_name\":");
+    write_json(body, &labels.service);
+    body.extend_from_slice(b"},\"values\":[");
 }
 
-pub fn encode_body<'a>(entries: impl Iterator<Item = &'a str>, labels: &LogLabels) -> Vec<u8> {
-    let mut body = Vec::with_capacity(4096);
-    body.extend_from_slice(b"{\"streams\":[{\"stream\":{\"source\":");
-    serde_json::to_writer(&mut body, &labels.source).expect("a str always serializes");
-    body.extend_from_slice(b",\"service_name\":");
-    serde_json::to_writer(&mut body, &labels.service).expect("a str always serializes");
-    body.extend_from_slice(b"},\"values\":[");
-    for (i, entry) in entries.enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(entry.as_bytes());
-    }
+/// `["<unix ns>","<line>"]`
+pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord) {
+    body.extend_from_slice(b"[\"");
+    write_json(body, &record.event_time.unix_timestamp_nanos());
+    body.extend_from_slice(b"\",");
+    write_json(body, record.line());
+    body.push(b']');
+}
+
+pub fn write_tail(body: &mut Vec<u8>) {
     body.extend_from_slice(b"]}]}");
-    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::Payload;
     use crate::destination::tests_support::{golden, records};
+    use crate::domain::DestinationType;
 
     #[test]
     fn the_push_body_matches_the_golden_file() {
@@ -57,8 +57,9 @@ mod tests {
             service: "stytch.auth".into(),
         };
         let records = records();
-        let entries: Vec<String> = records.iter().map(encode_entry).collect();
-        let body = encode_body(entries.iter().map(String::as_str), &labels);
+        let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, LIMITS);
+        records.iter().for_each(|r| payload.add(r));
+        let body = payload.finish();
         golden("loki_push.json", &body);
 
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -1,14 +1,12 @@
 //! What each destination accepts: payload encoding and size limits, and the HTTP client that
-//! pushes to it. A payload is a list of pre-encoded entries wrapped in the destination's
-//! envelope, so a batch can be cut at any entry boundary (to respect limits, or to split after
-//! a 413) without encoding the records again.
+//! pushes to it. A payload is a list of entries, one per record, wrapped in the destination's
+//! envelope, so a project's records can be cut at any record boundary (to respect limits, or
+//! to split after a 413).
 
 pub mod classify;
 pub mod client;
 pub mod datadog;
 pub mod loki;
-
-use std::ops::Range;
 
 use crate::domain::DestinationType;
 use crate::event::EventRecord;
@@ -39,89 +37,177 @@ pub fn limits(destination: DestinationType) -> Limits {
     }
 }
 
-/// One record encoded for a destination (a Loki `[ts, line]` pair or a Datadog log object).
-pub fn encode_entry(
+/// A push body under construction: each record's entry is written straight into it, inside
+/// the destination's envelope, so a record is encoded only when its push is built and no
+/// copy of a batch is held apart from its pushes.
+pub struct Payload<'a> {
     destination: DestinationType,
-    record: &EventRecord,
-    labels: &LogLabels,
-) -> String {
-    match destination {
-        DestinationType::GrafanaLoki => loki::encode_entry(record),
-        DestinationType::Datadog => datadog::encode_entry(record, labels),
-    }
+    labels: &'a LogLabels,
+    limits: Limits,
+    body: Vec<u8>,
+    /// Where the first entry starts: the limits count what follows.
+    entries_start: usize,
+    entries: usize,
 }
 
-/// The request body (uncompressed) holding the given entries.
-pub fn encode_body<'a>(
-    destination: DestinationType,
-    entries: impl Iterator<Item = &'a str>,
-    labels: &LogLabels,
-) -> Vec<u8> {
-    match destination {
-        DestinationType::GrafanaLoki => loki::encode_body(entries, labels),
-        DestinationType::Datadog => datadog::encode_body(entries),
-    }
-}
-
-/// Cuts entries, in order, into consecutive runs that each fit `limits`. Every entry must
-/// already be no larger than `limits.max_request_bytes`.
-pub fn chunk(entry_sizes: &[usize], limits: Limits) -> Vec<Range<usize>> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, size) in entry_sizes.iter().enumerate() {
-        // +1 for the comma between entries.
-        let grown = bytes + size + usize::from(i > start);
-        if i > start && (grown > limits.max_request_bytes || i - start == limits.max_entries) {
-            chunks.push(start..i);
-            start = i;
-            bytes = *size;
-        } else {
-            bytes = grown;
+impl<'a> Payload<'a> {
+    pub fn new(destination: DestinationType, labels: &'a LogLabels, limits: Limits) -> Self {
+        let mut body = Vec::with_capacity(4096);
+        match destination {
+            DestinationType::GrafanaLoki => loki::write_head(&mut body, labels),
+            DestinationType::Datadog => datadog::write_head(&mut body),
+        }
+        Self {
+            destination,
+            labels,
+            limits,
+            entries_start: body.len(),
+            body,
+            entries: 0,
         }
     }
-    if start < entry_sizes.len() {
-        chunks.push(start..entry_sizes.len());
+
+    /// Adds the record's entry if the payload stays within the limits, and says whether it
+    /// did. A first entry always fits: records over `max_record_bytes` are refused before.
+    pub fn try_add(&mut self, record: &EventRecord) -> bool {
+        if self.entries == self.limits.max_entries {
+            return false;
+        }
+        let before = self.body.len();
+        self.add(record);
+        if self.entries > 1 && self.body.len() - self.entries_start > self.limits.max_request_bytes
+        {
+            self.body.truncate(before);
+            self.entries -= 1;
+            return false;
+        }
+        true
     }
-    chunks
+
+    /// Adds the record's entry whatever the limits: for part of a payload that fitted.
+    pub fn add(&mut self, record: &EventRecord) {
+        if self.entries > 0 {
+            self.body.push(b',');
+        }
+        match self.destination {
+            DestinationType::GrafanaLoki => loki::write_entry(&mut self.body, record),
+            DestinationType::Datadog => datadog::write_entry(&mut self.body, record, self.labels),
+        }
+        self.entries += 1;
+    }
+
+    /// Entries added so far.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// The request body (uncompressed).
+    pub fn finish(mut self) -> Vec<u8> {
+        match self.destination {
+            DestinationType::GrafanaLoki => loki::write_tail(&mut self.body),
+            DestinationType::Datadog => datadog::write_tail(&mut self.body),
+        }
+        self.body
+    }
+}
+
+/// Writes `value` as JSON (a string escaped and quoted, a number in digits).
+fn write_json<T: serde::Serialize + ?Sized>(body: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(body, value).expect("strings and numbers always serialize");
 }
 
 #[cfg(test)]
-#[allow(clippy::single_range_in_vec_init)] // a list of one chunk is the expected value
 mod tests {
+    use super::tests_support::records;
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_record_bytes: 10,
-        max_request_bytes: 10,
-        max_entries: 3,
-    };
+    fn labels() -> LogLabels {
+        LogLabels {
+            source: "stytch".into(),
+            service: "stytch.auth".into(),
+        }
+    }
 
-    #[test]
-    fn nothing_to_chunk_gives_no_chunk() {
-        assert!(chunk(&[], LIMITS).is_empty());
+    /// Entries of the test records, and the envelope around them.
+    fn sizes(destination: DestinationType) -> (usize, usize, usize) {
+        let labels = labels();
+        let records = records();
+        let unlimited = limits(destination);
+        let empty = Payload::new(destination, &labels, unlimited).finish().len();
+        let size = |record: &EventRecord| {
+            let mut payload = Payload::new(destination, &labels, unlimited);
+            payload.add(record);
+            payload.finish().len() - empty
+        };
+        (size(&records[0]), size(&records[1]), empty)
+    }
+
+    fn filled(destination: DestinationType, limits: Limits) -> usize {
+        let labels = labels();
+        let mut payload = Payload::new(destination, &labels, limits);
+        let records = records();
+        let added = records.iter().take_while(|r| payload.try_add(r)).count();
+        assert_eq!(added, payload.entries());
+        let body = payload.finish();
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(parsed.is_object() || parsed.is_array(), "{parsed}");
+        added
     }
 
     #[test]
-    fn entries_that_fit_stay_in_one_chunk() {
-        assert_eq!(chunk(&[3, 3], LIMITS), [0..2]); // 3 + 1 + 3 = 7
+    fn a_payload_is_cut_exactly_at_the_byte_limit() {
+        for destination in [DestinationType::GrafanaLoki, DestinationType::Datadog] {
+            let (first, second, _) = sizes(destination);
+            let exactly = Limits {
+                max_request_bytes: first + 1 + second, // a comma between entries
+                ..limits(destination)
+            };
+            assert_eq!(filled(destination, exactly), 2, "{destination}");
+            let one_less = Limits {
+                max_request_bytes: first + second,
+                ..exactly
+            };
+            assert_eq!(filled(destination, one_less), 1, "{destination}");
+        }
     }
 
     #[test]
-    fn a_chunk_is_cut_exactly_at_the_byte_limit() {
-        assert_eq!(chunk(&[4, 5], LIMITS), [0..2]); // 4 + 1 + 5 = 10: fits
-        assert_eq!(chunk(&[4, 6], LIMITS), [0..1, 1..2]); // 11: does not
+    fn a_payload_is_cut_exactly_at_the_entry_limit() {
+        for destination in [DestinationType::GrafanaLoki, DestinationType::Datadog] {
+            let one = Limits {
+                max_entries: 1,
+                ..limits(destination)
+            };
+            assert_eq!(filled(destination, one), 1);
+            let two = Limits {
+                max_entries: 2,
+                ..limits(destination)
+            };
+            assert_eq!(filled(destination, two), 2);
+        }
     }
 
     #[test]
-    fn a_chunk_is_cut_exactly_at_the_entry_limit() {
-        assert_eq!(chunk(&[1, 1, 1], LIMITS), [0..3]);
-        assert_eq!(chunk(&[1, 1, 1, 1], LIMITS), [0..3, 3..4]);
+    fn a_first_entry_always_fits() {
+        for destination in [DestinationType::GrafanaLoki, DestinationType::Datadog] {
+            let tiny = Limits {
+                max_request_bytes: 1,
+                ..limits(destination)
+            };
+            assert_eq!(filled(destination, tiny), 1);
+        }
     }
 
+    /// JSON text escapes to at most twice its length (a quote or a backslash becomes two
+    /// bytes; raw control characters are not valid JSON), so a record within
+    /// `max_record_bytes` always fits one push on its own.
     #[test]
-    fn an_entry_at_the_limit_gets_a_chunk_of_its_own() {
-        assert_eq!(chunk(&[1, 10, 1], LIMITS), [0..1, 1..2, 2..3]);
+    fn the_largest_record_fits_one_push_once_escaped() {
+        for destination in [DestinationType::GrafanaLoki, DestinationType::Datadog] {
+            let (_, _, envelope) = sizes(destination);
+            let limits = limits(destination);
+            assert!(2 * limits.max_record_bytes + envelope + 256 <= limits.max_request_bytes);
+        }
     }
 }
 
