@@ -3,7 +3,7 @@
 //! configuration from moto, pushing to a loopback TLS sink that answers at once.
 //!
 //! Per case it prints events per CPU-second of the streamer process (user + sys, from
-//! `/proc/<pid>/stat`, measured after one warm-up batch), peak RSS (`VmHWM`), requests per
+//! `/proc/<pid>/task/*/schedstat`, measured after one warm-up batch), peak RSS (`VmHWM`), requests per
 //! 1,000 events, gzipped bytes per event, and init time (process start to the first `next`
 //! call); beside them, the reference path measured in the same run on the same kind of
 //! events: parse one 6 MB SQS event of one project, encode its Loki pushes, gzip them at
@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use event_log_streaming::destination::{self, LogLabels, Payload};
-use event_log_streaming::domain::DestinationType;
+use event_log_streaming::domain::{DeliveryHealth, DestinationType};
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
 use event_log_streaming::gzip::gzip;
+use event_log_streaming::store::HealthWrite;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -278,19 +279,21 @@ impl RuntimeApi {
     }
 }
 
-/// CPU seconds (user + sys) a process has used so far.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let user: f64 = fields[11].parse().unwrap();
-    let system: f64 = fields[12].parse().unwrap();
-    (user + system) / ticks_per_second
+/// CPU seconds (user + sys) a process has used so far: the time its threads have run, in
+/// nanoseconds (`/proc/<pid>/task/*/schedstat`), rather than `stat`'s 10 ms ticks.
+fn cpu_seconds(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let nanos: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("schedstat")).ok())
+        .map(|stat| {
+            stat.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    nanos as f64 / 1e9
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -298,14 +301,6 @@ fn peak_rss_mb(pid: u32) -> f64 {
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     let kb: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb / 1024.0
-}
-
-fn ticks_per_second() -> f64 {
-    let output = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 struct Environment {
@@ -326,14 +321,23 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
         calls.secrets_manager(&aws),
         prefix.clone(),
     );
+    // Streams that have delivered before, as in a running deployment: a container's first
+    // success of a stream whose stored health already shows successes writes nothing, while
+    // on a fresh table each stream's first delivery would write its health at once.
+    let mut delivered = DeliveryHealth::default();
+    delivered.success(time::OffsetDateTime::now_utc());
     for rank in 0..ZIPF_PROJECTS {
-        provision(
+        let config = provision(
             &streams,
             &credentials,
             &format!("bench-{rank}"),
             loki_config(&sink.hostname(), "user", "token-for-the-bench"),
         )
         .await;
+        streams
+            .record(&config.project_id, &delivered)
+            .await
+            .unwrap();
     }
     provision(
         &streams,
@@ -423,7 +427,6 @@ async fn run_case(
     environment: &Environment,
     sink: &FakeDestination,
     rng: &mut fastrand::Rng,
-    ticks: f64,
 ) -> Measured {
     let api = Arc::new(RuntimeApi::default());
     let runtime_address = api.clone().serve().await;
@@ -468,7 +471,7 @@ async fn run_case(
     // The first batch warms connections and the configuration cache; it is not measured.
     api.invoke(events.next().unwrap()).await;
     let init = api.first_next.lock().unwrap().unwrap() - started;
-    let cpu_before = cpu_seconds(pid, ticks);
+    let cpu_before = cpu_seconds(pid);
     let requests_before = sink.requests();
     let bytes_before = sink.body_bytes();
     let mut measured_events = 0;
@@ -476,7 +479,7 @@ async fn run_case(
         api.invoke(event).await;
         measured_events += case.messages_per_batch * case.events_per_message;
     }
-    let cpu = cpu_seconds(pid, ticks) - cpu_before;
+    let cpu = cpu_seconds(pid) - cpu_before;
     let peak = peak_rss_mb(pid);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -505,7 +508,6 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let mut rng = fastrand::Rng::with_seed(2026);
-        let ticks = ticks_per_second();
         let sink = FakeDestination::sink().await;
         let environment = provision_projects(&sink).await;
         let reference = reference_events_per_second(&mut rng);
@@ -525,7 +527,7 @@ fn main() {
             {
                 continue;
             }
-            let m = run_case(case, &environment, &sink, &mut rng, ticks).await;
+            let m = run_case(case, &environment, &sink, &mut rng).await;
             println!(
                 "{:<54} {:>12.0} {:>6.2} {:>6.1} MB {:>12.1} {:>10.0} {:>5.0} ms",
                 case.name,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use tracing::{error, warn};
 
 use crate::destination::classify::destination_name;
@@ -38,10 +39,15 @@ struct Tracked {
     last_write: Instant,
 }
 
+/// Health writes in flight at once: a new container's first batch can change the state of
+/// hundreds of streams at once, and each write holds an HTTP connection and its buffers.
+const CONCURRENT_WRITES: usize = 32;
+
 pub struct HealthTracker {
     options: HealthOptions,
     store: Arc<dyn HealthWrite>,
     streams: Mutex<LruCache<ProjectId, Tracked>>,
+    writes: Semaphore,
 }
 
 /// What a health write led to.
@@ -62,6 +68,7 @@ impl HealthTracker {
             options,
             store,
             streams: Mutex::new(LruCache::new(capacity)),
+            writes: Semaphore::new(CONCURRENT_WRITES),
         }
     }
 
@@ -96,6 +103,11 @@ impl HealthTracker {
             std::mem::take(&mut tracked.pending)
         };
 
+        let _slot = self
+            .writes
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let health = match self.store.record(project, &update).await {
             Ok(Some(health)) => health,
             Ok(None) => return Written::Nothing,
