@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use event_log_streaming::destination::{self, LogLabels, Payload};
 use event_log_streaming::domain::{DeliveryHealth, DestinationType};
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
-use event_log_streaming::gzip::gzip;
+use event_log_streaming::gzip::Gzip;
 use event_log_streaming::store::HealthWrite;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -51,7 +51,7 @@ struct Case {
     messages_per_batch: usize,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         name: "Loki, 1 project, batches of 100 one-event messages",
         destination: DestinationType::GrafanaLoki,
@@ -72,6 +72,13 @@ const CASES: [Case; 5] = [
         projects: ZIPF_PROJECTS,
         events_per_message: 1,
         messages_per_batch: 100,
+    },
+    Case {
+        name: "Loki, 500 projects (Zipf), batches of 1,000",
+        destination: DestinationType::GrafanaLoki,
+        projects: ZIPF_PROJECTS,
+        events_per_message: 1,
+        messages_per_batch: 1_000,
     },
     Case {
         name: "Loki, 1 project, messages of 10 events",
@@ -372,7 +379,7 @@ fn streamer_binary() -> PathBuf {
 
 /// The bare work for one 6 MB SQS event of one project: parse, encode Loki pushes, gzip.
 fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
-    let case = CASES[4];
+    let case = CASES[5];
     let one_project = Case {
         projects: 1,
         ..case
@@ -383,6 +390,8 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
         service: "stytch.auth".into(),
     };
     let limits = destination::limits(DestinationType::GrafanaLoki);
+    // The reference compresses at zlib's default level, whatever level the streamer uses.
+    let mut gzip = Gzip::new(6);
     let mut rates = Vec::new();
     for _ in 0..7 {
         let started = Instant::now();
@@ -402,16 +411,91 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
         let mut next = 0;
         while next < records.len() {
             let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
+            payload.reserve_for(records[next..].iter());
             while next < records.len() && payload.try_add(&records[next]) {
                 next += 1;
             }
-            compressed += gzip(&payload.finish()).len();
+            compressed += gzip.compress(&payload.finish()).len();
         }
         assert!(compressed > 0);
         rates.push(records.len() as f64 / started.elapsed().as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
+}
+
+/// What a byte pushed and a CPU-microsecond of the streamer cost: data transfer out at
+/// $0.09 per GB; Lambda arm64 at $0.0000133334 per GB-second for 512 MB, which AWS gives
+/// 512/1,769 of a vCPU, so a CPU-bound microsecond bills 1,769/512 µs of wall time.
+const DOLLARS_PER_BYTE: f64 = 0.09 / 1e9;
+const DOLLARS_PER_CPU_MICROSECOND: f64 = 0.000_013_333_4 * 0.5 * (1769.0 / 512.0) / 1e6;
+
+/// gzip levels on these events, for pushes of a few sizes: compressed bytes and CPU time per
+/// event, and what the two cost per million events pushed.
+fn gzip_levels(rng: &mut fastrand::Rng) {
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
+    let case = Case {
+        projects: 1,
+        ..CASES[5]
+    };
+    let event = events_of(case, rng, 1).remove(0);
+    let batch: SqsBatch = serde_json::from_str(&event).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let messages: Vec<QueueMessage> = batch
+        .records
+        .into_iter()
+        .map(|m| m.into_queue_message(now))
+        .collect();
+    let records: Vec<EventRecord> = messages
+        .iter()
+        .flat_map(parse_message)
+        .map(Result::unwrap)
+        .collect();
+    let limits = destination::limits(DestinationType::GrafanaLoki);
+    println!(
+        "gzip levels on these events (Loki pushes; per event: gzipped bytes, CPU µs; $ per million events pushed, egress + Lambda CPU)"
+    );
+    print!("{:<18}", "events per push");
+    for level in 1..=9 {
+        print!(" {:>18}", format!("level {level}"));
+    }
+    println!();
+    for per_push in [1, 2, 3, 10, 100, 800] {
+        let pushes: Vec<&[EventRecord]> = records
+            .chunks(per_push)
+            .take(2_000 / per_push.min(100))
+            .collect();
+        let events: usize = pushes.iter().map(|p| p.len()).sum();
+        let bodies: Vec<Vec<u8>> = pushes
+            .iter()
+            .map(|push| {
+                let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
+                push.iter().for_each(|r| payload.add(r));
+                payload.finish()
+            })
+            .collect();
+        print!("{:<18}", per_push);
+        for level in 1..=9 {
+            let mut gzip = Gzip::new(level);
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..5 {
+                let started = Instant::now();
+                bytes = bodies.iter().map(|b| gzip.compress(b).len()).sum::<usize>();
+                times.push(started.elapsed());
+            }
+            times.sort();
+            let micros = times[2].as_secs_f64() * 1e6 / events as f64;
+            let per_event = bytes as f64 / events as f64;
+            let dollars =
+                (per_event * DOLLARS_PER_BYTE + micros * DOLLARS_PER_CPU_MICROSECOND) * 1e6;
+            print!(" {:>5.0} B {:>4.1} µs ${:.4}", per_event, micros, dollars);
+        }
+        println!();
+    }
 }
 
 struct Measured {
@@ -510,6 +594,9 @@ fn main() {
         let mut rng = fastrand::Rng::with_seed(2026);
         let sink = FakeDestination::sink().await;
         let environment = provision_projects(&sink).await;
+        if std::env::var_os("BENCH_GZIP_LEVELS").is_some() {
+            gzip_levels(&mut rng);
+        }
         let reference = reference_events_per_second(&mut rng);
         println!(
             "reference path (parse a 6 MB SQS event, encode Loki pushes, gzip level 6): {reference:.0} events/s"

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{Level, warn};
 
 use super::Slotted;
 use super::outcome::{ProjectStatus, RecordOutcome};
@@ -107,12 +107,14 @@ impl Pusher<'_> {
             }
             let mut payload = Payload::new(destination_type, self.labels, limits);
             let range = if let Some(half) = halves.pop_front() {
+                payload.reserve_for(sendable[half.clone()].iter().map(|(_, r)| r));
                 for (_, record) in &sendable[half.clone()] {
                     payload.add(record);
                 }
                 half
             } else if next < sendable.len() {
                 let start = next;
+                payload.reserve_for(sendable[next..].iter().map(|(_, r)| r));
                 while next < sendable.len() && payload.try_add(&sendable[next].1) {
                     next += 1;
                 }
@@ -191,17 +193,29 @@ impl Pusher<'_> {
                 RecordOutcome::Skipped(_) => {}
             }
         }
-        info!(
-            project_id = %project,
-            destination_type = %destination_type,
-            events = sendable.len(),
-            bytes,
-            status = delivery.status.as_str(),
-            attempts,
-            duration_ms = started.elapsed().as_millis() as u64,
-            error = stopped.as_deref(),
-            "project delivery"
-        );
+        // A delivered project is the common case, and a line for each at 100 M events a day
+        // is most of the streamer's log bill: it is debug; anything else is info.
+        macro_rules! project_delivery {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    project_id = %project,
+                    destination_type = %destination_type,
+                    events = sendable.len(),
+                    bytes,
+                    status = delivery.status.as_str(),
+                    attempts,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    error = stopped.as_deref(),
+                    "project delivery"
+                )
+            };
+        }
+        if delivery.status == ProjectStatus::Delivered {
+            project_delivery!(Level::DEBUG);
+        } else {
+            project_delivery!(Level::INFO);
+        }
         delivery
     }
 

@@ -96,6 +96,21 @@ impl<'a> Payload<'a> {
         self.entries += 1;
     }
 
+    /// Makes room for about `records`' entries, at most a full push: growing a large body
+    /// step by step copies it several times over.
+    pub fn reserve_for<'r>(&mut self, records: impl Iterator<Item = &'r EventRecord<'r>>) {
+        let mut expected = 0;
+        for record in records {
+            // Escaping adds a backslash per quote in the record: about an eighth in events.
+            expected += record.line().len() + record.line().len() / 8 + 48;
+            if expected >= self.limits.max_request_bytes {
+                break;
+            }
+        }
+        self.body
+            .reserve(expected.min(self.limits.max_request_bytes) + 64);
+    }
+
     /// Entries added so far.
     pub fn entries(&self) -> usize {
         self.entries

@@ -38,7 +38,14 @@ pub enum Resolved {
     Unavailable(String),
 }
 
-type CachedStream = (Instant, Option<Arc<StoredStream>>);
+struct CachedStream {
+    fetched: Instant,
+    /// `None`: the project has no stream.
+    stream: Option<Arc<StoredStream>>,
+    /// The stream with its destination, once assembled: later batches reuse it instead of
+    /// assembling it again.
+    resolved: Option<Arc<ResolvedStream>>,
+}
 
 /// Credential reads in flight at once. A new container meets every configured project of
 /// its first batch at once: unbounded, each read held an HTTP connection and its buffers
@@ -72,20 +79,24 @@ impl StreamDirectory {
 
     /// Every project's stream; `projects` holds no duplicates.
     pub async fn resolve(&self, projects: &[ProjectId]) -> HashMap<ProjectId, Resolved> {
+        let mut resolved = HashMap::with_capacity(projects.len());
         let mut known: HashMap<ProjectId, Option<Arc<StoredStream>>> = HashMap::new();
         let mut missing = Vec::new();
         {
             let mut cache = self.streams.lock().unwrap();
             for project in projects {
                 match cache.get(project) {
-                    Some((fetched, stream)) if fetched.elapsed() < self.ttl => {
-                        known.insert(project.clone(), stream.clone());
+                    Some(cached) if cached.fetched.elapsed() < self.ttl => {
+                        if let Some(stream) = &cached.resolved {
+                            resolved.insert(project.clone(), Resolved::Stream(stream.clone()));
+                        } else {
+                            known.insert(project.clone(), cached.stream.clone());
+                        }
                     }
                     _ => missing.push(project.clone()),
                 }
             }
         }
-        let mut resolved = HashMap::with_capacity(projects.len());
         if !missing.is_empty() {
             match self.lookup.get_many(&missing).await {
                 Ok(found) => {
@@ -97,7 +108,12 @@ impl StreamDirectory {
                     let mut cache = self.streams.lock().unwrap();
                     for project in missing {
                         let stream = found.remove(&project);
-                        cache.put(project.clone(), (now, stream.clone()));
+                        let cached = CachedStream {
+                            fetched: now,
+                            stream: stream.clone(),
+                            resolved: None,
+                        };
+                        cache.put(project.clone(), cached);
                         known.insert(project, stream);
                     }
                 }
@@ -115,6 +131,9 @@ impl StreamDirectory {
                     None => Resolved::NotConfigured,
                     Some(stream) => self.with_destination(&stream).await,
                 };
+                if let Resolved::Stream(stream) = &resolved {
+                    self.remember(&project, stream);
+                }
                 (project, resolved)
             })
             .buffer_unordered(CONCURRENT_CREDENTIAL_READS)
@@ -153,6 +172,19 @@ impl StreamDirectory {
                 destination: Some(destination),
             })),
             Err(err) => Resolved::Unavailable(error_chain(&StoreError::Corrupt(err.to_string()))),
+        }
+    }
+
+    /// Keeps the assembled stream with its cache entry, if the entry still holds that stream.
+    fn remember(&self, project: &ProjectId, resolved: &Arc<ResolvedStream>) {
+        let mut cache = self.streams.lock().unwrap();
+        if let Some(cached) = cache.peek_mut(project)
+            && cached
+                .stream
+                .as_ref()
+                .is_some_and(|stream| Arc::ptr_eq(stream, &resolved.stored))
+        {
+            cached.resolved = Some(resolved.clone());
         }
     }
 
@@ -271,6 +303,25 @@ mod tests {
         directory.forget(&projects[0]);
         directory.resolve(&projects[..1]).await;
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_cached_stream_is_assembled_once_and_shared_by_later_batches() {
+        let counting = Arc::new(Counting::default());
+        let project = ids(&["p"]);
+        configure(&counting, &project[0], true).await;
+        let directory = directory(&counting, Duration::from_secs(60), 10);
+        let stream = |resolved: &HashMap<ProjectId, Resolved>| match &resolved[&project[0]] {
+            Resolved::Stream(stream) => stream.clone(),
+            other => panic!("expected a stream, got {other:?}"),
+        };
+
+        let first = stream(&directory.resolve(&project).await);
+        let second = stream(&directory.resolve(&project).await);
+        assert!(Arc::ptr_eq(&first, &second));
+        directory.forget(&project[0]);
+        let third = stream(&directory.resolve(&project).await);
+        assert!(!Arc::ptr_eq(&first, &third));
     }
 
     #[tokio::test]

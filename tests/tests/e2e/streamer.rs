@@ -569,6 +569,8 @@ async fn logs_describe_each_delivery_and_never_contain_secrets() {
             l["fields"]["message"] == "project delivery" && l["fields"]["project_id"] == "proj-loki"
         })
         .expect("a delivery line for proj-loki");
+    // Delivered is the common case: debug, out of the production log bill.
+    assert_eq!(delivery["level"], "DEBUG");
     assert_eq!(delivery["fields"]["destination_type"], "GRAFANA_LOKI");
     assert_eq!(delivery["fields"]["status"], "delivered");
     assert_eq!(delivery["fields"]["events"], 1);
@@ -580,6 +582,7 @@ async fn logs_describe_each_delivery_and_never_contain_secrets() {
                 && l["fields"]["project_id"] == "proj-bad-loki"
         })
         .expect("a delivery line for proj-bad-loki");
+    assert_eq!(failed["level"], "INFO");
     assert_eq!(failed["fields"]["status"], "failed");
     assert!(failed["fields"]["error"].as_str().unwrap().contains("401"));
     let summary = lines
