@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use event_log_streaming::destination::{self, LogLabels, Payload};
 use event_log_streaming::domain::{DeliveryHealth, DestinationType};
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
-use event_log_streaming::gzip::Gzip;
+use event_log_streaming::gzip::{Gzip, gzip};
 use event_log_streaming::store::HealthWrite;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -377,6 +377,25 @@ fn streamer_binary() -> PathBuf {
     path
 }
 
+/// An SQS event's messages, as the streamer's handler reads them.
+fn queue_messages(event: &str) -> Vec<QueueMessage> {
+    let batch: SqsBatch = serde_json::from_str(event).unwrap();
+    let received_at = time::OffsetDateTime::now_utc();
+    batch
+        .records
+        .into_iter()
+        .map(|m| m.into_queue_message(received_at))
+        .collect()
+}
+
+fn records_of(messages: &[QueueMessage]) -> Vec<EventRecord<'_>> {
+    messages
+        .iter()
+        .flat_map(parse_message)
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// The bare work for one 6 MB SQS event of one project: parse, encode Loki pushes, gzip.
 fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
     let case = CASES[5];
@@ -395,18 +414,8 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
     let mut rates = Vec::new();
     for _ in 0..7 {
         let started = Instant::now();
-        let parsed: SqsBatch = serde_json::from_str(&event).unwrap();
-        let received_at = time::OffsetDateTime::now_utc();
-        let messages: Vec<QueueMessage> = parsed
-            .records
-            .into_iter()
-            .map(|m| m.into_queue_message(received_at))
-            .collect();
-        let records: Vec<EventRecord> = messages
-            .iter()
-            .flat_map(parse_message)
-            .map(Result::unwrap)
-            .collect();
+        let messages = queue_messages(&event);
+        let records = records_of(&messages);
         let mut compressed = 0;
         let mut next = 0;
         while next < records.len() {
@@ -441,19 +450,8 @@ fn gzip_levels(rng: &mut fastrand::Rng) {
         projects: 1,
         ..CASES[5]
     };
-    let event = events_of(case, rng, 1).remove(0);
-    let batch: SqsBatch = serde_json::from_str(&event).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let messages: Vec<QueueMessage> = batch
-        .records
-        .into_iter()
-        .map(|m| m.into_queue_message(now))
-        .collect();
-    let records: Vec<EventRecord> = messages
-        .iter()
-        .flat_map(parse_message)
-        .map(Result::unwrap)
-        .collect();
+    let messages = queue_messages(&events_of(case, rng, 1).remove(0));
+    let records = records_of(&messages);
     let limits = destination::limits(DestinationType::GrafanaLoki);
     println!(
         "gzip levels on these events (Loki pushes; per event: gzipped bytes, CPU µs; $ per million events pushed, egress + Lambda CPU)"
@@ -495,6 +493,56 @@ fn gzip_levels(rng: &mut fastrand::Rng) {
             print!(" {:>5.0} B {:>4.1} µs ${:.4}", per_event, micros, dollars);
         }
         println!();
+    }
+}
+
+/// Events per push and bytes sent per streamed event as invocations grow, on the cost
+/// model's mix (README, Cost): 5,000 projects with Zipf(1) traffic, every tenth rank
+/// configured. Each configured project of an invocation gets one push of its events (these
+/// events, gzipped at the streamer's level) plus about 400 bytes of request headers.
+fn batching(rng: &mut fastrand::Rng) {
+    const PROJECTS: usize = 5_000;
+    const HEADER_BYTES: usize = 400;
+    let labels = LogLabels {
+        source: "stytch".into(),
+        service: "stytch.auth".into(),
+    };
+    let limits = destination::limits(DestinationType::GrafanaLoki);
+    let now = time::OffsetDateTime::now_utc();
+    let messages: Vec<QueueMessage> = (0..2_000)
+        .map(|i| QueueMessage::new(i.to_string(), record(rng, "bench-0"), now))
+        .collect();
+    let records = records_of(&messages);
+    let zipf = Zipf::new(PROJECTS);
+    println!(
+        "events per invocation on the cost model's mix: configured events per push, bytes per streamed event"
+    );
+    for per_invocation in [100, 230, 500, 1_160, 2_500] {
+        let (mut pushes, mut streamed, mut bytes) = (0, 0, 0);
+        for _ in 0..40 {
+            let mut per_project = std::collections::BTreeMap::<usize, usize>::new();
+            for _ in 0..per_invocation {
+                let rank = zipf.sample(rng);
+                if rank.is_multiple_of(10) {
+                    *per_project.entry(rank).or_default() += 1;
+                }
+            }
+            for events in per_project.values() {
+                let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
+                let start = rng.usize(..records.len() - events);
+                records[start..start + events]
+                    .iter()
+                    .for_each(|r| payload.add(r));
+                bytes += gzip(&payload.finish()).len() + HEADER_BYTES;
+                pushes += 1;
+                streamed += events;
+            }
+        }
+        println!(
+            "{per_invocation:>6} events: {:>5.1} events per push, {:>4.0} B per streamed event",
+            streamed as f64 / pushes as f64,
+            bytes as f64 / streamed as f64
+        );
     }
 }
 
@@ -594,8 +642,11 @@ fn main() {
         let mut rng = fastrand::Rng::with_seed(2026);
         let sink = FakeDestination::sink().await;
         let environment = provision_projects(&sink).await;
-        if std::env::var_os("BENCH_GZIP_LEVELS").is_some() {
+        // `BENCH_STUDIES=1`: gzip levels and batching, the measurements behind `gzip::LEVEL`
+        // and the template's batching window.
+        if std::env::var_os("BENCH_STUDIES").is_some() {
             gzip_levels(&mut rng);
+            batching(&mut rng);
         }
         let reference = reference_events_per_second(&mut rng);
         println!(
