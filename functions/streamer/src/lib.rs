@@ -28,13 +28,13 @@ pub struct SqsBatch {
 #[serde(rename_all = "camelCase")]
 pub struct SqsRecord {
     #[serde(default)]
-    pub message_id: String,
+    message_id: Option<String>,
     #[serde(default)]
-    pub body: String,
+    body: Option<String>,
     #[serde(default)]
-    attributes: SystemAttributes,
+    attributes: Option<SystemAttributes>,
     #[serde(default)]
-    message_attributes: RequeueAttributes,
+    message_attributes: Option<RequeueAttributes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,13 +70,20 @@ impl SqsRecord {
             attributes,
             message_attributes,
         } = self;
+        let attributes = attributes.unwrap_or_default();
+        let requeued = message_attributes.unwrap_or_default();
         let attributes = SqsAttributes {
             sent_timestamp: attributes.sent_timestamp.as_deref(),
             receive_count: attributes.receive_count.as_deref(),
-            attempts_before: string_value(&message_attributes.els_attempts),
-            original_sent_timestamp: string_value(&message_attributes.els_sent_timestamp),
+            attempts_before: string_value(&requeued.els_attempts),
+            original_sent_timestamp: string_value(&requeued.els_sent_timestamp),
         };
-        QueueMessage::from_sqs(message_id, body, attributes, received_at)
+        QueueMessage::from_sqs(
+            message_id.unwrap_or_default(),
+            body.unwrap_or_default(),
+            attributes,
+            received_at,
+        )
     }
 }
 
@@ -166,16 +173,22 @@ mod tests {
     }
 
     #[test]
-    fn absent_fields_are_a_first_delivery_sent_when_received() {
+    fn absent_or_null_fields_are_a_first_delivery_sent_when_received() {
         let received = datetime!(2026-01-01 0:00 UTC);
-        let batch: SqsBatch =
-            serde_json::from_value(json!({"Records": [{"messageId": "m", "body": "x"}]})).unwrap();
-        let message = batch
+        let batch: SqsBatch = serde_json::from_value(json!({"Records": [
+            {"messageId": "m", "body": "x"},
+            {"messageId": null, "body": null, "attributes": null, "messageAttributes": null},
+        ]}))
+        .unwrap();
+        let messages: Vec<QueueMessage> = batch
             .records
             .into_iter()
-            .next()
-            .unwrap()
-            .into_queue_message(received);
-        assert_eq!((message.attempt, message.sent_at), (1, received));
+            .map(|r| r.into_queue_message(received))
+            .collect();
+        assert_eq!(messages[0].body, "x");
+        assert_eq!(messages[1].body, "");
+        for message in messages {
+            assert_eq!((message.attempt, message.sent_at), (1, received));
+        }
     }
 }
