@@ -99,10 +99,16 @@ impl<'a> Payload<'a> {
     /// Makes room for about `records`' entries, at most a full push: growing a large body
     /// step by step copies it several times over.
     pub fn reserve_for<'r>(&mut self, records: impl Iterator<Item = &'r EventRecord<'r>>) {
+        // What an entry adds to its record: Loki's timestamp and brackets; Datadog's keys,
+        // labels and tag.
+        let envelope = match self.destination {
+            DestinationType::GrafanaLoki => 32,
+            DestinationType::Datadog => 128 + self.labels.source.len() + self.labels.service.len(),
+        };
         let mut expected = 0;
-        for record in records {
+        for record in records.take(self.limits.max_entries) {
             // Escaping adds a backslash per quote in the record: about an eighth in events.
-            expected += record.line().len() + record.line().len() / 8 + 48;
+            expected += record.line().len() + record.line().len() / 8 + envelope;
             if expected >= self.limits.max_request_bytes {
                 break;
             }
