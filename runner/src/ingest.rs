@@ -85,11 +85,12 @@ async fn ingest(
     let messages: Vec<QueueMessage> = message_bodies(text)
         .into_iter()
         .enumerate()
-        .map(|(i, body)| QueueMessage {
-            message_id: format!("local-{}-{i}", now.unix_timestamp_nanos()),
-            body,
-            sent_at: now,
-            attempt: 1,
+        .map(|(i, body)| {
+            QueueMessage::new(
+                format!("local-{}-{i}", now.unix_timestamp_nanos()),
+                body,
+                now,
+            )
         })
         .collect();
     if messages.is_empty() {

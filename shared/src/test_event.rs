@@ -43,12 +43,7 @@ pub async fn send_test_event(
         "request_id": format!("request-{event_id}"),
         "timestamp": now.format(&Rfc3339).expect("now formats as RFC 3339"),
     });
-    let message = QueueMessage {
-        message_id: event_id,
-        body: record.to_string(),
-        sent_at: now,
-        attempt: 1,
-    };
+    let message = QueueMessage::new(event_id, record.to_string(), now);
     let record = parse_message(&message)
         .pop()
         .and_then(Result::ok)

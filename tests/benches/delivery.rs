@@ -77,12 +77,11 @@ async fn run(kind: DestinationType) {
                             record(n % PROJECTS, n)
                         })
                         .collect();
-                    QueueMessage {
-                        message_id: format!("{b}-{m}"),
-                        body: format!("[{}]", records.join(",")),
-                        sent_at: OffsetDateTime::now_utc(),
-                        attempt: 1,
-                    }
+                    QueueMessage::new(
+                        format!("{b}-{m}"),
+                        format!("[{}]", records.join(",")),
+                        OffsetDateTime::now_utc(),
+                    )
                 })
                 .collect()
         })

@@ -247,12 +247,11 @@ pub(crate) mod tests_support {
         let body = r#"[{"project_id":"project-test-1","event_id":"e-1","action":"MagicLinksEmailLoginOrCreate","status":"success","timestamp":"2026-11-24T10:00:00.123456789Z","note":"quote \" and \\ and é"},
 {"project_id":"project-test-1","event_id":"e-2","action":"PasswordsAuthenticate","status":"error","http_status_code":401}]"#;
         // Leaked: the records borrow from their message, and a test lives no longer than this.
-        let message: &'static QueueMessage = Box::leak(Box::new(QueueMessage {
-            message_id: "m".into(),
-            body: body.into(),
-            sent_at: datetime!(2026-11-24 10:00:01 UTC),
-            attempt: 1,
-        }));
+        let message: &'static QueueMessage = Box::leak(Box::new(QueueMessage::new(
+            "m",
+            body,
+            datetime!(2026-11-24 10:00:01 UTC),
+        )));
         parse_message(message)
             .into_iter()
             .map(Result::unwrap)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use lru::LruCache;
 
-use super::{CredentialRead, StoreError, StoredStream, StreamLookup, error_chain};
+use super::{CredentialRead, StoredStream, StreamLookup, error_chain, joined};
 use crate::domain::{Destination, ProjectId, StreamingStatus};
 use crate::secret::Secret;
 
@@ -40,11 +40,15 @@ pub enum Resolved {
 
 struct CachedStream {
     fetched: Instant,
-    /// `None`: the project has no stream.
-    stream: Option<Arc<StoredStream>>,
-    /// The stream with its destination, once assembled: later batches reuse it instead of
-    /// assembling it again.
-    resolved: Option<Arc<ResolvedStream>>,
+    entry: Entry,
+}
+
+enum Entry {
+    NotConfigured,
+    /// Read from the store; its destination is not assembled yet (or could not be).
+    Stored(Arc<StoredStream>),
+    /// With its destination: later batches reuse it instead of assembling it again.
+    Resolved(Arc<ResolvedStream>),
 }
 
 /// Credential reads in flight at once. A new container meets every configured project of
@@ -80,19 +84,23 @@ impl StreamDirectory {
     /// Every project's stream; `projects` holds no duplicates.
     pub async fn resolve(&self, projects: &[ProjectId]) -> HashMap<ProjectId, Resolved> {
         let mut resolved = HashMap::with_capacity(projects.len());
-        let mut known: HashMap<ProjectId, Option<Arc<StoredStream>>> = HashMap::new();
+        let mut to_assemble: Vec<(ProjectId, Arc<StoredStream>)> = Vec::new();
         let mut missing = Vec::new();
         {
             let mut cache = self.streams.lock().unwrap();
             for project in projects {
                 match cache.get(project) {
-                    Some(cached) if cached.fetched.elapsed() < self.ttl => {
-                        if let Some(stream) = &cached.resolved {
-                            resolved.insert(project.clone(), Resolved::Stream(stream.clone()));
-                        } else {
-                            known.insert(project.clone(), cached.stream.clone());
+                    Some(cached) if cached.fetched.elapsed() < self.ttl => match &cached.entry {
+                        Entry::NotConfigured => {
+                            resolved.insert(project.clone(), Resolved::NotConfigured);
                         }
-                    }
+                        Entry::Stored(stream) => {
+                            to_assemble.push((project.clone(), stream.clone()))
+                        }
+                        Entry::Resolved(stream) => {
+                            resolved.insert(project.clone(), Resolved::Stream(stream.clone()));
+                        }
+                    },
                     _ => missing.push(project.clone()),
                 }
             }
@@ -104,17 +112,20 @@ impl StreamDirectory {
                         .into_iter()
                         .map(|s| (s.config.project_id.clone(), Arc::new(s)))
                         .collect();
-                    let now = Instant::now();
+                    let fetched = Instant::now();
                     let mut cache = self.streams.lock().unwrap();
                     for project in missing {
-                        let stream = found.remove(&project);
-                        let cached = CachedStream {
-                            fetched: now,
-                            stream: stream.clone(),
-                            resolved: None,
+                        let entry = match found.remove(&project) {
+                            Some(stream) => {
+                                to_assemble.push((project.clone(), stream.clone()));
+                                Entry::Stored(stream)
+                            }
+                            None => {
+                                resolved.insert(project.clone(), Resolved::NotConfigured);
+                                Entry::NotConfigured
+                            }
                         };
-                        cache.put(project.clone(), cached);
-                        known.insert(project, stream);
+                        cache.put(project, CachedStream { fetched, entry });
                     }
                 }
                 Err(err) => {
@@ -125,12 +136,9 @@ impl StreamDirectory {
                 }
             }
         }
-        let streams: Vec<(ProjectId, Resolved)> = stream::iter(known)
+        let assembled: Vec<(ProjectId, Resolved)> = stream::iter(to_assemble)
             .map(|(project, stream)| async move {
-                let resolved = match stream {
-                    None => Resolved::NotConfigured,
-                    Some(stream) => self.with_destination(&stream).await,
-                };
+                let resolved = self.with_destination(&stream).await;
                 if let Resolved::Stream(stream) = &resolved {
                     self.remember(&project, stream);
                 }
@@ -139,7 +147,7 @@ impl StreamDirectory {
             .buffer_unordered(CONCURRENT_CREDENTIAL_READS)
             .collect()
             .await;
-        resolved.extend(streams);
+        resolved.extend(assembled);
         resolved
     }
 
@@ -166,12 +174,12 @@ impl StreamDirectory {
                 Err(err) => return Resolved::Unavailable(error_chain(&err)),
             },
         };
-        match Destination::assemble(&config.endpoint, secret) {
+        match joined(config, secret) {
             Ok(destination) => Resolved::Stream(Arc::new(ResolvedStream {
                 stored: Arc::clone(stream),
                 destination: Some(destination),
             })),
-            Err(err) => Resolved::Unavailable(error_chain(&StoreError::Corrupt(err.to_string()))),
+            Err(err) => Resolved::Unavailable(error_chain(&err)),
         }
     }
 
@@ -179,12 +187,10 @@ impl StreamDirectory {
     fn remember(&self, project: &ProjectId, resolved: &Arc<ResolvedStream>) {
         let mut cache = self.streams.lock().unwrap();
         if let Some(cached) = cache.peek_mut(project)
-            && cached
-                .stream
-                .as_ref()
-                .is_some_and(|stream| Arc::ptr_eq(stream, &resolved.stored))
+            && let Entry::Stored(stream) = &cached.entry
+            && Arc::ptr_eq(stream, &resolved.stored)
         {
-            cached.resolved = Some(resolved.clone());
+            cached.entry = Entry::Resolved(resolved.clone());
         }
     }
 

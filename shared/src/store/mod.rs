@@ -121,6 +121,11 @@ pub async fn destination_of(
     credentials: &dyn CredentialRead,
 ) -> Result<Destination, StoreError> {
     let secret = credentials.get(&config.credential).await?;
+    joined(config, secret)
+}
+
+/// A stream's endpoint joined with its credential; a mismatch is a corrupt record.
+pub(crate) fn joined(config: &StreamConfig, secret: Secret) -> Result<Destination, StoreError> {
     Destination::assemble(&config.endpoint, secret).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

@@ -89,12 +89,11 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                                     .to_string()
                             })
                             .collect();
-                        QueueMessage {
-                            message_id: format!("{round}-{c}-{b}-{m}"),
-                            body: format!("[{}]", records.join(",")),
-                            sent_at: OffsetDateTime::now_utc(),
-                            attempt: 1,
-                        }
+                        QueueMessage::new(
+                            format!("{round}-{c}-{b}-{m}"),
+                            format!("[{}]", records.join(",")),
+                            OffsetDateTime::now_utc(),
+                        )
                     })
                     .collect();
                 let uncached = batch_projects.difference(&seen_this_round).count();

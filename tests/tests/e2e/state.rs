@@ -554,10 +554,5 @@ async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
 }
 
 fn queue_message(id: &str, body: &str) -> event_log_streaming::event::QueueMessage {
-    event_log_streaming::event::QueueMessage {
-        message_id: id.into(),
-        body: body.into(),
-        sent_at: time::OffsetDateTime::now_utc(),
-        attempt: 1,
-    }
+    event_log_streaming::event::QueueMessage::new(id, body, time::OffsetDateTime::now_utc())
 }
