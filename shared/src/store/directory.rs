@@ -210,6 +210,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{CredentialRef, Endpoint, LokiHostname, StreamConfig};
+    use crate::store::StoreError;
     use crate::store::{CredentialWrite, MemoryStateStore, StreamWrite};
 
     /// Counts the calls that cost money.
