@@ -7,6 +7,7 @@
 //! the record's `timestamp` (RFC 3339 string or Unix milliseconds) when it is present and
 //! valid, otherwise the message's `SentTimestamp`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -188,6 +189,14 @@ impl FailedRecord {
     }
 }
 
+/// A JSON string's value, borrowed when it has no escapes (valid project ids never do).
+fn json_str(value: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<&str>(value.get())
+        .map(Cow::Borrowed)
+        .or_else(|_| serde_json::from_str::<String>(value.get()).map(Cow::Owned))
+        .ok()
+}
+
 /// Splits a message into its records, each valid or rejected on its own.
 pub fn parse_message(message: &QueueMessage) -> Vec<Result<EventRecord<'_>, RejectedRecord>> {
     let reject_whole = |reason, detail: String| {
@@ -290,16 +299,13 @@ fn parse_record(
     }
     let head: RecordHead = serde_json::from_str(raw.get())
         .map_err(|e| reject(RejectReason::MalformedJson, None, &json_error(&e)))?;
-    let project_id = head
-        .project_id
-        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-        .ok_or_else(|| {
-            reject(
-                RejectReason::InvalidProjectId,
-                None,
-                "the record has no project_id string",
-            )
-        })?;
+    let project_id = head.project_id.and_then(json_str).ok_or_else(|| {
+        reject(
+            RejectReason::InvalidProjectId,
+            None,
+            "the record has no project_id string",
+        )
+    })?;
     let project_id = ProjectId::parse(&project_id)
         .map_err(|e| reject(RejectReason::InvalidProjectId, None, &e.to_string()))?;
     let event_time = head.timestamp.and_then(parse_timestamp).unwrap_or(sent_at);

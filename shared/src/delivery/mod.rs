@@ -196,10 +196,13 @@ impl Streamer {
             for record in parse_message(message) {
                 summary.records += 1;
                 match record {
-                    Ok(record) => by_project
-                        .entry(record.project_id.clone())
-                        .or_default()
-                        .push((index, record)),
+                    // The id is cloned once per project, not per record.
+                    Ok(record) => match by_project.get_mut(&record.project_id) {
+                        Some(records) => records.push((index, record)),
+                        None => {
+                            by_project.insert(record.project_id.clone(), vec![(index, record)]);
+                        }
+                    },
                     Err(record) => rejected[index].push(record),
                 }
             }
