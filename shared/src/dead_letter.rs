@@ -1,8 +1,10 @@
 //! The dead-letter queue for records that can never be delivered (malformed, no valid
 //! `project_id`, too large, refused by the destination with a 400). Each is sent on its own,
 //! with message attributes that say why, so an operator can inspect, fix and redrive it.
-//! Records that fail for transient reasons are not sent here: SQS redelivers them and the
-//! queue's redrive policy moves them here after `maxReceiveCount`.
+//! Records that fail for transient reasons come here only once out of attempts
+//! (`retries_exhausted`, after `MAX_DELIVERY_ATTEMPTS`); until then they go back to the event
+//! queue, or, without one, SQS redelivers their message and the queue's redrive policy moves
+//! it here after `maxReceiveCount`.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::SdkError;

@@ -91,7 +91,7 @@ pub struct SqsAttributes<'a> {
 }
 
 /// SQS's `SentTimestamp` attribute (Unix milliseconds as a decimal string).
-pub fn parse_sent_timestamp(millis: &str) -> Option<OffsetDateTime> {
+fn parse_sent_timestamp(millis: &str) -> Option<OffsetDateTime> {
     let millis = millis.trim().parse::<i64>().ok()?;
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
 }

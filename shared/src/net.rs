@@ -101,7 +101,7 @@ impl AddressPolicy {
 
 /// Whether an address is on the public internet. `IpAddr::is_global` is still unstable, so
 /// the special-purpose ranges of the IANA registries are listed here.
-pub fn is_public(ip: IpAddr) -> bool {
+fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::destination::LogLabels;
 use crate::destination::client::ClientOptions;
+use crate::domain::parse_port;
 use crate::net::AddressPolicy;
 use crate::store::DEFAULT_SECRET_PREFIX;
 
@@ -70,15 +71,10 @@ fn ports(list: &str) -> Result<Vec<u16>, SettingsError> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
-            p.bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| p.parse::<u16>().ok())
-                .flatten()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| SettingsError {
-                    name: "ALLOWED_DESTINATION_PORTS",
-                    message: format!("expected ports such as 443,3100, got {p:?}"),
-                })
+            parse_port(p).ok_or_else(|| SettingsError {
+                name: "ALLOWED_DESTINATION_PORTS",
+                message: format!("expected ports such as 443,3100, got {p:?}"),
+            })
         })
         .collect()
 }
@@ -103,7 +99,7 @@ pub fn cache_ttl_seconds(lookup: &dyn Fn(&str) -> Option<String>) -> Result<u64,
 }
 
 /// A boolean setting: unset, `false` or `0`; `true` or `1`.
-pub fn flag(
+fn flag(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &'static str,
 ) -> Result<bool, SettingsError> {
@@ -264,6 +260,9 @@ mod tests {
         assert!(settings(&[("CONFIG_CACHE_SIZE", "0")]).is_err());
         let err = settings(&[("ALLOWED_DESTINATION_PORTS", "443,+22")]).unwrap_err();
         assert_eq!(err.name, "ALLOWED_DESTINATION_PORTS");
+        // Written as a hostname's port must be: no leading zero, not 0.
+        assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0443")]).is_err());
+        assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0")]).is_err());
         assert!(settings(&[("SUSPEND_AFTER_AUTH_FAILURES", "0")]).is_err());
     }
 }

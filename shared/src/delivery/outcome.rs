@@ -42,11 +42,8 @@ pub enum ProjectStatus {
     Delivered,
     /// Some records were refused as invalid or too large; the others were delivered.
     Rejected,
-    /// Some records could not be delivered now; `destination_status` is the last answer, if
-    /// the destination answered.
-    Failed { destination_status: Option<u16> },
-    /// Nothing was sent.
-    Skipped(SkipReason),
+    /// Some records could not be delivered now.
+    Failed,
 }
 
 impl ProjectStatus {
@@ -54,8 +51,7 @@ impl ProjectStatus {
         match self {
             Self::Delivered => "delivered",
             Self::Rejected => "rejected",
-            Self::Failed { .. } => "failed",
-            Self::Skipped(_) => "skipped",
+            Self::Failed => "failed",
         }
     }
 }

@@ -17,9 +17,7 @@ use super::Slotted;
 use super::outcome::{ProjectStatus, RecordOutcome};
 use super::retry;
 use super::split::{self, MAX_REJECTION_SPLITS, Refusal, SplitDecision};
-use crate::destination::classify::{
-    Classification, LOKI_INGESTION_BLOCKED, advice, classify, refuses_configuration,
-};
+use crate::destination::classify::{Classification, LOKI_INGESTION_BLOCKED, advice, classify};
 use crate::destination::client::{DestinationClient, PushResponse};
 use crate::destination::{self, LogLabels, Payload};
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
@@ -147,12 +145,7 @@ impl Pusher<'_> {
                 Classification::Misconfigured { detail }
                 | Classification::Transient { detail, .. } => {
                     // Later chunks would meet the same credentials or the same outage.
-                    delivery.status = ProjectStatus::Failed {
-                        destination_status: delivery
-                            .health
-                            .last_error()
-                            .and_then(|e| e.destination_status),
-                    };
+                    delivery.status = ProjectStatus::Failed;
                     let detail: Arc<str> = detail.into();
                     let failed = chunk
                         .iter()
@@ -295,16 +288,15 @@ fn note_attempt(
         health.success(at);
         return;
     }
-    let destination_status = match response {
-        PushResponse::Status { status, .. } => Some(*status),
-        _ => None,
-    };
     let error = DeliveryError {
         at,
-        destination_status,
+        destination_status: response.status(),
         message: advice(destination.destination_type(), response),
     };
-    health.failure(error, refuses_configuration(response));
+    // 401/403 and the answers treated like them refuse the configuration itself: the
+    // trigger of suspension, since no retry can succeed until it changes.
+    let refused = matches!(class, Classification::Misconfigured { .. });
+    health.failure(error, refused);
 }
 
 fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordOutcome {

@@ -23,15 +23,7 @@ pub fn next_delay(
 ) -> Option<Duration> {
     let delay = match retry_after {
         Some(wait) => wait.min(MAX_DELAY),
-        None => {
-            let ceiling = BASE_DELAY
-                .saturating_mul(
-                    1u32.checked_shl(attempt.saturating_sub(1))
-                        .unwrap_or(u32::MAX),
-                )
-                .min(MAX_DELAY);
-            ceiling.mul_f64(jitter.clamp(0.0, 1.0))
-        }
+        None => doubling(BASE_DELAY, attempt, MAX_DELAY).mul_f64(jitter.clamp(0.0, 1.0)),
     };
     (delay + MIN_ATTEMPT_TIME <= remaining).then_some(delay)
 }
@@ -40,13 +32,16 @@ pub fn next_delay(
 /// attempt, at most SQS's 900 s, with equal jitter (half fixed, half random) so that copies
 /// of one outage do not all come back at once yet never come back at once either.
 pub fn requeue_delay(attempts: u32, base: Duration, jitter: f64) -> Duration {
-    let ceiling = base
-        .saturating_mul(
-            1u32.checked_shl(attempts.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        )
-        .min(crate::event_queue::MAX_DELAY);
+    let ceiling = doubling(base, attempts, crate::event_queue::MAX_DELAY);
     ceiling / 2 + (ceiling / 2).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// `base` doubled for each attempt after the first, at most `cap`.
+fn doubling(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(cap)
 }
 
 #[cfg(test)]

@@ -90,12 +90,6 @@ pub fn destination_name(destination: DestinationType) -> &'static str {
     }
 }
 
-/// Whether the answer refuses the configuration itself (401/403, and the answers treated
-/// like them): the trigger of suspension, since no retry can succeed until it changes.
-pub fn refuses_configuration(response: &PushResponse) -> bool {
-    matches!(classify(response), Classification::Misconfigured { .. })
-}
-
 /// What a customer should read about an attempt: what went wrong and what to fix, in our
 /// words. The destination's own words are added only when they are a recognised Loki or
 /// Datadog error ([`PushResponse::Status::quote`]); a raw connection error never is.

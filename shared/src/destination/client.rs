@@ -74,6 +74,16 @@ pub enum PushResponse {
     },
 }
 
+impl PushResponse {
+    /// The destination's HTTP status, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            Self::Refused(_) | Self::Transport { .. } => None,
+        }
+    }
+}
+
 /// Why no HTTP answer came, in the categories a customer can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportFailure {
@@ -327,7 +337,7 @@ fn excerpt(text: &str, max: usize) -> String {
 /// errors, or the messages of Datadog's JSON error shape (`{"errors":[…]}`). Anything else,
 /// HTML pages above all, is not repeated: a customer-chosen host must not turn the test
 /// endpoint into a page reader.
-pub fn quotable(content_type: Option<&str>, body: &str) -> Option<String> {
+fn quotable(content_type: Option<&str>, body: &str) -> Option<String> {
     let mime = content_type
         .and_then(|c| c.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase());

@@ -46,17 +46,9 @@ impl LokiHostname {
         }
         let (host, port) = match value.rsplit_once(':') {
             Some((host, port)) => {
-                // Digits only, no leading zero: `+443` and `0443` parse as numbers, but a
-                // port written two ways can slip past a check made on the text.
-                let canonical = !port.is_empty()
-                    && !port.starts_with('0')
-                    && port.bytes().all(|b| b.is_ascii_digit());
-                let port = canonical
-                    .then(|| port.parse::<u16>().ok())
-                    .flatten()
-                    .ok_or_else(|| {
-                        ValidationError::new(FIELD, "has an invalid port (1 to 65535, digits only)")
-                    })?;
+                let port = parse_port(port).ok_or_else(|| {
+                    ValidationError::new(FIELD, "has an invalid port (1 to 65535, digits only)")
+                })?;
                 (host, Some(port))
             }
             None => (value, None),
@@ -130,6 +122,15 @@ pub struct LokiDestination {
     pub hostname: LokiHostname,
     pub username: String,
     pub password: Secret,
+}
+
+/// A port written one way only: digits, no sign, no leading zero, 1 to 65535. `+443` and
+/// `0443` parse as numbers, but a port written two ways can slip past a check made on the
+/// text.
+pub fn parse_port(text: &str) -> Option<u16> {
+    let canonical =
+        !text.is_empty() && !text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit());
+    canonical.then(|| text.parse::<u16>().ok()).flatten()
 }
 
 #[cfg(test)]

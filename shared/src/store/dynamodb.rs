@@ -35,11 +35,14 @@ use crate::domain::{
 };
 
 /// BatchGetItem's limit.
-pub const MAX_KEYS_PER_BATCH_GET: usize = 100;
+const MAX_KEYS_PER_BATCH_GET: usize = 100;
 /// Rounds of asking again for unprocessed keys (backoff 50 ms doubling: 3.15 s in all).
 const UNPROCESSED_KEY_ROUNDS: u32 = 7;
 const UNPROCESSED_KEY_BACKOFF: Duration = Duration::from_millis(50);
-/// Health writes that lose the race with another container's read again and retry.
+/// Health writes that lose the race with another container's read again and retry. On a
+/// state change every container of the function (the template's `MaximumConcurrency`, 10)
+/// may write the same stream at once, and each round only one of them wins; a write that
+/// runs out of tries is kept and added to the container's next one.
 const HEALTH_WRITE_TRIES: u32 = 8;
 
 const KEY: &str = "project_id";
