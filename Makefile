@@ -27,11 +27,12 @@ migrate:
 test: $(MOTO) browser
 	cargo test --workspace --locked
 
-# The page test drives Debian's Chromium over WebDriver. Installed here when missing (as root,
-# as CI runs); otherwise the one command that installs it is printed and the run stops.
+# The page test drives Debian's Chromium over WebDriver (or the binaries CHROMIUM and
+# CHROMEDRIVER name). Installed here when missing (as root, as CI runs); otherwise the one
+# command that installs it is printed and the run stops.
 BROWSER_PACKAGES := chromium chromium-driver
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	@if [ -x "$${CHROMIUM:-/usr/bin/chromium}" ] && [ -x "$${CHROMEDRIVER:-/usr/bin/chromedriver}" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
 	else \
@@ -55,6 +56,7 @@ $(TOOLS_STAMP):
 
 ## lint: formatting, clippy (warnings are errors) and three independent template checks
 lint: $(TOOLS_STAMP)
+	rustup component add rustfmt clippy
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(TOOLS)/bin/sam validate --template-file $(TEMPLATE) --region us-east-1

@@ -123,6 +123,14 @@ pub fn stream_table_name(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Stri
         })
 }
 
+/// `CONFIG_SECRET_PREFIX`, read by both functions and the migration: the credential secrets'
+/// name prefix, default `event-log-streaming/`.
+pub fn config_secret_prefix(lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    lookup("CONFIG_SECRET_PREFIX")
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamerSettings {
     /// `CONFIG_SECRET_PREFIX`: credential secret name prefix, default `event-log-streaming/`.
@@ -192,8 +200,7 @@ impl StreamerSettings {
         let max_concurrent_pushes = at_least_one("MAX_CONCURRENT_PUSHES", 32)?;
         let cache_size = at_least_one("CONFIG_CACHE_SIZE", 10_000)?;
         Ok(Self {
-            config_secret_prefix: get("CONFIG_SECRET_PREFIX")
-                .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned()),
+            config_secret_prefix: config_secret_prefix(&lookup),
             config_cache_ttl: Duration::from_secs(cache_ttl_seconds(&lookup)?),
             config_cache_size: NonZeroUsize::new(cache_size as usize).expect("at least one"),
             request_timeout: Duration::from_secs(at_least_one("PUSH_TIMEOUT_SECONDS", 20)?),

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use event_log_streaming::settings::{
-    DestinationSettings, SettingsError, cache_ttl_seconds, stream_table_name,
+    DestinationSettings, SettingsError, cache_ttl_seconds, config_secret_prefix, stream_table_name,
 };
-use event_log_streaming::store::DEFAULT_SECRET_PREFIX;
 
 #[derive(Debug, Clone)]
 pub struct ConfigApiSettings {
@@ -31,8 +30,7 @@ impl ConfigApiSettings {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         Ok(Self {
-            config_secret_prefix: get("CONFIG_SECRET_PREFIX")
-                .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.into()),
+            config_secret_prefix: config_secret_prefix(lookup),
             stream_table_name: stream_table_name(lookup)?,
             management_keys_secret_id: get("MANAGEMENT_KEYS_SECRET_ID").ok_or(SettingsError {
                 name: "MANAGEMENT_KEYS_SECRET_ID",

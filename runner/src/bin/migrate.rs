@@ -6,16 +6,17 @@
 //! Defaults: `STREAM_TABLE_NAME` and `CONFIG_SECRET_PREFIX` (`event-log-streaming/`). AWS
 //! credentials and region come from the usual places (profile, environment).
 
+use event_log_streaming::settings::{config_secret_prefix, stream_table_name};
 use event_log_streaming::store::migrate::Migration;
-use event_log_streaming::store::{DEFAULT_SECRET_PREFIX, DynamoDbStreams, error_chain};
+use event_log_streaming::store::{DynamoDbStreams, error_chain};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let mut table = std::env::var("STREAM_TABLE_NAME").ok();
-    let mut prefix =
-        std::env::var("CONFIG_SECRET_PREFIX").unwrap_or_else(|_| DEFAULT_SECRET_PREFIX.into());
+    let env = |name: &str| std::env::var(name).ok();
+    let mut table = stream_table_name(&env).ok();
+    let mut prefix = config_secret_prefix(&env);
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
         let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));

@@ -28,8 +28,8 @@ pub enum Classification {
         status: u16,
         detail: String,
     },
-    /// Final for this configuration until the customer fixes it; the records are retried by
-    /// SQS and end in the dead-letter queue through the redrive policy.
+    /// Final for this configuration until the customer fixes it: the records fail now (sent
+    /// back to the queue, dead-lettered once out of attempts) and count towards suspension.
     Misconfigured {
         detail: String,
     },
@@ -50,26 +50,30 @@ pub fn classify(response: &PushResponse) -> Classification {
             detail,
             ..
         } => {
-            let detail = if detail.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {detail}")
+            let detail = || {
+                if detail.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status}: {detail}")
+                }
             };
             match *status {
                 200..=299 => Classification::Delivered { status: *status },
                 400 | 422 => Classification::Rejected {
                     status: *status,
-                    detail,
+                    detail: detail(),
                 },
                 401 | 403 => Classification::Misconfigured {
-                    detail: format!("{detail} (check the credentials)"),
+                    detail: format!("{} (check the credentials)", detail()),
                 },
                 413 => Classification::TooLarge,
                 408 | 429 | 500..=599 => Classification::Transient {
                     retry_after: *retry_after,
-                    detail,
+                    detail: detail(),
                 },
-                _ => Classification::Misconfigured { detail },
+                // Other 4xx, and 1xx/3xx (redirects are never followed): the configuration
+                // points at something that is not the destination's push API.
+                _ => Classification::Misconfigured { detail: detail() },
             }
         }
         PushResponse::Refused(detail) => Classification::Misconfigured {
