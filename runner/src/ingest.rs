@@ -54,9 +54,11 @@ pub fn message_bodies(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The config API's error shape, `request_id` included.
 fn error(status: StatusCode, error_type: &str, message: &str) -> (StatusCode, Json<Value>) {
     let body = json!({
         "status_code": status.as_u16(),
+        "request_id": config_api::request_id(),
         "error_type": error_type,
         "error_message": message,
     });

@@ -3,13 +3,16 @@
 //! CI) install both; a machine without them fails with the command that installs them,
 //! never skips.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+
+use crate::wait_for_port;
 
 pub const INSTALL: &str = "apt-get install -y chromium chromium-driver";
 
@@ -47,14 +50,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(20), "chromedriver");
         let profile = std::env::temp_dir().join(format!(
             "els-chromium-{}-{}",
             std::process::id(),
@@ -113,21 +109,25 @@ impl Browser {
         self.text_when(id, |text| text.contains(wanted)).await
     }
 
-    pub async fn is_displayed(&self, id: &str) -> bool {
+    /// The element with this id; a missing one fails the test by its id.
+    async fn element(&self, id: &str) -> Element {
         self.client
             .find(Locator::Id(id))
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("no #{id} on the page: {e}"))
+    }
+
+    pub async fn is_displayed(&self, id: &str) -> bool {
+        self.element(id)
+            .await
             .is_displayed()
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("is #{id} displayed: {e}"))
     }
 
     pub async fn click(&self, id: &str) {
-        self.client
-            .find(Locator::Id(id))
+        self.element(id)
             .await
-            .unwrap()
             .click()
             .await
             .unwrap_or_else(|e| panic!("click #{id}: {e}"));
@@ -135,9 +135,15 @@ impl Browser {
 
     /// Replaces an input's value by typing, as a person would.
     pub async fn fill(&self, id: &str, text: &str) {
-        let element = self.client.find(Locator::Id(id)).await.unwrap();
-        element.clear().await.unwrap();
-        element.send_keys(text).await.unwrap();
+        let element = self.element(id).await;
+        element
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear #{id}: {e}"));
+        element
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into #{id}: {e}"));
     }
 
     /// With `PAGE_SCREENSHOTS=DIR`, saves what the page looks like now as `DIR/NAME.png`, for a

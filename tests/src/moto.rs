@@ -2,14 +2,16 @@
 //! port. `make test` installs it into `.venv`; a missing install fails the tests loudly rather
 //! than skipping them.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::Credentials;
+
+use crate::wait_for_port;
 
 pub struct Moto {
     pub endpoint: String,
@@ -46,14 +48,7 @@ pub fn moto() -> &'static Moto {
             .spawn()
             .expect("start moto_server");
         let lifeline = child.stdin.take().unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, Duration::from_secs(60), "moto_server");
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
             _lifeline: Mutex::new(lifeline),

@@ -123,6 +123,13 @@ async fn local_ingest_refuses_what_can_never_be_delivered_with_reasons_and_asks_
     let (status, answer) = post_events(&app, vec![b' '; 6 * 1024 * 1024 + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer["error_type"], "payload_too_large");
+    assert_eq!(answer["status_code"], 413);
+    assert!(
+        answer["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("request-id-")
+    );
     assert!(answer["error_message"].as_str().unwrap().contains("6 MiB"));
 }
 
