@@ -9,9 +9,9 @@
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
-use aws_sdk_sqs::types::MessageAttributeValue;
 
 use crate::event::RejectedRecord;
+use crate::event_queue::message_attribute;
 
 /// SQS attribute values are limited in total size per message; a reason is a sentence.
 const MAX_DETAIL_CHARS: usize = 500;
@@ -38,13 +38,7 @@ impl DeadLetterQueue {
         record: &RejectedRecord,
         source_message_id: &str,
     ) -> Result<(), DeadLetterError> {
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data type and value are set")
-        };
+        let attribute = |value: &str| message_attribute("String", value);
         let detail: String = record.detail.chars().take(MAX_DETAIL_CHARS).collect();
         let mut request = self
             .client

@@ -45,13 +45,7 @@ impl EventQueue {
         records: &[FailedRecord],
         delay: Duration,
     ) -> Result<(), RequeueError> {
-        let number = |value: String| {
-            MessageAttributeValue::builder()
-                .data_type("Number")
-                .string_value(value)
-                .build()
-                .expect("data type and value are set")
-        };
+        let number = |value: String| message_attribute("Number", value);
         let sent_ms = original.sent_at.unix_timestamp_nanos() / 1_000_000;
         let bodies: Vec<&str> = records.iter().map(|r| r.body.as_str()).collect();
         self.client
@@ -66,4 +60,16 @@ impl EventQueue {
             .map(|_| ())
             .map_err(RequeueError)
     }
+}
+
+/// An SQS message attribute of `data_type` (`String` or `Number`).
+pub(crate) fn message_attribute(
+    data_type: &str,
+    value: impl Into<String>,
+) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .expect("data type and value are set")
 }
