@@ -313,7 +313,6 @@ fn peak_rss_mb(pid: u32) -> f64 {
 struct Environment {
     table: String,
     prefix: String,
-    ca_file: PathBuf,
 }
 
 async fn provision_projects(sink: &FakeDestination) -> Environment {
@@ -353,13 +352,7 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
         datadog_config(DATADOG_KEY),
     )
     .await;
-    let ca_file = std::env::temp_dir().join(format!("bench-ca-{}.pem", std::process::id()));
-    std::fs::write(&ca_file, &pki().ca_pem).unwrap();
-    Environment {
-        table,
-        prefix,
-        ca_file,
-    }
+    Environment { table, prefix }
 }
 
 /// The streamer binary `make bench` built, or `BENCH_STREAMER` (a build with symbols, to
@@ -587,7 +580,7 @@ async fn run_case(
         .env("STREAM_TABLE_NAME", &environment.table)
         .env("CONFIG_SECRET_PREFIX", &environment.prefix)
         .env("CONFIG_CACHE_TTL_SECONDS", "3600")
-        .env("EXTRA_CA_CERTS", &environment.ca_file)
+        .env("EXTRA_CA_CERTS", &pki().ca_file)
         .env("ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("DATADOG_INTAKE_URL", sink.base_url())
         .env("RUST_LOG", "info")

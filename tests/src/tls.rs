@@ -2,6 +2,7 @@
 //! servers speak real TLS and the client verifies them through `EXTRA_CA_CERTS`, as it would
 //! a private CA in development.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -11,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct TestPki {
     /// PEM of the CA, to trust in the client.
     pub ca_pem: String,
+    /// The same PEM in a file, for the processes and settings that take `EXTRA_CA_CERTS`.
+    pub ca_file: PathBuf,
     pub server_config: Arc<ServerConfig>,
 }
 
@@ -40,8 +43,13 @@ pub fn pki() -> &'static TestPki {
             .unwrap();
         // Real Loki and Datadog endpoints offer both.
         server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let ca_pem = ca_cert.pem();
+        // Per process: each test binary makes its own CA.
+        let ca_file = std::env::temp_dir().join(format!("els-test-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca_file, &ca_pem).unwrap();
         TestPki {
-            ca_pem: ca_cert.pem(),
+            ca_pem,
+            ca_file,
             server_config: Arc::new(server_config),
         }
     })

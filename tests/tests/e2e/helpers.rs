@@ -42,9 +42,7 @@ pub fn unique(label: &str) -> String {
 }
 
 pub fn ca_file() -> String {
-    let path = std::env::temp_dir().join(format!("els-test-ca-{}.pem", std::process::id()));
-    std::fs::write(&path, &pki().ca_pem).unwrap();
-    path.display().to_string()
+    pki().ca_file.display().to_string()
 }
 
 /// A streamer on a fresh [`StateEnv`] (which it derefs to), with a dead-letter queue.
