@@ -1,9 +1,11 @@
 # The few commands a newcomer needs. Every tool beyond Rust and Python 3 comes from pinned
-# PyPI packages installed into local virtualenvs: .venv for the tests' AWS emulator (moto),
-# .venv-tools for Lambda builds and template checks (cargo-lambda, zig, SAM CLI, cfn-lint).
+# PyPI packages installed into local virtualenvs: .venv for the tests' AWS emulator (moto)
+# and API tester (schemathesis), .venv-tools for Lambda builds and template checks
+# (cargo-lambda, zig, SAM CLI, cfn-lint).
 SHELL := /bin/bash
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
+SCHEMATHESIS := $(VENV)/bin/schemathesis
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 TEMPLATE := infra/template.yaml
@@ -23,8 +25,9 @@ run:
 migrate:
 	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
 
-## test: install the AWS emulator (moto) and the browser if needed, then run every test
-test: $(MOTO) browser
+## test: install the AWS emulator (moto), the API tester (schemathesis) and the browser if
+## needed, then run every test
+test: $(MOTO) $(SCHEMATHESIS) browser
 	cargo test --workspace --locked
 
 # The page test drives Debian's Chromium over WebDriver (or the binaries CHROMIUM and
@@ -47,6 +50,10 @@ fault: $(MOTO)
 $(MOTO):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+
+# The config API's contract test drives it from openapi.json.
+$(SCHEMATHESIS): $(MOTO)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
 
 $(TOOLS_STAMP):
 	python3 -m venv $(TOOLS)
