@@ -168,9 +168,11 @@
     const config = stream.destination_config[TYPES[type].key] || {};
     const lastFour = type === "GRAFANA_LOKI" ? config.password_last_four : config.api_key_last_four;
     const stored = $(`${TYPES[type].secretInput}-stored`);
-    stored.textContent = lastFour
-      ? `Stored: •••• ${lastFour}. Leave empty to keep it.`
-      : "Stored. Leave empty to keep it.";
+    // The API sends a stored Loki token only to the host it was saved for.
+    const keep = type === "GRAFANA_LOKI"
+      ? "Leave empty to keep it; a new hostname needs it again."
+      : "Leave empty to keep it.";
+    stored.textContent = lastFour ? `Stored: •••• ${lastFour}. ${keep}` : `Stored. ${keep}`;
     show(`${TYPES[type].secretInput}-stored`, true);
     if (type === "GRAFANA_LOKI") {
       $("loki-hostname").value = config.hostname || "";

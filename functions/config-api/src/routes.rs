@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
 use event_log_streaming::domain::{
     Destination, DestinationConfigBody, DestinationType, Endpoint, ProjectId, StreamingStatus,
+    ValidationError,
 };
 use event_log_streaming::store::{
     StoreError, StoredStream, create_stream, destination_of, error_chain,
@@ -130,7 +131,8 @@ async fn read(
 }
 
 /// Replaces the destination; the status (SUSPENDED included) and `enabled_at` are kept. An
-/// absent or empty credential keeps the stored one (the page's write-only secret inputs).
+/// absent or empty credential keeps the stored one (the page's write-only secret inputs),
+/// unless a Loki stream moves to another host.
 async fn update(
     State(state): State<AppState>,
     who: Authorized,
@@ -141,7 +143,14 @@ async fn update(
     let read = &stream.config;
     let endpoint = parse_endpoint(&state, read.destination_type(), &body.destination_config)?;
     let credential = match body.destination_config.credential() {
-        None => read.credential.clone(),
+        None if read.endpoint.keeps_credential_for(&endpoint) => read.credential.clone(),
+        None => {
+            return Err(ValidationError::new(
+                "destination_config.grafana_loki.password",
+                "required when the hostname changes (the stored token is only sent to the host it was saved for)",
+            )
+            .into());
+        }
         Some(_) => {
             let destination =
                 Destination::parse(read.destination_type(), &body.destination_config)?;

@@ -171,6 +171,24 @@ impl Endpoint {
             Self::GrafanaLoki { .. } => DestinationType::GrafanaLoki,
         }
     }
+
+    /// Whether the credential stored for `self` may go on to `next` without being given
+    /// again. Not to another Loki host: whoever holds a management key could otherwise point
+    /// the stream at a host of their own and receive the stored token with the next push or
+    /// test. Every Datadog site is Datadog's own, so a new site keeps the key.
+    pub fn keeps_credential_for(&self, next: &Endpoint) -> bool {
+        match (self, next) {
+            (Self::Datadog { .. }, Self::Datadog { .. }) => true,
+            (
+                Self::GrafanaLoki { hostname, .. },
+                Self::GrafanaLoki {
+                    hostname: next_hostname,
+                    ..
+                },
+            ) => hostname == next_hostname,
+            _ => false,
+        }
+    }
 }
 
 impl DestinationConfigBody {
@@ -210,7 +228,8 @@ pub struct DatadogBody {
 pub struct LokiBody {
     pub hostname: String,
     pub username: String,
-    /// Required on create; on update, absent or empty keeps the stored token.
+    /// Required on create; on update, absent or empty keeps the stored token, unless the
+    /// hostname changes (see [`Endpoint::keeps_credential_for`]).
     #[serde(default)]
     pub password: String,
 }

@@ -1344,7 +1344,7 @@ async fn the_page_is_served_with_etags_and_security_headers() {
 }
 
 #[tokio::test]
-async fn an_update_without_a_secret_keeps_the_stored_one() {
+async fn an_update_without_a_secret_keeps_the_stored_one_for_the_same_host_only() {
     let api = Api::new();
     let resource = format!("{COLLECTION}/GRAFANA_LOKI");
     api.admin(
@@ -1353,26 +1353,67 @@ async fn an_update_without_a_secret_keeps_the_stored_one() {
         Some(loki_body("logs-prod-021.grafana.net", LOKI_PASSWORD)),
     )
     .await;
+    let loki = |hostname: &str, password: &str| json!({"destination_config": {"grafana_loki": {"hostname": hostname, "username": "42", "password": password}}});
 
     let updated = api
         .admin(
             "PUT",
             &resource,
-            Some(json!({"destination_config": {"grafana_loki": {"hostname": "logs-prod-006.grafana.net", "username": "42", "password": ""}}})),
+            Some(loki("logs-prod-021.grafana.net", "")),
         )
         .await;
 
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     let config = &updated.body["event_log_streaming_config"];
     assert_eq!(
-        config["destination_config"]["grafana_loki"]["hostname"],
-        "logs-prod-006.grafana.net"
+        config["destination_config"]["grafana_loki"]["username"],
+        "42"
     );
     assert_eq!(
         config["destination_config"]["grafana_loki"]["password_last_four"],
         "4e1f"
     );
     assert_eq!(config["version"], 2);
+
+    // The stored token never follows the stream to another host (one the caller may own).
+    let moved = api
+        .admin(
+            "PUT",
+            &resource,
+            Some(loki("logs.attacker.example.com", "")),
+        )
+        .await;
+    assert_error(&moved, StatusCode::BAD_REQUEST, "invalid_argument");
+    assert_eq!(
+        moved.body["error_message"],
+        "destination_config.grafana_loki.password: required when the hostname changes (the stored token is only sent to the host it was saved for)"
+    );
+    let moved = api
+        .admin(
+            "PUT",
+            &resource,
+            Some(loki("logs-prod-006.grafana.net:443", "glc_new-token-0007")),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let config = &moved.body["event_log_streaming_config"]["destination_config"];
+    assert_eq!(config["grafana_loki"]["password_last_four"], "0007");
+
+    // Every Datadog site is Datadog's: a new site keeps the key.
+    let datadog = "/v1/projects/proj-c/event_log_streaming";
+    api.admin("POST", datadog, Some(datadog_body("US", DATADOG_KEY)))
+        .await;
+    let resited = api
+        .admin(
+            "PUT",
+            &format!("{datadog}/DATADOG"),
+            Some(json!({"destination_config": {"datadog": {"site": "EU"}}})),
+        )
+        .await;
+    assert_eq!(resited.status, StatusCode::OK, "{}", resited.body);
+    let config = &resited.body["event_log_streaming_config"]["destination_config"];
+    assert_eq!(config["datadog"]["api_key_last_four"], &DATADOG_KEY[28..]);
+
     // A create needs one.
     let created = api
         .admin(

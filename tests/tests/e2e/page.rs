@@ -145,7 +145,7 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
             "401 from Grafana Loki: check the username and token",
         )
         .await;
-    // Empty keeps the stored secret: the hostname changes, the (wrong) token stays.
+    // The right token again: the stored one shows its last four.
     browser.fill("loki-password", LOKI_PASSWORD).await;
     browser.click("save").await;
     browser
