@@ -95,7 +95,7 @@ impl ManagementKeys {
             .await
             .map_err(|e| {
                 tracing::error!(error = %aws_sdk_secretsmanager::error::DisplayErrorContext(e), "cannot read the management keys");
-                ApiError::Internal
+                ApiError::Unavailable
             })?;
         let keys: Vec<ManagementKey> =
             serde_json::from_str(output.secret_string().unwrap_or_default()).map_err(|e| {

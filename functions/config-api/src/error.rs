@@ -1,8 +1,9 @@
 //! Every error of the API, mapped to a status code in one place.
 //!
 //! Bodies have the management API's shape: `{status_code, request_id, error_type,
-//! error_message}`. Internal errors are logged with their cause and answered with a generic
-//! message: no store, SDK or parser detail reaches the client.
+//! error_message}`. Store failures are logged with their cause and answered with a generic
+//! message: no store, SDK or parser detail reaches the client. An outage or throttling is a
+//! 503 with `Retry-After` (sending again can help); a corrupt record is a 500.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,6 +13,10 @@ use event_log_streaming::store::{StoreError, error_chain};
 use serde_json::json;
 
 use crate::request_id;
+
+/// What a 503 asks a client to wait: long enough for the SDK's own retries to have given up
+/// on a throttled table, short enough for a person at the page.
+const RETRY_AFTER_SECONDS: u16 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -31,6 +36,11 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// A store throttled or out of reach: the request was fine and may be sent again.
+    #[error(
+        "the configuration store cannot be reached right now; send the request again in a few seconds"
+    )]
+    Unavailable,
     /// The cause is logged where the error is made, never sent.
     #[error("internal error")]
     Internal,
@@ -49,6 +59,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -70,7 +81,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => Self::Conflict(
                 "the configuration changed between this request's read and its write (a concurrent update); read it again and retry".into(),
             ),
-            StoreError::Unavailable { .. } | StoreError::Corrupt(_) => {
+            StoreError::Unavailable { .. } => {
+                tracing::error!(error = %error_chain(&err), "configuration store unavailable");
+                Self::Unavailable
+            }
+            StoreError::Corrupt(_) => {
                 tracing::error!(error = %error_chain(&err), "configuration store failed");
                 Self::Internal
             }
@@ -88,11 +103,18 @@ impl IntoResponse for ApiError {
             "error_message": self.to_string(),
         });
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Basic realm="event-log-streaming""#),
-            );
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="event-log-streaming""#),
+                );
+            }
+            Self::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            _ => {}
         }
         response
     }

@@ -601,73 +601,103 @@ mod failing_store {
 
     use super::*;
 
-    /// A store whose every call fails with a detailed cause.
-    pub struct FailingStore;
+    /// A store whose every call fails with the error it was made with.
+    pub struct FailingStore(pub fn() -> StoreError);
 
-    fn outage() -> StoreError {
+    /// Throttling or an outage, with a cause that must stay in the logs.
+    pub fn outage() -> StoreError {
         StoreError::unavailable(
             "DynamoDB GetItem",
             "dispatch failure: io error: connection refused (os error 111) at internal-host-17",
         )
     }
 
+    /// A stored record that does not parse.
+    pub fn corrupt() -> StoreError {
+        StoreError::Corrupt("attribute version of internal-host-17 is not a number".into())
+    }
+
     #[async_trait::async_trait]
     impl StreamWrite for FailingStore {
         async fn get(&self, _: &ProjectId) -> Result<Option<StoredStream>, StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
         async fn create(&self, _: &StreamConfig) -> Result<(), StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
         async fn update(&self, _: &StreamConfig, _: u64) -> Result<(), StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
         async fn delete(&self, _: &ProjectId, _: u64) -> Result<(), StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
     }
 
     #[async_trait::async_trait]
     impl CredentialRead for FailingStore {
         async fn get(&self, _: &CredentialRef) -> Result<Secret, StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
     }
 
     #[async_trait::async_trait]
     impl CredentialWrite for FailingStore {
         async fn put(&self, _: &ProjectId, _: &Secret) -> Result<CredentialRef, StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
         async fn delete(&self, _: &ProjectId) -> Result<(), StoreError> {
-            Err(outage())
+            Err((self.0)())
         }
     }
 }
 
 #[tokio::test]
-async fn store_failures_are_500s_that_reveal_nothing() {
-    let api = Api::with_stores(Arc::new(FailingStore), Arc::new(FailingStore), None);
+async fn a_store_outage_is_a_503_that_says_to_send_again_and_reveals_nothing() {
+    let failing = || Arc::new(FailingStore(failing_store::outage));
+    let api = Api::with_stores(failing(), failing(), None);
     let (logs, _guard) = capture_logs();
 
     let created = api
         .admin("POST", COLLECTION, Some(loki_body("h.example.com", "p")))
         .await;
-    assert_error(
-        &created,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-    );
-    assert_eq!(created.body["error_message"], "internal error");
     let read = api
         .admin("GET", &format!("{COLLECTION}/GRAFANA_LOKI"), None)
         .await;
-    assert_error(&read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
-    assert!(!read.body.to_string().contains("internal-host-17"));
+
+    for answer in [&created, &read] {
+        assert_error(
+            answer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+        );
+        assert_eq!(
+            answer.body["error_message"],
+            "the configuration store cannot be reached right now; send the request again in a few seconds"
+        );
+        assert_eq!(answer.headers[header::RETRY_AFTER], "5");
+        assert!(!answer.body.to_string().contains("internal-host-17"));
+    }
     assert!(
         logs.text().contains("internal-host-17"),
         "the cause is logged for operators"
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_record_is_a_500_that_reveals_nothing() {
+    let failing = || Arc::new(FailingStore(failing_store::corrupt));
+    let api = Api::with_stores(failing(), failing(), None);
+    let (logs, _guard) = capture_logs();
+
+    let read = api
+        .admin("GET", &format!("{COLLECTION}/GRAFANA_LOKI"), None)
+        .await;
+
+    assert_error(&read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert_eq!(read.body["error_message"], "internal error");
+    assert!(read.headers.get(header::RETRY_AFTER).is_none());
+    assert!(!read.body.to_string().contains("internal-host-17"));
+    assert!(logs.text().contains("internal-host-17"));
 }
 
 #[tokio::test]
