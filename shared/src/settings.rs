@@ -141,6 +141,9 @@ pub struct StreamerSettings {
     pub config_cache_size: NonZeroUsize,
     /// `PUSH_TIMEOUT_SECONDS`: longest single push, default 20.
     pub request_timeout: Duration,
+    /// `RETRY_WINDOW_SECONDS`: how long a failing push is retried in an invocation, from its
+    /// first attempt, default 10; then its records go back to the queue with a delay.
+    pub retry_window: Duration,
     /// `HEALTH_WRITE_INTERVAL_SECONDS`: how often a container writes a stream's health when
     /// its state does not change, default 300.
     pub health_write_interval: Duration,
@@ -204,6 +207,7 @@ impl StreamerSettings {
             config_cache_ttl: Duration::from_secs(cache_ttl_seconds(&lookup)?),
             config_cache_size: NonZeroUsize::new(cache_size as usize).expect("at least one"),
             request_timeout: Duration::from_secs(at_least_one("PUSH_TIMEOUT_SECONDS", 20)?),
+            retry_window: Duration::from_secs(number("RETRY_WINDOW_SECONDS", 10)?),
             health_write_interval: Duration::from_secs(number(
                 "HEALTH_WRITE_INTERVAL_SECONDS",
                 300,
@@ -245,6 +249,7 @@ mod tests {
         assert_eq!(s.max_concurrent_pushes, 32);
         assert_eq!(s.config_cache_size.get(), 10_000);
         assert_eq!(s.request_timeout, Duration::from_secs(20));
+        assert_eq!(s.retry_window, Duration::from_secs(10));
         assert_eq!(s.health_write_interval, Duration::from_secs(300));
         assert_eq!(s.suspend_after_auth_failures, 10);
         assert_eq!(s.suspend_after, Duration::from_secs(900));

@@ -97,6 +97,9 @@ pub struct StreamerOptions {
     /// Longest single push attempt. Generous, because a timed-out push is sent again and
     /// Datadog does not deduplicate.
     pub request_timeout: Duration,
+    /// How long a failing push is retried, from its first attempt: one project's outage must
+    /// not hold every batch it appears in until the deadline.
+    pub retry_window: Duration,
     pub health: HealthOptions,
     /// Attempts a record gets before it is dead-lettered (`MAX_DELIVERY_ATTEMPTS`).
     pub max_attempts: u32,
@@ -113,6 +116,7 @@ impl StreamerOptions {
             config_cache_size: settings.config_cache_size,
             max_concurrent_pushes: settings.max_concurrent_pushes,
             request_timeout: settings.request_timeout,
+            retry_window: settings.retry_window,
             max_attempts: settings.max_delivery_attempts,
             requeue_base_delay: settings.requeue_base_delay,
             health: HealthOptions {
@@ -143,6 +147,7 @@ pub struct Streamer {
     labels: LogLabels,
     pushes: Semaphore,
     request_timeout: Duration,
+    retry_window: Duration,
     max_attempts: u32,
     requeue_base_delay: Duration,
 }
@@ -167,6 +172,7 @@ impl Streamer {
             labels: options.labels,
             pushes: Semaphore::new(options.max_concurrent_pushes.max(1)),
             request_timeout: options.request_timeout,
+            retry_window: options.retry_window,
             max_attempts: options.max_attempts.max(1),
             requeue_base_delay: options.requeue_base_delay,
         }
@@ -303,6 +309,7 @@ impl Streamer {
             pushes: &self.pushes,
             labels: &self.labels,
             request_timeout: self.request_timeout,
+            retry_window: self.retry_window,
         };
         let delivery = pusher
             .deliver(&project, destination, eligible.streamable, deadline)

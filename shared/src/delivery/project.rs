@@ -43,6 +43,8 @@ pub struct Pusher<'a> {
     pub labels: &'a LogLabels,
     /// Longest single push attempt; the invocation's deadline bounds it further.
     pub request_timeout: Duration,
+    /// How long a push is retried from its first attempt (the deadline may end it sooner).
+    pub retry_window: Duration,
 }
 
 impl Pusher<'_> {
@@ -212,7 +214,8 @@ impl Pusher<'_> {
         delivery
     }
 
-    /// One payload, retried on transient failures while the deadline allows. Returns the
+    /// One payload, retried on transient failures while a wait and one more attempt fit in
+    /// the retry window (counted from the first attempt) and before the deadline. Returns the
     /// final classification and the number of attempts made; each attempt is noted in
     /// `health`.
     async fn push_with_retries(
@@ -231,6 +234,7 @@ impl Pusher<'_> {
             (class, attempts as usize)
         };
         let mut attempt: u32 = 0;
+        let mut retries_until = deadline;
         loop {
             // Checked again once a slot is free: waiting for one can use up the time, and a
             // push started with too little of it risks a Datadog duplicate on timeout.
@@ -247,6 +251,9 @@ impl Pusher<'_> {
                 return no_time_left(attempt);
             }
             attempt += 1;
+            if attempt == 1 {
+                retries_until = deadline.min(Instant::now() + self.retry_window);
+            }
             let response = self
                 .client
                 .push(
@@ -265,7 +272,7 @@ impl Pusher<'_> {
             else {
                 return (class, attempt as usize);
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = retries_until.saturating_duration_since(Instant::now());
             match retry::next_delay(attempt, *retry_after, remaining, fastrand::f64()) {
                 Some(delay) => {
                     warn!(attempt, delay_ms = delay.as_millis() as u64, error = %detail, "push failed; retrying");

@@ -355,6 +355,48 @@ async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
     attributes.values().all(|count| count == "0")
 }
 
+/// One project's outage must not hold every batch it appears in until the deadline: its push
+/// is retried within `RETRY_WINDOW_SECONDS` only, then its records go back to the queue with
+/// a delay, and the batch ends.
+#[tokio::test]
+async fn a_failing_destination_is_retried_within_the_retry_window_then_its_records_go_back() {
+    let down = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    down.script(std::iter::repeat_n(
+        integration_tests::fake_destination::Script::Status(503, "upstream failure"),
+        50,
+    ));
+    let fine = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options {
+        event_queue: true,
+        // Shorter than the time an attempt needs: no retry, whatever the jitter draws.
+        settings: vec![("RETRY_WINDOW_SECONDS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    env.configure("down", loki_config(&down.hostname(), LOKI_PASSWORD))
+        .await;
+    env.configure("fine", loki_config(&fine.hostname(), LOKI_PASSWORD))
+        .await;
+
+    // A minute left: without the window the push would be retried for all of it.
+    let response = env
+        .invoke_with_time_left(
+            vec![
+                SqsRecord::new("m-down", event("down", "down-1").to_string()),
+                SqsRecord::new("m-fine", event("fine", "fine-1").to_string()),
+            ],
+            Duration::from_secs(60),
+        )
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(down.requests(), 1, "retried beyond the window");
+    assert_eq!(fine.accepted_event_ids(), ["fine-1"]);
+    let requeued = env.requeued().await;
+    assert_eq!(requeued.len(), 1);
+    assert!(requeued[0].0.contains("down-1"));
+}
+
 #[tokio::test]
 async fn a_slow_destination_sends_its_records_back_and_lets_the_batch_finish() {
     let slow = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
