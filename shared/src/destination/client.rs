@@ -8,7 +8,7 @@
 
 use std::error::Error as _;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::body::Bytes;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -215,8 +215,7 @@ impl DestinationClient {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
                 if status < 400 {
                     return PushResponse::Status {
                         status,
@@ -372,9 +371,47 @@ fn datadog_errors(body: &str) -> Option<String> {
     (!messages.is_empty()).then(|| messages.join("; "))
 }
 
+/// `Retry-After` in either form HTTP allows: a number of seconds, or an HTTP date (one
+/// already past asks for no wait).
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, the date RFC 9110 uses.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let table = [
+            ("120", Some(Duration::from_secs(120))),
+            (" 0 ", Some(Duration::ZERO)),
+            (
+                "Sun, 06 Nov 1994 08:50:07 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            (
+                "Sunday, 06-Nov-94 08:50:07 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            ("Sun Nov  6 08:50:07 1994", Some(Duration::from_secs(30))),
+            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(Duration::ZERO)),
+            ("-5", None),
+            ("1.5", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in table {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+    }
 
     #[test]
     fn only_recognised_error_texts_are_quoted() {
