@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod lambda;
 pub mod logs;
 pub mod moto;
+pub mod moto_proxy;
 pub mod tls;
 
 use std::net::TcpStream;

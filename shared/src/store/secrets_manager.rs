@@ -64,7 +64,9 @@ impl SecretsManagerCredentials {
             .map(|v| Secret::new(v.credential))
     }
 
-    /// Puts a new version of an existing secret; `Ok(None)` if there is no such secret.
+    /// Puts a new version of an existing secret; `Ok(None)` if there is no such secret, or
+    /// only one being deleted (AWS deletes in the background, even when forced: a create
+    /// right after a delete meets it, and [`Self::create`] waits for it to go).
     async fn put_version(&self, name: &str, value: &str) -> StoreResult<Option<String>> {
         let result = self
             .client
@@ -78,7 +80,10 @@ impl SecretsManagerCredentials {
             Err(err)
                 if matches!(
                     err.as_service_error(),
-                    Some(PutSecretValueError::ResourceNotFoundException(_))
+                    Some(
+                        PutSecretValueError::ResourceNotFoundException(_)
+                            | PutSecretValueError::InvalidRequestException(_)
+                    )
                 ) =>
             {
                 Ok(None)

@@ -6,20 +6,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::HeaderMap;
-
+use event_log_streaming::Secret;
 use event_log_streaming::domain::{DeliveryHealth, ProjectId, StreamingStatus};
 use event_log_streaming::store::migrate::{MIGRATED_STAGE, Migration};
 use event_log_streaming::store::{
-    CredentialRead, CredentialWrite, DynamoDbStreams, HealthWrite, StoreError, StreamLookup,
-    StreamWrite,
+    CredentialRead, CredentialWrite, DynamoDbStreams, HealthWrite, SecretsManagerCredentials,
+    StoreError, StreamLookup, StreamWrite,
 };
 use integration_tests::fake_destination::FakeDestination;
 use integration_tests::lambda::{SqsRecord, now_ms};
 use integration_tests::logs::capture_logs;
 use integration_tests::moto::moto;
-use serde_json::{Value, json};
+use integration_tests::moto_proxy::{MotoProxy, Step};
+use serde_json::json;
 
 use crate::config_api::Api;
 use crate::helpers::*;
@@ -559,6 +558,56 @@ async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
     assert_eq!(again.version, 2);
 }
 
+/// AWS deletes a secret in the background, even with `ForceDeleteWithoutRecovery`: until it
+/// is gone, PutSecretValue and CreateSecret on its name fail with InvalidRequestException.
+/// moto deletes at once, so a proxy plays the first of each, as a create right after a delete
+/// (a stream moved to the other destination type) meets them.
+#[tokio::test]
+async fn a_credential_saved_while_its_old_secret_is_still_being_deleted_waits_for_the_deletion() {
+    let state = StateEnv::new().await;
+    let project = ProjectId::parse("p").unwrap();
+    state.configure("p", datadog_config(DATADOG_KEY)).await;
+    CredentialWrite::delete(state.credentials.as_ref(), &project)
+        .await
+        .unwrap();
+    let operations = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = operations.clone();
+    let proxy = MotoProxy::start(move |target, _| {
+        let operation = target.rsplit('.').next().unwrap().to_owned();
+        let mut seen = record.lock().unwrap();
+        let first = !seen.contains(&operation);
+        seen.push(operation.clone());
+        match (operation.as_str(), first) {
+            ("PutSecretValue", true) => Step::Fail {
+                error_type: "InvalidRequestException",
+                message: "You can't perform this operation on the secret because it was marked for deletion.",
+            },
+            ("CreateSecret", true) => Step::Fail {
+                error_type: "InvalidRequestException",
+                message: "You can't create this secret because a secret with this name is already scheduled for deletion.",
+            },
+            _ => Step::Forward,
+        }
+    })
+    .await;
+    let credentials = SecretsManagerCredentials::new(
+        aws_sdk_secretsmanager::Client::new(&proxy.sdk_config().await),
+        state.prefix.clone(),
+    );
+
+    let saved = credentials
+        .put(&project, &Secret::new(DATADOG_KEY))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        *operations.lock().unwrap(),
+        ["PutSecretValue", "CreateSecret", "CreateSecret"]
+    );
+    let read = CredentialRead::get(&credentials, &saved).await.unwrap();
+    assert_eq!(read.expose(), DATADOG_KEY);
+}
+
 fn queue_message(id: &str, body: &str) -> event_log_streaming::event::QueueMessage {
     event_log_streaming::event::QueueMessage::new(id, body, time::OffsetDateTime::now_utc())
 }
@@ -576,11 +625,9 @@ async fn a_throttled_batch_read_asks_again_for_the_keys_left_unprocessed_only() 
         .collect();
     // Two rounds each process one key only (thr-0, then thr-1); the third processes the rest.
     // What each round found is kept.
-    let proxy = ThrottlingProxy::start(&state.table, 2).await;
+    let (streams, keys_asked_for) = throttled_table(&state.table, 2).await;
 
-    let mut found: Vec<String> = proxy
-        .streams()
-        .await
+    let mut found: Vec<String> = streams
         .get_many(&projects)
         .await
         .unwrap()
@@ -590,7 +637,7 @@ async fn a_throttled_batch_read_asks_again_for_the_keys_left_unprocessed_only() 
 
     found.sort();
     assert_eq!(found, ["thr-0", "thr-3", "thr-8"]);
-    assert_eq!(proxy.keys_asked_for(), [10, 9, 8]);
+    assert_eq!(*keys_asked_for.lock().unwrap(), [10, 9, 8]);
 }
 
 #[tokio::test]
@@ -599,9 +646,9 @@ async fn keys_left_unprocessed_round_after_round_make_the_read_fail_for_a_retry(
     let projects: Vec<ProjectId> = (0..10)
         .map(|i| ProjectId::parse(&format!("thr-{i}")).unwrap())
         .collect();
-    let proxy = ThrottlingProxy::start(&state.table, usize::MAX).await;
+    let (streams, keys_asked_for) = throttled_table(&state.table, usize::MAX).await;
 
-    let result = proxy.streams().await.get_many(&projects).await;
+    let result = streams.get_many(&projects).await;
 
     let Err(StoreError::Unavailable { operation, cause }) = result else {
         panic!("expected the store to be unavailable, got {result:?}");
@@ -613,87 +660,38 @@ async fn keys_left_unprocessed_round_after_round_make_the_read_fail_for_a_retry(
             .contains("3 keys still unprocessed after 7 rounds"),
         "{cause}"
     );
-    assert_eq!(proxy.keys_asked_for(), [10, 9, 8, 7, 6, 5, 4]);
+    assert_eq!(*keys_asked_for.lock().unwrap(), [10, 9, 8, 7, 6, 5, 4]);
 }
 
-/// Forwards DynamoDB requests to moto. For its first `throttled_rounds` BatchGetItem calls it
-/// passes on only the first key and answers the others as `UnprocessedKeys`, as DynamoDB
-/// does when a partition is over its throughput.
-struct ThrottlingProxy {
-    endpoint: String,
-    table: String,
-    keys_asked_for: Arc<Mutex<Vec<usize>>>,
-}
-
-impl ThrottlingProxy {
-    async fn start(table: &str, throttled_rounds: usize) -> Self {
-        let keys_asked_for = Arc::new(Mutex::new(Vec::new()));
-        let proxied_table = table.to_owned();
-        let record = keys_asked_for.clone();
-        let http = reqwest::Client::new();
-        let handler = move |headers: HeaderMap, body: Bytes| {
-            let (table, record, http) = (proxied_table.clone(), record.clone(), http.clone());
-            async move {
-                let mut request: Value = serde_json::from_slice(&body).unwrap();
-                let target = headers["x-amz-target"].to_str().unwrap().to_owned();
-                let mut held_back = Vec::new();
-                if target.ends_with(".BatchGetItem") {
-                    let keys = request["RequestItems"][&table]["Keys"]
-                        .as_array_mut()
-                        .unwrap();
-                    let mut record = record.lock().unwrap();
-                    record.push(keys.len());
-                    if record.len() <= throttled_rounds {
-                        held_back = keys.split_off(1);
-                    }
-                }
-                let answer = http
-                    .post(&moto().endpoint)
-                    .header("x-amz-target", &target)
-                    .header("content-type", &headers["content-type"])
-                    .header("authorization", &headers["authorization"])
-                    .body(request.to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                let status = answer.status().as_u16();
-                let mut answer: Value =
-                    serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
-                if !held_back.is_empty() {
-                    answer["UnprocessedKeys"] = json!({ table: { "Keys": held_back } });
-                }
-                (
-                    axum::http::StatusCode::from_u16(status).unwrap(),
-                    [("content-type", "application/x-amz-json-1.0")],
-                    answer.to_string(),
-                )
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().route("/", axum::routing::post(handler));
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            endpoint,
-            table: table.to_owned(),
-            keys_asked_for,
+/// The table through a proxy that, for its first `throttled_rounds` BatchGetItem calls,
+/// passes on only the first key and answers the others as `UnprocessedKeys`, as DynamoDB does
+/// when a partition is over its throughput. Also gives how many keys each call asked for.
+async fn throttled_table(
+    table: &str,
+    throttled_rounds: usize,
+) -> (DynamoDbStreams, Arc<Mutex<Vec<usize>>>) {
+    let keys_asked_for = Arc::new(Mutex::new(Vec::new()));
+    let record = keys_asked_for.clone();
+    let proxied = table.to_owned();
+    let proxy = MotoProxy::start(move |target, request| {
+        if !target.ends_with(".BatchGetItem") {
+            return Step::Forward;
         }
-    }
-
-    /// The streamer's table reader, talking to the proxy.
-    async fn streams(&self) -> DynamoDbStreams {
-        let aws = moto().sdk_config().await;
-        let config = aws_sdk_dynamodb::config::Builder::from(&aws)
-            .endpoint_url(&self.endpoint)
-            .build();
-        DynamoDbStreams::new(
-            aws_sdk_dynamodb::Client::from_conf(config),
-            self.table.clone(),
-        )
-    }
-
-    /// How many keys each BatchGetItem asked for, in order.
-    fn keys_asked_for(&self) -> Vec<usize> {
-        self.keys_asked_for.lock().unwrap().clone()
-    }
+        let keys = request["RequestItems"][&proxied]["Keys"]
+            .as_array_mut()
+            .unwrap();
+        let mut record = record.lock().unwrap();
+        record.push(keys.len());
+        if record.len() > throttled_rounds {
+            return Step::Forward;
+        }
+        let held_back = keys.split_off(1);
+        let table = proxied.clone();
+        Step::ForwardAndEdit(Box::new(move |answer| {
+            answer["UnprocessedKeys"] = json!({ table: { "Keys": held_back } });
+        }))
+    })
+    .await;
+    let client = aws_sdk_dynamodb::Client::new(&proxy.sdk_config().await);
+    (DynamoDbStreams::new(client, table), keys_asked_for)
 }
