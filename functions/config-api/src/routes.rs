@@ -10,14 +10,12 @@ use event_log_streaming::domain::{
     Destination, DestinationConfigBody, DestinationType, Endpoint, ProjectId, StreamingStatus,
     ValidationError,
 };
-use event_log_streaming::store::{
-    StoreError, StoredStream, create_stream, destination_of, error_chain,
-};
+use event_log_streaming::store::{StoreError, StoredStream, create_stream, destination_of};
 use event_log_streaming::test_event::send_test_event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::auth::Authorized;
 use crate::error::ApiError;
@@ -172,21 +170,23 @@ async fn update(
     )
 }
 
-/// Deletes the stream, then its credential secret. Should the secret's deletion fail, the
-/// stream is gone all the same; the secret is reused by the project's next create.
+/// Deletes the credential secret, then the stream. The secret goes first so that a 200 means
+/// it is gone (a customer deleting a leaked token must be able to rely on that): should its
+/// deletion fail, nothing has changed and the request may be sent again; should the stream's
+/// fail after it, the stream has no credential left and a new DELETE finishes. It also keeps
+/// a create racing this delete from saving a credential that the delete would then remove:
+/// the create finds the stream still there.
 async fn remove(
     State(state): State<AppState>,
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
 ) -> Answer {
     let stream = load(&state, &who.project, &kind).await?;
+    state.credentials.delete(&who.project).await?;
     state
         .streams
         .delete(&who.project, stream.config.version)
         .await?;
-    if let Err(err) = state.credentials.delete(&who.project).await {
-        error!(project_id = %who.project, error = %error_chain(&err), "the credential secret was not deleted");
-    }
     audit(&who, "delete", stream.config.destination_type());
     ok(StatusCode::OK, json!({}))
 }

@@ -684,6 +684,43 @@ async fn a_store_outage_is_a_503_that_says_to_send_again_and_reveals_nothing() {
 }
 
 #[tokio::test]
+async fn a_delete_whose_secret_cannot_be_deleted_changes_nothing_and_may_be_sent_again() {
+    let store = Arc::new(MemoryStateStore::new());
+    let api = Api::with_stores(store.clone(), store.clone(), None);
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    api.admin(
+        "POST",
+        COLLECTION,
+        Some(loki_body("h.example.com", LOKI_PASSWORD)),
+    )
+    .await;
+    let secrets_down = Api::with_stores(
+        store.clone(),
+        Arc::new(FailingStore(failing_store::outage)),
+        None,
+    );
+
+    let deleted = secrets_down.admin("DELETE", &resource, None).await;
+
+    assert_error(
+        &deleted,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
+    let read = api.admin("GET", &resource, None).await;
+    assert_eq!(read.status, StatusCode::OK, "the stream is still there");
+    assert_eq!(
+        api.admin("DELETE", &resource, None).await.status,
+        StatusCode::OK
+    );
+    assert_error(
+        &api.admin("GET", &resource, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
 async fn a_corrupt_stored_record_is_a_500_that_reveals_nothing() {
     let failing = || Arc::new(FailingStore(failing_store::corrupt));
     let api = Api::with_stores(failing(), failing(), None);
