@@ -183,8 +183,8 @@ impl CredentialWrite for SecretsManagerCredentials {
     async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
         let name = self.secret_name(project);
         let value = Self::secret_string(credential);
-        // Usually the secret exists (updates, re-creation after a delete whose secret
-        // deletion failed); a first create finds none. Two rounds cover a concurrent create.
+        // Usually the secret exists (updates); a first create finds none, or one still being
+        // deleted. Two rounds cover a concurrent create.
         for _ in 0..2 {
             let version = match self.put_version(&name, &value).await? {
                 Some(version) => Some(version),
