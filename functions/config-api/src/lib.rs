@@ -80,7 +80,26 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(json::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .layer(axum::middleware::from_fn(page::security_headers))
+        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(state)
+}
+
+tokio::task_local! {
+    /// The id of the request being served.
+    static REQUEST_ID: String;
+}
+
+/// Gives each request one id, which its answer carries and its log lines carry (in a
+/// `request` span), so that the id a customer reports finds the operator's log lines.
+async fn with_request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = new_request_id();
+    let span = tracing::info_span!("request", request_id = %id);
+    REQUEST_ID
+        .scope(id, tracing::Instrument::instrument(next.run(request), span))
+        .await
 }
 
 /// A body declared larger than the limit is refused before a byte of it is read: the client
@@ -100,8 +119,15 @@ async fn refuse_declared_oversize(
     next.run(request).await
 }
 
-/// A fresh id for one request and answer, as the management API returns.
+/// The id of the request being served, as the management API returns it; a fresh one outside
+/// a request of [`app`].
 pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(String::clone)
+        .unwrap_or_else(|_| new_request_id())
+}
+
+fn new_request_id() -> String {
     let n = fastrand::u128(..);
     format!(
         "request-id-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",

@@ -676,6 +676,18 @@ async fn a_store_outage_is_a_503_that_says_to_send_again_and_reveals_nothing() {
         );
         assert_eq!(answer.headers[header::RETRY_AFTER], "5");
         assert!(!answer.body.to_string().contains("internal-host-17"));
+        // The id the client is given finds the operator's log line with the cause.
+        let request_id = answer.body["request_id"].as_str().unwrap();
+        let logged = logs
+            .lines()
+            .into_iter()
+            .find(|line| line.to_string().contains(request_id))
+            .unwrap_or_else(|| panic!("no log line carries {request_id}"));
+        assert_eq!(
+            logged["fields"]["message"],
+            "configuration store unavailable"
+        );
+        assert!(logged.to_string().contains("internal-host-17"));
     }
     assert!(
         logs.text().contains("internal-host-17"),
