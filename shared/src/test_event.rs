@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::destination::classify::{Classification, advice, classify, destination_name};
-use crate::destination::client::DestinationClient;
+use crate::destination::client::{Connection, DestinationClient};
 use crate::destination::{self, LogLabels, Payload};
 use crate::domain::{Destination, ProjectId};
 use crate::event::{QueueMessage, parse_message};
@@ -57,7 +57,9 @@ pub async fn send_test_event(
     payload.add(&record);
     let body = payload.finish();
 
-    let response = client.push(destination, gzip(&body).into(), TIMEOUT).await;
+    let response = client
+        .push(destination, gzip(&body).into(), TIMEOUT, Connection::Pooled)
+        .await;
     let destination_status = response.status();
     let delivered = matches!(classify(&response), Classification::Delivered { .. });
     let message = if delivered {

@@ -122,6 +122,8 @@ impl Accepted {
 struct State {
     kind: Kind,
     script: Mutex<VecDeque<Script>>,
+    /// TLS connections accepted.
+    connections: AtomicUsize,
     requests: AtomicUsize,
     /// Bytes of request bodies as sent (gzipped), counted by the sink.
     body_bytes: AtomicUsize,
@@ -179,6 +181,7 @@ impl FakeDestination {
         let state = Arc::new(State {
             kind,
             script: Mutex::new(VecDeque::new()),
+            connections: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             body_bytes: AtomicUsize::new(0),
             accepted: Mutex::new(Vec::new()),
@@ -202,6 +205,7 @@ impl FakeDestination {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    state.connections.fetch_add(1, Ordering::SeqCst);
                     let service = service_fn(move |request| handle(state.clone(), request));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
@@ -250,6 +254,11 @@ impl FakeDestination {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// TLS connections the client opened.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn accepted(&self) -> Vec<Accepted> {

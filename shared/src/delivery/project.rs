@@ -18,7 +18,7 @@ use super::outcome::{ProjectStatus, RecordOutcome};
 use super::retry;
 use super::split::{self, MAX_REJECTION_SPLITS, Refusal, SplitDecision};
 use crate::destination::classify::{Classification, LOKI_INGESTION_BLOCKED, advice, classify};
-use crate::destination::client::{DestinationClient, PushResponse};
+use crate::destination::client::{Connection, DestinationClient, PushResponse};
 use crate::destination::{self, LogLabels, Payload};
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
 use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
@@ -235,6 +235,7 @@ impl Pusher<'_> {
         };
         let mut attempt: u32 = 0;
         let mut retries_until = deadline;
+        let mut connection = Connection::Pooled;
         loop {
             // Checked again once a slot is free: waiting for one can use up the time, and a
             // push started with too little of it risks a Datadog duplicate on timeout.
@@ -260,9 +261,11 @@ impl Pusher<'_> {
                     destination,
                     gzipped.clone(),
                     remaining.min(self.request_timeout),
+                    connection,
                 )
                 .await;
             drop(slot);
+            connection = response.next_connection();
             let class = classify(&response);
             note_attempt(health, destination, &response, &class);
             let Classification::Transient {

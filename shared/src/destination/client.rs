@@ -5,6 +5,10 @@
 //! time the invocation has left). Idle pooled connections are closed after
 //! [`POOL_IDLE_TIMEOUT`], well before Loki's 120 s server idle timeout, so the client rarely
 //! writes to a connection the server is closing. Redirects are never followed.
+//!
+//! A retry after a 5xx or a failure without an answer goes on a new connection
+//! ([`Connection::Fresh`]), as mature shippers do: the pooled one may be what is broken, or
+//! lead to the same bad backend.
 
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -82,6 +86,15 @@ impl PushResponse {
             Self::Refused(_) | Self::Transport { .. } => None,
         }
     }
+
+    /// The connection a retry of this push should go on: a new one after a 5xx or no answer.
+    pub fn next_connection(&self) -> Connection {
+        match self {
+            Self::Status { status, .. } if *status >= 500 => Connection::Fresh,
+            Self::Transport { .. } => Connection::Fresh,
+            Self::Status { .. } | Self::Refused(_) => Connection::Pooled,
+        }
+    }
 }
 
 /// Why no HTTP answer came, in the categories a customer can act on.
@@ -100,8 +113,19 @@ pub enum TransportFailure {
     Other,
 }
 
+/// Which connection a push goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// A pooled one, reused across pushes to the same host.
+    Pooled,
+    /// A new one, closed after the push.
+    Fresh,
+}
+
 pub struct DestinationClient {
     http: Client,
+    /// Keeps no connection: each push opens its own.
+    fresh: Client,
     policy: AddressPolicy,
     datadog_intake_url: Option<String>,
     allowed_ports: Vec<u16>,
@@ -109,6 +133,20 @@ pub struct DestinationClient {
 
 impl DestinationClient {
     pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
+        let builder = || Self::builder(&options);
+        Ok(Self {
+            http: builder()?.build().map_err(ClientBuildError::Build)?,
+            fresh: builder()?
+                .pool_max_idle_per_host(0)
+                .build()
+                .map_err(ClientBuildError::Build)?,
+            policy: options.policy,
+            datadog_intake_url: options.datadog_intake_url,
+            allowed_ports: options.allowed_ports,
+        })
+    }
+
+    fn builder(options: &ClientOptions) -> Result<reqwest::ClientBuilder, ClientBuildError> {
         let mut builder = Client::builder()
             .user_agent(concat!("event-log-streaming/", env!("CARGO_PKG_VERSION")))
             .https_only(true)
@@ -123,12 +161,7 @@ impl DestinationClient {
                 Certificate::from_pem_bundle(pem).map_err(ClientBuildError::ExtraCaCerts)?;
             builder = builder.tls_certs_merge(certs);
         }
-        Ok(Self {
-            http: builder.build().map_err(ClientBuildError::Build)?,
-            policy: options.policy,
-            datadog_intake_url: options.datadog_intake_url,
-            allowed_ports: options.allowed_ports,
-        })
+        Ok(builder)
     }
 
     /// Refuses, when a destination is configured and without any network traffic, a Loki
@@ -175,7 +208,12 @@ impl DestinationClient {
         destination: &Destination,
         gzipped_json: Bytes,
         timeout: Duration,
+        connection: Connection,
     ) -> PushResponse {
+        let http = match connection {
+            Connection::Pooled => &self.http,
+            Connection::Fresh => &self.fresh,
+        };
         let request = match destination {
             Destination::GrafanaLoki(loki) => {
                 let url = match self.loki_push_url(&loki.hostname) {
@@ -184,8 +222,7 @@ impl DestinationClient {
                         return PushResponse::Refused(format!("the Loki hostname {refused}"));
                     }
                 };
-                self.http
-                    .post(url)
+                http.post(url)
                     .basic_auth(&loki.username, Some(loki.password.expose()))
             }
             Destination::Datadog(datadog) => {
@@ -196,8 +233,7 @@ impl DestinationClient {
                 let mut key = HeaderValue::from_str(datadog.api_key.secret().expose())
                     .expect("a validated API key is a valid header value");
                 key.set_sensitive(true);
-                self.http
-                    .post(format!("{base}{}", datadog::LOGS_PATH))
+                http.post(format!("{base}{}", datadog::LOGS_PATH))
                     .header("DD-API-KEY", key)
             }
         };

@@ -124,6 +124,9 @@ async fn transient_failures_are_retried_until_delivered_once() {
     assert_eq!(failed_ids(&response), Vec::<String>::new());
     assert_eq!(loki.requests(), 5);
     assert_eq!(loki.accepted_event_ids(), ["e-1"]);
+    // The 429's retry reuses the first connection; each retry after a 5xx or the reset
+    // opens a new one.
+    assert_eq!(loki.connections(), 4);
 }
 
 #[tokio::test]
