@@ -141,10 +141,15 @@ impl Endpoint {
                 site: DatadogSite::parse(&datadog.site)?,
             }),
             (DestinationType::GrafanaLoki, None, Some(loki)) => {
+                let username = "destination_config.grafana_loki.username";
                 if loki.username.trim().is_empty() {
+                    return Err(ValidationError::new(username, "must not be empty"));
+                }
+                // RFC 7617: the password starts after the first colon.
+                if loki.username.contains(':') {
                     return Err(ValidationError::new(
-                        "destination_config.grafana_loki.username",
-                        "must not be empty",
+                        username,
+                        "must not contain ':' (HTTP Basic authentication cannot carry it)",
                     ));
                 }
                 Ok(Self::GrafanaLoki {

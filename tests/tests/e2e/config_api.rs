@@ -304,7 +304,11 @@ async fn invalid_destinations_get_field_level_messages() {
         ),
         (
             json!({"destination_type": "GRAFANA_LOKI", "destination_config": {"grafana_loki": {"hostname": "h.example.com", "username": "", "password": "p"}}}),
-            "destination_config.grafana_loki.username",
+            "destination_config.grafana_loki.username: must not be empty",
+        ),
+        (
+            json!({"destination_type": "GRAFANA_LOKI", "destination_config": {"grafana_loki": {"hostname": "h.example.com", "username": "12:34", "password": "p"}}}),
+            "destination_config.grafana_loki.username: must not contain ':'",
         ),
         (
             json!({"destination_type": "DATADOG", "destination_config": {"grafana_loki": {"hostname": "h.example.com", "username": "u", "password": "p"}}}),
