@@ -12,6 +12,7 @@
 
 use std::error::Error as _;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use hyper::body::Bytes;
@@ -124,25 +125,34 @@ pub enum Connection {
 
 pub struct DestinationClient {
     http: Client,
-    /// Keeps no connection: each push opens its own.
-    fresh: Client,
-    policy: AddressPolicy,
-    datadog_intake_url: Option<String>,
-    allowed_ports: Vec<u16>,
+    /// Keeps no connection: each push opens its own. Built at the first retry that needs it:
+    /// building a client (its TLS roots) is a few milliseconds of every cold start otherwise.
+    fresh: OnceLock<Client>,
+    options: ClientOptions,
 }
 
 impl DestinationClient {
     pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
-        let builder = || Self::builder(&options);
         Ok(Self {
-            http: builder()?.build().map_err(ClientBuildError::Build)?,
-            fresh: builder()?
-                .pool_max_idle_per_host(0)
+            http: Self::builder(&options)?
                 .build()
                 .map_err(ClientBuildError::Build)?,
-            policy: options.policy,
-            datadog_intake_url: options.datadog_intake_url,
-            allowed_ports: options.allowed_ports,
+            fresh: OnceLock::new(),
+            options,
+        })
+    }
+
+    /// The client that keeps no connection. The same options built the pooled one, so this
+    /// build does not fail; were it to, the pooled client serves.
+    fn fresh(&self) -> &Client {
+        self.fresh.get_or_init(|| {
+            Self::builder(&self.options)
+                .and_then(|b| {
+                    b.pool_max_idle_per_host(0)
+                        .build()
+                        .map_err(ClientBuildError::Build)
+                })
+                .unwrap_or_else(|_| self.http.clone())
         })
     }
 
@@ -172,7 +182,7 @@ impl DestinationClient {
             return Ok(());
         };
         self.loki_push_url(hostname)?;
-        if !self.policy.allow_private && !has_public_suffix(hostname.host()) {
+        if !self.options.policy.allow_private && !has_public_suffix(hostname.host()) {
             return Err(DestinationRefusal::NotPublicName);
         }
         Ok(())
@@ -183,11 +193,12 @@ impl DestinationClient {
     /// directly, without the resolver.
     fn loki_push_url(&self, hostname: &LokiHostname) -> Result<Url, DestinationRefusal> {
         let refused = || DestinationRefusal::PrivateAddress;
-        self.policy
+        self.options
+            .policy
             .check_host(hostname.host())
             .map_err(|_| refused())?;
-        if !self.policy.allow_private {
-            check_port(hostname.port().unwrap_or(443), &self.allowed_ports)?;
+        if !self.options.policy.allow_private {
+            check_port(hostname.port().unwrap_or(443), &self.options.allowed_ports)?;
         }
         let url = Url::parse(&hostname.push_url()).map_err(|_| refused())?;
         let ip = match url.host() {
@@ -196,7 +207,7 @@ impl DestinationClient {
             _ => None,
         };
         match ip {
-            Some(ip) if !self.policy.permits(ip) => Err(refused()),
+            Some(ip) if !self.options.policy.permits(ip) => Err(refused()),
             _ => Ok(url),
         }
     }
@@ -212,7 +223,7 @@ impl DestinationClient {
     ) -> PushResponse {
         let http = match connection {
             Connection::Pooled => &self.http,
-            Connection::Fresh => &self.fresh,
+            Connection::Fresh => self.fresh(),
         };
         let request = match destination {
             Destination::GrafanaLoki(loki) => {
@@ -226,7 +237,7 @@ impl DestinationClient {
                     .basic_auth(&loki.username, Some(loki.password.expose()))
             }
             Destination::Datadog(datadog) => {
-                let base = match &self.datadog_intake_url {
+                let base = match &self.options.datadog_intake_url {
                     Some(url) => url.trim_end_matches('/').to_owned(),
                     None => format!("https://{}", datadog.site.intake_host()),
                 };
