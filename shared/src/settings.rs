@@ -141,8 +141,8 @@ pub struct StreamerSettings {
     pub config_cache_size: NonZeroUsize,
     /// `PUSH_TIMEOUT_SECONDS`: longest single push, default 20.
     pub request_timeout: Duration,
-    /// `RETRY_WINDOW_SECONDS`: how long a failing push is retried in an invocation, from its
-    /// first attempt, default 10; then its records go back to the queue with a delay.
+    /// `RETRY_WINDOW_SECONDS`: how long after a failing push's first attempt a retry may still
+    /// start, default 10; then its records go back to the queue with a delay.
     pub retry_window: Duration,
     /// `HEALTH_WRITE_INTERVAL_SECONDS`: how often a container writes a stream's health when
     /// its state does not change, default 300.

@@ -2,9 +2,10 @@
 //! can assert what is (and is not) in them.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
-use tracing::subscriber::DefaultGuard;
+use tracing::subscriber::{DefaultGuard, Interest, Subscriber};
+use tracing::{Event, Metadata, span};
 use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -47,6 +48,10 @@ impl<'a> MakeWriter<'a> for CapturedLogs {
 /// ceiling as in production (info). `#[tokio::test]` runs on the current thread, so this sees
 /// the whole test.
 pub fn capture_logs() -> (CapturedLogs, DefaultGuard) {
+    static UNDECIDED: Once = Once::new();
+    UNDECIDED.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(Undecided);
+    });
     let logs = CapturedLogs::default();
     let layer = tracing_subscriber::fmt::layer()
         .json()
@@ -54,4 +59,29 @@ pub fn capture_logs() -> (CapturedLogs, DefaultGuard) {
         .with_filter(event_log_streaming::logging::filter_from(Some("trace")));
     let subscriber = tracing_subscriber::registry().with(layer);
     (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// The process-wide subscriber of the tests: it logs nothing and leaves every callsite to the
+/// subscriber of the thread at hand. tracing caches, per callsite, what the subscribers alive
+/// at its first use said; when a test sets up its capture while another test's thread meets a
+/// callsite for the first time, the cache can miss the capture and say "never" for good (a
+/// race in tracing-core), and the capture loses that line. A subscriber that always answers
+/// "sometimes" keeps the cache from ever saying "never".
+struct Undecided;
+
+impl Subscriber for Undecided {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
 }

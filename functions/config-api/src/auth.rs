@@ -18,8 +18,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, request_id};
 
 pub const KEYS_CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -94,13 +94,13 @@ impl ManagementKeys {
             .send()
             .await
             .map_err(|e| {
-                tracing::error!(error = %aws_sdk_secretsmanager::error::DisplayErrorContext(e), "cannot read the management keys");
+                tracing::error!(request_id = %request_id(), error = %aws_sdk_secretsmanager::error::DisplayErrorContext(e), "cannot read the management keys");
                 ApiError::Unavailable
             })?;
         let keys: Vec<ManagementKey> =
             serde_json::from_str(output.secret_string().unwrap_or_default()).map_err(|e| {
                 // Position only: the secret's text must not reach the logs.
-                tracing::error!(line = e.line(), column = e.column(), "the management keys secret is not a JSON list of {{key_id, secret_sha256, projects}}");
+                tracing::error!(request_id = %request_id(), line = e.line(), column = e.column(), "the management keys secret is not a JSON list of {{key_id, secret_sha256, projects}}");
                 ApiError::Internal
             })?;
         *self.cache.lock().unwrap() = Some((Instant::now(), keys.clone()));

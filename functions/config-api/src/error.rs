@@ -82,11 +82,11 @@ impl From<StoreError> for ApiError {
                 "the configuration changed between this request's read and its write (a concurrent update); read it again and retry".into(),
             ),
             StoreError::Unavailable { .. } => {
-                tracing::error!(error = %error_chain(&err), "configuration store unavailable");
+                tracing::error!(request_id = %request_id(), error = %error_chain(&err), "configuration store unavailable");
                 Self::Unavailable
             }
             StoreError::Corrupt(_) => {
-                tracing::error!(error = %error_chain(&err), "configuration store failed");
+                tracing::error!(request_id = %request_id(), error = %error_chain(&err), "configuration store failed");
                 Self::Internal
             }
         }

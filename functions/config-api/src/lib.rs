@@ -90,7 +90,9 @@ tokio::task_local! {
 }
 
 /// Gives each request one id, which its answer carries and its log lines carry (in a
-/// `request` span), so that the id a customer reports finds the operator's log lines.
+/// `request` span), so that the id a customer reports finds the operator's log lines. The
+/// error lines also name it as a field of their own: they must carry it even where RUST_LOG
+/// turns info spans off.
 async fn with_request_id(
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -28,6 +28,8 @@ const RESOURCE: &str = "/v1/projects/{project_id}/event_log_streaming/{destinati
 const ENABLE: &str = "/v1/projects/{project_id}/event_log_streaming/{destination_type}/enable";
 const DISABLE: &str = "/v1/projects/{project_id}/event_log_streaming/{destination_type}/disable";
 const TEST: &str = "/v1/projects/{project_id}/event_log_streaming/{destination_type}/test";
+/// Rounds of a delete that concurrent updates keep overtaking before it answers 409.
+const DELETE_ROUNDS: usize = 3;
 
 /// Every route of the API; [`crate::app`] serves exactly these, and a test checks them
 /// against `openapi.json`.
@@ -172,23 +174,33 @@ async fn update(
 
 /// Deletes the credential secret, then the stream. The secret goes first so that a 200 means
 /// it is gone (a customer deleting a leaked token must be able to rely on that): should its
-/// deletion fail, nothing has changed and the request may be sent again; should the stream's
-/// fail after it, the stream has no credential left and a new DELETE finishes. It also keeps
-/// a create racing this delete from saving a credential that the delete would then remove:
-/// the create finds the stream still there.
+/// deletion fail, nothing has changed and the request may be sent again. It also keeps a
+/// create racing this delete from saving a credential that the delete would then remove: the
+/// create finds the stream still there. An update landing between the two steps changes the
+/// stream's version (and may have saved a new secret): the stream is read again and both are
+/// deleted again, a few times at most.
 async fn remove(
     State(state): State<AppState>,
     who: Authorized,
     Path((_, kind)): Path<(String, String)>,
 ) -> Answer {
-    let stream = load(&state, &who.project, &kind).await?;
-    state.credentials.delete(&who.project).await?;
-    state
-        .streams
-        .delete(&who.project, stream.config.version)
-        .await?;
-    audit(&who, "delete", stream.config.destination_type());
-    ok(StatusCode::OK, json!({}))
+    for _ in 0..DELETE_ROUNDS {
+        let stream = load(&state, &who.project, &kind).await?;
+        state.credentials.delete(&who.project).await?;
+        match state
+            .streams
+            .delete(&who.project, stream.config.version)
+            .await
+        {
+            Ok(()) => {
+                audit(&who, "delete", stream.config.destination_type());
+                return ok(StatusCode::OK, json!({}));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
 }
 
 async fn enable(

@@ -214,10 +214,11 @@ impl Pusher<'_> {
         delivery
     }
 
-    /// One payload, retried on transient failures while a wait and one more attempt fit in
-    /// the retry window (counted from the first attempt) and before the deadline. Returns the
-    /// final classification and the number of attempts made; each attempt is noted in
-    /// `health`.
+    /// One payload, retried on transient failures while a wait and the start of one more
+    /// attempt ([`retry::MIN_ATTEMPT_TIME`] before its end) fit in the retry window, counted
+    /// from the first attempt, and before the deadline. An attempt that starts may take its
+    /// whole timeout. Returns the final classification and the number of attempts made; each
+    /// attempt is noted in `health`.
     async fn push_with_retries(
         &self,
         destination: &Destination,
@@ -226,7 +227,7 @@ impl Pusher<'_> {
         health: &mut DeliveryHealth,
     ) -> (Classification, usize) {
         let no_time_left = |attempts: u32| {
-            let detail = "no time left in this invocation".to_owned();
+            let detail = "no time left for another attempt in this invocation".to_owned();
             let class = Classification::Transient {
                 retry_after: None,
                 detail,
@@ -234,12 +235,16 @@ impl Pusher<'_> {
             (class, attempts as usize)
         };
         let mut attempt: u32 = 0;
-        let mut retries_until = deadline;
+        // Attempts start at least MIN_ATTEMPT_TIME before this: the deadline for the first,
+        // the end of the retry window (never past the deadline) for the others.
+        let mut start_by = deadline;
         let mut connection = Connection::Pooled;
         loop {
             // Checked again once a slot is free: waiting for one can use up the time, and a
             // push started with too little of it risks a Datadog duplicate on timeout.
-            if deadline.saturating_duration_since(Instant::now()) < retry::MIN_ATTEMPT_TIME {
+            let too_late =
+                || start_by.saturating_duration_since(Instant::now()) < retry::MIN_ATTEMPT_TIME;
+            if too_late() {
                 return no_time_left(attempt);
             }
             let slot = self
@@ -247,13 +252,13 @@ impl Pusher<'_> {
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining < retry::MIN_ATTEMPT_TIME {
+            if too_late() {
                 return no_time_left(attempt);
             }
+            let remaining = deadline.saturating_duration_since(Instant::now());
             attempt += 1;
             if attempt == 1 {
-                retries_until = deadline.min(Instant::now() + self.retry_window);
+                start_by = deadline.min(Instant::now() + self.retry_window);
             }
             let response = self
                 .client
@@ -275,7 +280,7 @@ impl Pusher<'_> {
             else {
                 return (class, attempt as usize);
             };
-            let remaining = retries_until.saturating_duration_since(Instant::now());
+            let remaining = start_by.saturating_duration_since(Instant::now());
             match retry::next_delay(attempt, *retry_after, remaining, fastrand::f64()) {
                 Some(delay) => {
                     warn!(attempt, delay_ms = delay.as_millis() as u64, error = %detail, "push failed; retrying");

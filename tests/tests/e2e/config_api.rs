@@ -691,6 +691,7 @@ async fn a_store_outage_is_a_503_that_says_to_send_again_and_reveals_nothing() {
             logged["fields"]["message"],
             "configuration store unavailable"
         );
+        assert_eq!(logged["fields"]["request_id"], request_id);
         assert!(logged.to_string().contains("internal-host-17"));
     }
     assert!(
@@ -729,6 +730,62 @@ async fn a_delete_whose_secret_cannot_be_deleted_changes_nothing_and_may_be_sent
         api.admin("DELETE", &resource, None).await.status,
         StatusCode::OK
     );
+    assert_error(
+        &api.admin("GET", &resource, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+/// A stream updated by someone else just before the first delete of it lands.
+struct UpdatedDuringDelete {
+    store: Arc<MemoryStateStore>,
+    overtaken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StreamWrite for UpdatedDuringDelete {
+    async fn get(&self, project: &ProjectId) -> Result<Option<StoredStream>, StoreError> {
+        self.store.get(project).await
+    }
+    async fn create(&self, config: &StreamConfig) -> Result<(), StoreError> {
+        self.store.create(config).await
+    }
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> Result<(), StoreError> {
+        self.store.update(config, expected_version).await
+    }
+    async fn delete(&self, project: &ProjectId, version: u64) -> Result<(), StoreError> {
+        if !self
+            .overtaken
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let stored = self.store.get(project).await?.unwrap();
+            let next = stored.config.next_version(time::OffsetDateTime::now_utc());
+            self.store.update(&next, stored.config.version).await?;
+        }
+        self.store.delete(project, version).await
+    }
+}
+
+#[tokio::test]
+async fn a_delete_overtaken_by_an_update_reads_the_stream_again_and_deletes_it() {
+    let store = Arc::new(MemoryStateStore::new());
+    let streams = Arc::new(UpdatedDuringDelete {
+        store: store.clone(),
+        overtaken: false.into(),
+    });
+    let api = Api::with_stores(streams, store.clone(), None);
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    api.admin(
+        "POST",
+        COLLECTION,
+        Some(loki_body("h.example.com", LOKI_PASSWORD)),
+    )
+    .await;
+
+    let deleted = api.admin("DELETE", &resource, None).await;
+
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     assert_error(
         &api.admin("GET", &resource, None).await,
         StatusCode::NOT_FOUND,

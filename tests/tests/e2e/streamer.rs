@@ -113,7 +113,12 @@ async fn transient_failures_are_retried_until_delivered_once() {
         Script::Reset,
         Script::Status(502, "bad gateway"),
     ]);
-    let env = StreamerEnv::new(Options::default()).await;
+    // Four waits of up to 1, 1, 2 and 4 s: a window that fits them whatever the jitter draws.
+    let env = StreamerEnv::new(Options {
+        settings: vec![("RETRY_WINDOW_SECONDS", "60".into())],
+        ..Options::default()
+    })
+    .await;
     env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
         .await;
 
