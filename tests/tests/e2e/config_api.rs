@@ -147,6 +147,17 @@ fn datadog_body(site: &str, api_key: &str) -> Value {
     })
 }
 
+/// DELETE answers 200, and a GET then finds nothing.
+async fn deletes_and_is_gone(api: &Api, resource: &str) {
+    let deleted = api.admin("DELETE", resource, None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_error(
+        &api.admin("GET", resource, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
 fn assert_error(answer: &Answer, status: StatusCode, error_type: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
     assert_eq!(answer.body["status_code"], status.as_u16());
@@ -726,15 +737,7 @@ async fn a_delete_whose_secret_cannot_be_deleted_changes_nothing_and_may_be_sent
     );
     let read = api.admin("GET", &resource, None).await;
     assert_eq!(read.status, StatusCode::OK, "the stream is still there");
-    assert_eq!(
-        api.admin("DELETE", &resource, None).await.status,
-        StatusCode::OK
-    );
-    assert_error(
-        &api.admin("GET", &resource, None).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    deletes_and_is_gone(&api, &resource).await;
 }
 
 /// A stream updated by someone else just before the first delete of it lands.
@@ -783,14 +786,7 @@ async fn a_delete_overtaken_by_an_update_reads_the_stream_again_and_deletes_it()
     )
     .await;
 
-    let deleted = api.admin("DELETE", &resource, None).await;
-
-    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
-    assert_error(
-        &api.admin("GET", &resource, None).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    deletes_and_is_gone(&api, &resource).await;
 }
 
 #[tokio::test]
@@ -1007,15 +1003,7 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
     assert_eq!(tags, [("project_id".into(), "proj-a".into())]);
 
     // DELETE removes the item and the secret, at once.
-    assert_eq!(
-        api.admin("DELETE", &resource, None).await.status,
-        StatusCode::OK
-    );
-    assert_error(
-        &api.admin("GET", &resource, None).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    deletes_and_is_gone(&api, &resource).await;
     assert!(state.stored("proj-a").await.is_none());
     assert!(
         secrets
