@@ -12,7 +12,27 @@ pub mod moto_proxy;
 pub mod tls;
 
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A tool `make test` installs into `.venv` (or the binary the variable `override_var`
+/// names); fails the test, saying how to install it, when it is missing.
+pub fn venv_tool(binary: &str, override_var: &str) -> PathBuf {
+    let path = std::env::var_os(override_var).map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.venv/bin")
+                .join(binary)
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{binary} not found at {}: run `make test`, which installs it into .venv (or set {override_var})",
+        path.display()
+    );
+    path
+}
 
 /// Waits until a server a test started listens on `port` of loopback; fails the test, naming
 /// `what`, after `timeout`.

@@ -3,7 +3,6 @@
 //! than skipping them.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -20,23 +19,15 @@ pub struct Moto {
     _lifeline: Mutex<ChildStdin>,
 }
 
-fn moto_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOTO_SERVER") {
-        return PathBuf::from(path);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
-}
-
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let binary = moto_binary();
-        assert!(
-            binary.exists(),
-            "moto_server not found at {}: run `make test`, which installs it into .venv (or set MOTO_SERVER)",
-            binary.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let binary = crate::venv_tool("moto_server", "MOTO_SERVER");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         // The wrapper shell is reaped by init when the test process exits; nothing waits on it.
         #[allow(clippy::zombie_processes)]
         let mut child = Command::new("sh")

@@ -19,6 +19,7 @@ use integration_tests::fake_destination::{FakeDestination, Script};
 use integration_tests::fixtures::{labels, loopback_client};
 use integration_tests::logs::capture_logs;
 use integration_tests::moto::moto;
+use integration_tests::venv_tool;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -865,7 +866,7 @@ async fn the_api_answers_as_its_openapi_document_says() {
     );
     let auth = format!("{}:{}", ADMIN.0, ADMIN.1);
     let run = || {
-        std::process::Command::new(schemathesis_binary())
+        std::process::Command::new(venv_tool("schemathesis", "SCHEMATHESIS"))
             .args(["run", document, "--url", &base, "--auth", &auth])
             .args([
                 "--checks",
@@ -889,20 +890,6 @@ async fn the_api_answers_as_its_openapi_document_says() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// `make test` installs schemathesis into `.venv`, beside moto.
-fn schemathesis_binary() -> std::path::PathBuf {
-    let path = std::env::var_os("SCHEMATHESIS").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/schemathesis"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "schemathesis not found at {}: run `make test`, which installs it into .venv (or set SCHEMATHESIS)",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test]
