@@ -13,7 +13,9 @@
 //! Local use only: this endpoint has no authentication.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::Router;

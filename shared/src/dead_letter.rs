@@ -5,12 +5,16 @@
 //! (`retries_exhausted`, after `MAX_DELIVERY_ATTEMPTS`); until then they go back to the event
 //! queue, or, without one, SQS redelivers their message and the queue's redrive policy moves
 //! it here after `maxReceiveCount`.
+//!
+//! Like a record sent back, each copy carries its message's original send time
+//! ([`SENT_TIMESTAMP_ATTRIBUTE`]) and the attempts made ([`ATTEMPTS_ATTRIBUTE`]), so that a
+//! redrive keeps the no-backfill rule and the event time.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::send_message::SendMessageError;
 
-use crate::event::RejectedRecord;
+use crate::event::{ATTEMPTS_ATTRIBUTE, QueueMessage, RejectedRecord, SENT_TIMESTAMP_ATTRIBUTE};
 use crate::event_queue::message_attribute;
 
 /// SQS attribute values are limited in total size per message; a reason is a sentence.
@@ -33,12 +37,15 @@ impl DeadLetterQueue {
         }
     }
 
+    /// Sends `record`, one of `source`'s records, on its own.
     pub async fn send(
         &self,
         record: &RejectedRecord,
-        source_message_id: &str,
+        source: &QueueMessage,
     ) -> Result<(), DeadLetterError> {
         let attribute = |value: &str| message_attribute("String", value);
+        let number = |value: String| message_attribute("Number", value);
+        let sent_ms = source.sent_at.unix_timestamp_nanos() / 1_000_000;
         let detail: String = record.detail.chars().take(MAX_DETAIL_CHARS).collect();
         let mut request = self
             .client
@@ -47,7 +54,9 @@ impl DeadLetterQueue {
             .message_body(&record.body)
             .message_attributes("rejection_reason", attribute(record.reason.as_str()))
             .message_attributes("rejection_detail", attribute(&detail))
-            .message_attributes("source_message_id", attribute(source_message_id));
+            .message_attributes("source_message_id", attribute(&source.message_id))
+            .message_attributes(ATTEMPTS_ATTRIBUTE, number(source.attempt.to_string()))
+            .message_attributes(SENT_TIMESTAMP_ATTRIBUTE, number(sent_ms.to_string()));
         if let Some(project) = &record.project_id {
             request = request.message_attributes("project_id", attribute(project.as_str()));
         }

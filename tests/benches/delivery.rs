@@ -90,14 +90,17 @@ async fn run(kind: DestinationType) {
 
     // Warm the TLS connections and the configuration cache.
     streamer
-        .process_batch(&batches[0], Instant::now() + Duration::from_secs(30))
+        .process_batch(
+            &batches[0],
+            tokio::time::Instant::now() + Duration::from_secs(30),
+        )
         .await;
     let mut latencies = Vec::with_capacity(BATCHES);
     let started = Instant::now();
     for batch in &batches[1..] {
         let t = Instant::now();
         let report = streamer
-            .process_batch(batch, Instant::now() + Duration::from_secs(30))
+            .process_batch(batch, tokio::time::Instant::now() + Duration::from_secs(30))
             .await;
         assert!(report.failed_message_ids.is_empty());
         latencies.push(t.elapsed());

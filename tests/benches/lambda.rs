@@ -340,10 +340,7 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
             loki_config(&sink.hostname(), "user", "token-for-the-bench"),
         )
         .await;
-        streams
-            .record(&config.project_id, &delivered)
-            .await
-            .unwrap();
+        streams.record(&config, &delivered).await.unwrap();
     }
     provision(
         &streams,

@@ -2,7 +2,7 @@
 //! delivery core and its answer into a partial batch response (`ReportBatchItemFailures`),
 //! so only failed messages are redelivered.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use event_log_streaming::Streamer;
@@ -10,6 +10,7 @@ use event_log_streaming::event::{QueueMessage, SqsAttributes};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
 /// Time kept back from the invocation's deadline to report the batch response and flush logs.
 pub const DEADLINE_SAFETY_MARGIN: Duration = Duration::from_secs(3);

@@ -7,19 +7,27 @@
 //!
 //! After a write, the stored health (all containers' observations) decides suspension: the
 //! destination refused the configuration on `SUSPEND_AFTER_AUTH_FAILURES` consecutive
-//! attempts spanning `SUSPEND_AFTER_SECONDS`. The suspension is conditional on the
-//! configuration version the failing deliveries used, so a credential update made meanwhile
-//! wins. A write that fails is kept and added to the next one.
+//! attempts spanning `SUSPEND_AFTER_SECONDS`. Suspension belongs to a configuration: only
+//! refusals seen with the stream's current version count (saving or enabling starts a new
+//! streak), and the suspension is conditional on the stream and version the failing
+//! deliveries used, so a change made meanwhile wins, and a stream deleted and created again
+//! is never written by a container that still holds the old one.
+//!
+//! Writes end by the deadline they are given: one that fails or runs out of time is kept and
+//! added to the next one (an UpdateItem abandoned in flight may still land, so the counts
+//! are approximate).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lru::LruCache;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{error, warn};
 
+use crate::clock::Clock;
 use crate::destination::classify::destination_name;
 use crate::domain::{DeliveryHealth, ProjectId, StreamConfig, SuspendPolicy, Suspension};
 use crate::metrics;
@@ -32,6 +40,9 @@ pub struct HealthOptions {
 }
 
 struct Tracked {
+    /// The stream and version the pending observations were made with.
+    stream_id: String,
+    version: u64,
     /// The stream's health as last read or written by this container.
     stored: DeliveryHealth,
     /// Seen since, not written yet.
@@ -46,6 +57,7 @@ const CONCURRENT_WRITES: usize = 32;
 pub struct HealthTracker {
     options: HealthOptions,
     store: Arc<dyn HealthWrite>,
+    clock: Arc<dyn Clock>,
     streams: Mutex<LruCache<ProjectId, Tracked>>,
     writes: Semaphore,
 }
@@ -62,32 +74,47 @@ impl HealthTracker {
     pub fn new(
         options: HealthOptions,
         store: Arc<dyn HealthWrite>,
+        clock: Arc<dyn Clock>,
         capacity: NonZeroUsize,
     ) -> Self {
         Self {
             options,
             store,
+            clock,
             streams: Mutex::new(LruCache::new(capacity)),
             writes: Semaphore::new(CONCURRENT_WRITES),
         }
     }
 
-    /// Notes what a delivery saw of `stream`, and writes it if it is time to.
+    /// Notes what a delivery with `config` saw, and writes it if it is time to, by
+    /// `deadline`.
     pub async fn observe(
         &self,
         config: &StreamConfig,
         stored: &DeliveryHealth,
         seen: &DeliveryHealth,
+        deadline: Instant,
     ) -> Written {
         let project = &config.project_id;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.utc();
         let update = {
             let mut streams = self.streams.lock().unwrap();
-            let tracked = streams.get_or_insert_mut(project.clone(), || Tracked {
+            let fresh = || Tracked {
+                stream_id: config.stream_id.clone(),
+                version: config.version,
                 stored: stored.clone(),
                 pending: DeliveryHealth::default(),
-                last_write: Instant::now(),
-            });
+                last_write: self.clock.now(),
+            };
+            let tracked = streams.get_or_insert_mut(project.clone(), fresh);
+            if tracked.stream_id != config.stream_id {
+                // Deleted and created again: nothing seen of the old stream belongs to it.
+                *tracked = fresh();
+            } else if tracked.version != config.version {
+                // Refusals of the old version say nothing about the new one.
+                tracked.pending.forget_refusals();
+                tracked.version = config.version;
+            }
             let mut before = tracked.stored.clone();
             before.apply(&tracked.pending);
             tracked.pending.apply(seen);
@@ -95,30 +122,33 @@ impl HealthTracker {
             after.apply(&tracked.pending);
             let due = before.state() != after.state()
                 || after.should_suspend(self.options.suspend, now)
-                || tracked.last_write.elapsed() >= self.options.write_interval;
+                || self.clock.now() >= tracked.last_write + self.options.write_interval;
             if !due || tracked.pending.is_empty() {
                 return Written::Nothing;
             }
-            tracked.last_write = Instant::now();
+            tracked.last_write = self.clock.now();
             std::mem::take(&mut tracked.pending)
         };
 
-        let _slot = self
-            .writes
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let health = match self.store.record(project, &update).await {
-            Ok(Some(health)) => health,
-            Ok(None) => return Written::Nothing,
-            Err(err) => {
+        let write = async {
+            let _slot = self
+                .writes
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            self.store.record(config, &update).await
+        };
+        let health = match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(Some(health))) => health,
+            Ok(Ok(None)) => return Written::Nothing,
+            Ok(Err(err)) => {
                 warn!(project_id = %project, error = %error_chain(&err), "health write failed; it is kept for the next one");
-                let mut streams = self.streams.lock().unwrap();
-                if let Some(tracked) = streams.get_mut(project) {
-                    let mut pending = update;
-                    pending.apply(&tracked.pending);
-                    tracked.pending = pending;
-                }
+                self.keep(config, update);
+                return Written::Nothing;
+            }
+            Err(_) => {
+                warn!(project_id = %project, "health write did not finish in time; it is kept for the next one");
+                self.keep(config, update);
                 return Written::Nothing;
             }
         };
@@ -128,7 +158,28 @@ impl HealthTracker {
         if !health.should_suspend(self.options.suspend, now) {
             return Written::Health;
         }
-        self.suspend(config, &health, now).await
+        match tokio::time::timeout_at(deadline, self.suspend(config, &health, now)).await {
+            Ok(written) => written,
+            Err(_) => {
+                warn!(project_id = %project, "suspension did not finish in time; it is tried again after the next failure");
+                Written::Health
+            }
+        }
+    }
+
+    /// Puts back an update that could not be written, ahead of what was seen since.
+    fn keep(&self, config: &StreamConfig, update: DeliveryHealth) {
+        let mut streams = self.streams.lock().unwrap();
+        if let Some(tracked) = streams.get_mut(&config.project_id)
+            && tracked.stream_id == config.stream_id
+        {
+            let mut pending = update;
+            if tracked.version != config.version {
+                pending.forget_refusals();
+            }
+            pending.apply(&tracked.pending);
+            tracked.pending = pending;
+        }
     }
 
     async fn suspend(
@@ -156,11 +207,7 @@ impl HealthTracker {
             health.consecutive_auth_failures,
         );
         let suspension = Suspension { at: now, reason };
-        match self
-            .store
-            .suspend(project, config.version, &suspension)
-            .await
-        {
+        match self.store.suspend(config, &suspension).await {
             Ok(true) => {
                 error!(
                     project_id = %project,

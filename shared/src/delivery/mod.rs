@@ -20,38 +20,44 @@
 //! Delivery is at-least-once: a record is sent again only if its own push failed. Loki drops
 //! a duplicate (same timestamp and bytes); Datadog does not deduplicate.
 
-pub mod dead_letters;
 pub mod eligibility;
+pub mod handoff;
 pub mod health;
 pub mod outcome;
 pub mod project;
-pub mod requeue;
 pub mod retry;
-pub mod split;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::dead_letter::DeadLetterQueue;
 use crate::destination::LogLabels;
 use crate::destination::client::{ClientBuildError, DestinationClient};
-use crate::domain::{ProjectId, SuspendPolicy};
-use crate::event::{EventRecord, FailedRecord, QueueMessage, RejectedRecord, parse_message};
+use crate::domain::{DeliveryError, DeliveryHealth, ProjectId, SuspendPolicy};
+use crate::event::{EventRecord, QueueMessage, parse_message};
 use crate::event_queue::EventQueue;
 use crate::settings::{SettingsError, StreamerSettings};
 use crate::store::{CredentialRead, HealthWrite, Resolved, StreamDirectory, StreamLookup};
+use handoff::MessageLedger;
 use health::{HealthOptions, HealthTracker, Written};
 use outcome::RecordOutcome;
 pub use outcome::{BatchReport, BatchSummary, ProjectStatus, SkipReason};
 use project::Pusher;
+use retry::RetryPolicy;
 
-/// Time kept after delivery for sending rejected records to the dead-letter queue.
-pub const DEAD_LETTER_RESERVE: Duration = Duration::from_secs(2);
+/// Time kept after delivery for handing off what was not delivered: sends back and
+/// dead-letter sends.
+pub const HANDOFF_RESERVE: Duration = Duration::from_secs(2);
+/// Longest the store lookups of a batch may take: every delivery waits for them, so a slow
+/// store fails its own projects' records instead of the whole invocation.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A record with the index of the message that carried it.
 pub type Slotted<'a> = (usize, EventRecord<'a>);
@@ -91,20 +97,16 @@ pub struct StreamerStore {
 
 pub struct StreamerOptions {
     pub labels: LogLabels,
+    /// The clock every decision reads; the real one outside tests.
+    pub clock: Arc<dyn Clock>,
     pub config_cache_ttl: Duration,
     pub config_cache_size: NonZeroUsize,
     pub max_concurrent_pushes: usize,
     /// Longest single push attempt. Generous, because a timed-out push is sent again and
     /// Datadog does not deduplicate.
     pub request_timeout: Duration,
-    /// How long a failing push is retried, from its first attempt: one project's outage must
-    /// not hold every batch it appears in until the deadline.
-    pub retry_window: Duration,
+    pub retry: RetryPolicy,
     pub health: HealthOptions,
-    /// Attempts a record gets before it is dead-lettered (`MAX_DELIVERY_ATTEMPTS`).
-    pub max_attempts: u32,
-    /// The first delay of a requeued copy, doubling per attempt.
-    pub requeue_base_delay: Duration,
 }
 
 impl StreamerOptions {
@@ -112,13 +114,16 @@ impl StreamerOptions {
     pub fn from_settings(settings: &StreamerSettings) -> Self {
         Self {
             labels: settings.destinations.labels.clone(),
+            clock: crate::clock::system(),
             config_cache_ttl: settings.config_cache_ttl,
             config_cache_size: settings.config_cache_size,
             max_concurrent_pushes: settings.max_concurrent_pushes,
             request_timeout: settings.request_timeout,
-            retry_window: settings.retry_window,
-            max_attempts: settings.max_delivery_attempts,
-            requeue_base_delay: settings.requeue_base_delay,
+            retry: RetryPolicy {
+                retry_window: settings.retry_window,
+                max_attempts: settings.max_delivery_attempts.max(1),
+                requeue_base_delay: settings.requeue_base_delay,
+            },
             health: HealthOptions {
                 write_interval: settings.health_write_interval,
                 suspend: SuspendPolicy {
@@ -147,9 +152,8 @@ pub struct Streamer {
     labels: LogLabels,
     pushes: Semaphore,
     request_timeout: Duration,
-    retry_window: Duration,
-    max_attempts: u32,
-    requeue_base_delay: Duration,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
 }
 
 impl Streamer {
@@ -163,18 +167,23 @@ impl Streamer {
             directory: StreamDirectory::new(
                 store.lookup,
                 store.credentials,
+                options.clock.clone(),
                 options.config_cache_ttl,
                 options.config_cache_size,
             ),
-            health: HealthTracker::new(options.health, store.health, options.config_cache_size),
+            health: HealthTracker::new(
+                options.health,
+                store.health,
+                options.clock.clone(),
+                options.config_cache_size,
+            ),
             client,
             queues,
             labels: options.labels,
             pushes: Semaphore::new(options.max_concurrent_pushes.max(1)),
             request_timeout: options.request_timeout,
-            retry_window: options.retry_window,
-            max_attempts: options.max_attempts.max(1),
-            requeue_base_delay: options.requeue_base_delay,
+            retry: options.retry,
+            clock: options.clock,
         }
     }
 
@@ -184,105 +193,81 @@ impl Streamer {
         store: StreamerStore,
         queues: Queues,
     ) -> Result<Self, StreamerBuildError> {
+        Self::with_options(
+            settings,
+            store,
+            queues,
+            StreamerOptions::from_settings(settings),
+        )
+    }
+
+    /// As [`Self::from_settings`], with options of the caller's (a test's clock).
+    pub fn with_options(
+        settings: &StreamerSettings,
+        store: StreamerStore,
+        queues: Queues,
+        options: StreamerOptions,
+    ) -> Result<Self, StreamerBuildError> {
         let client = DestinationClient::new(settings.destinations.client_options()?)?;
-        let options = StreamerOptions::from_settings(settings);
         Ok(Self::new(store, client, queues, options))
     }
 
-    /// Processes a batch; all work, dead-letter sends included, ends by `deadline`.
+    /// Processes a batch in four steps (screen, resolve, deliver, hand off); all work ends by
+    /// `deadline`.
     pub async fn process_batch(&self, messages: &[QueueMessage], deadline: Instant) -> BatchReport {
+        let now = self.clock.now();
+        let delivery_deadline = deadline.checked_sub(HANDOFF_RESERVE).unwrap_or(deadline);
+        let lookup_deadline = delivery_deadline.min(now + LOOKUP_TIMEOUT);
         let mut summary = BatchSummary {
             messages: messages.len(),
             ..Default::default()
         };
-        let mut failed: Vec<Vec<FailedRecord>> = vec![Vec::new(); messages.len()];
-        let mut rejected: Vec<Vec<RejectedRecord>> = vec![Vec::new(); messages.len()];
-        let mut by_project: BTreeMap<ProjectId, Vec<Slotted>> = BTreeMap::new();
-        for (index, message) in messages.iter().enumerate() {
-            for record in parse_message(message) {
-                summary.records += 1;
-                match record {
-                    // The id is cloned once per project, not per record.
-                    Ok(record) => match by_project.get_mut(&record.project_id) {
-                        Some(records) => records.push((index, record)),
-                        None => {
-                            by_project.insert(record.project_id.clone(), vec![(index, record)]);
-                        }
-                    },
-                    Err(record) => rejected[index].push(record),
-                }
-            }
-        }
+        let (mut ledgers, by_project) = screen(messages, &mut summary);
 
         let projects: Vec<ProjectId> = by_project.keys().cloned().collect();
-        let resolved = self.directory.resolve(&projects).await;
-        let delivery_deadline = deadline
-            .checked_sub(DEAD_LETTER_RESERVE)
-            .unwrap_or(deadline);
-        let results = join_all(by_project.into_iter().map(|(project, records)| {
+        let resolved = self.directory.resolve(&projects, lookup_deadline).await;
+        let deliveries = join_all(by_project.into_iter().map(|(project, records)| {
             let resolved = &resolved[&project];
-            async move {
-                self.stream_project(project, resolved, records, delivery_deadline)
-                    .await
-            }
+            self.stream_project(project, resolved, records, delivery_deadline)
         }))
         .await;
-        for (outcomes, retries) in results {
+        for (outcomes, retries) in deliveries {
             summary.retries += retries;
             for (index, outcome) in outcomes {
                 summary.count(&outcome);
+                let ledger = &mut ledgers[index];
                 match outcome {
-                    RecordOutcome::Failed(record) => failed[index].push(record),
-                    RecordOutcome::Rejected(record) => rejected[index].push(record),
-                    RecordOutcome::Delivered | RecordOutcome::Skipped(_) => {}
+                    RecordOutcome::Delivered => ledger.delivered += 1,
+                    RecordOutcome::Skipped(_) => {}
+                    RecordOutcome::Failed(record) => ledger.failed.push(record),
+                    RecordOutcome::Rejected(record) => ledger.rejected.push(record),
                 }
             }
         }
 
-        // A record out of attempts is set aside for good, as SQS's redrive would.
-        for (index, records) in failed.iter_mut().enumerate() {
-            let attempt = messages[index].attempt;
-            if !records.is_empty() && attempt >= self.max_attempts {
-                rejected[index].extend(records.drain(..).map(|r| r.exhausted(attempt)));
-            }
-        }
-        let mut retry: Vec<bool> = failed.iter().map(|records| !records.is_empty()).collect();
-        if let Some(queue) = &self.queues.requeue {
-            summary.requeued = requeue::send_back(
-                queue,
-                messages,
-                &failed,
-                &mut retry,
-                self.requeue_base_delay,
-                deadline,
-            )
-            .await;
-        }
-        let set_aside = dead_letters::set_aside(
-            self.queues.dead_letters.as_ref(),
+        let settled = handoff::settle(
             messages,
-            rejected,
-            &mut retry,
+            ledgers,
+            &self.queues,
+            &self.retry,
+            self.clock.now(),
             deadline,
         )
         .await;
-        summary.dead_lettered = set_aside.sent;
-        let mut failed = retry.clone();
-        for (index, _) in &set_aside.kept {
-            failed[*index] = true;
-        }
-        let failed_message_ids: Vec<String> = messages
+        summary.requeued = settled.sent_back;
+        summary.dead_lettered = settled.dead_lettered;
+        summary.redelivered_whole = settled.redelivered_whole;
+        let failed_message_ids: Vec<String> = settled
+            .left
             .iter()
-            .zip(&failed)
-            .filter(|(_, failed)| **failed)
-            .map(|(message, _)| message.message_id.clone())
+            .map(|index| messages[*index].message_id.clone())
             .collect();
         summary.failed_messages = failed_message_ids.len();
         summary.log();
         BatchReport {
             failed_message_ids,
-            retryable_messages: (0..messages.len()).filter(|i| retry[*i]).collect(),
-            kept_rejections: set_aside.kept,
+            retryable_messages: settled.retryable,
+            kept_rejections: settled.kept_rejections,
             summary,
         }
     }
@@ -297,32 +282,79 @@ impl Streamer {
     ) -> (Vec<(usize, RecordOutcome)>, usize) {
         let eligible = eligibility::partition(&project, resolved, records);
         let mut outcomes = eligible.settled;
-        let Resolved::Stream(stream) = resolved else {
-            return (outcomes, 0);
+        let (stored, health) = match resolved {
+            Resolved::Stream(stream) => {
+                let (Some(destination), false) =
+                    (&stream.destination, eligible.streamable.is_empty())
+                else {
+                    return (outcomes, 0);
+                };
+                let pusher = Pusher {
+                    client: &self.client,
+                    pushes: &self.pushes,
+                    labels: &self.labels,
+                    request_timeout: self.request_timeout,
+                    policy: &self.retry,
+                    clock: self.clock.as_ref(),
+                };
+                let delivery = pusher
+                    .deliver(&project, destination, eligible.streamable, deadline)
+                    .await;
+                outcomes.extend(delivery.outcomes);
+                (&stream.stored, (delivery.health, delivery.retries))
+            }
+            // The customer sees why nothing arrives, as for any failed delivery.
+            Resolved::NoCredential { stored, error } if eligible.failed > 0 => {
+                tracing::warn!(project_id = %project, error = %error, "credential read failed; the records will be retried");
+                let mut health = DeliveryHealth {
+                    events_failed: eligible.failed as u64,
+                    ..Default::default()
+                };
+                let error = DeliveryError {
+                    at: self.clock.utc(),
+                    destination_status: None,
+                    message: "the stream's credential could not be read; its events are kept and sent again later".into(),
+                };
+                health.failure(error, false);
+                (stored, (health, 0))
+            }
+            _ => return (outcomes, 0),
         };
-        let (Some(destination), false) = (&stream.destination, eligible.streamable.is_empty())
-        else {
-            return (outcomes, 0);
-        };
-        let pusher = Pusher {
-            client: &self.client,
-            pushes: &self.pushes,
-            labels: &self.labels,
-            request_timeout: self.request_timeout,
-            retry_window: self.retry_window,
-        };
-        let delivery = pusher
-            .deliver(&project, destination, eligible.streamable, deadline)
-            .await;
-        let stored = &stream.stored;
+        let (seen, retries) = health;
         let written = self
             .health
-            .observe(&stored.config, &stored.health, &delivery.health)
+            .observe(&stored.config, &stored.health, &seen, deadline)
             .await;
         if written == Written::Suspended {
             self.directory.forget(&project);
         }
-        outcomes.extend(delivery.outcomes);
-        (outcomes, delivery.retries)
+        (outcomes, retries)
     }
+}
+
+/// Splits every message into its records, counted, and groups the valid ones by project;
+/// records that can never be delivered go straight to their message's ledger.
+fn screen<'a>(
+    messages: &'a [QueueMessage],
+    summary: &mut BatchSummary,
+) -> (Vec<MessageLedger>, BTreeMap<ProjectId, Vec<Slotted<'a>>>) {
+    let mut ledgers: Vec<MessageLedger> =
+        messages.iter().map(|_| MessageLedger::default()).collect();
+    let mut by_project: BTreeMap<ProjectId, Vec<Slotted>> = BTreeMap::new();
+    for (index, message) in messages.iter().enumerate() {
+        for record in parse_message(message) {
+            summary.records += 1;
+            match record {
+                // The id is cloned once per project, not per record.
+                Ok(record) => match by_project.get_mut(&record.project_id) {
+                    Some(records) => records.push((index, record)),
+                    None => {
+                        by_project.insert(record.project_id.clone(), vec![(index, record)]);
+                    }
+                },
+                Err(record) => ledgers[index].rejected.push(record),
+            }
+        }
+    }
+    (ledgers, by_project)
 }

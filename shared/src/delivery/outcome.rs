@@ -89,6 +89,9 @@ pub struct BatchSummary {
     /// Of those, the records sent back to the event queue on their own.
     pub requeued: usize,
     pub failed_messages: usize,
+    /// Of those, messages delivered again whole although some of their records had been
+    /// handed elsewhere (both queues failed twice): their redelivery repeats those records.
+    pub redelivered_whole: usize,
 }
 
 impl BatchSummary {
@@ -121,6 +124,7 @@ impl BatchSummary {
             failed_records = self.failed_records,
             requeued = self.requeued,
             failed_messages = self.failed_messages,
+            redelivered_whole = self.redelivered_whole,
             "batch processed"
         );
     }

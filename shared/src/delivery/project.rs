@@ -1,31 +1,36 @@
-//! One project's records of a batch, delivered to its destination: encoded, cut into pushes
-//! within the destination's limits, each push retried on transient failures while the
-//! deadline allows, refused pushes split ([`super::split`]), and every attempt noted for the
-//! stream's delivery health.
+//! One project's records of a batch, delivered to its destination in four steps:
+//! - **screen**: records larger than the destination accepts are set aside;
+//! - **chunk**: the others are encoded into pushes within the destination's limits, one push
+//!   at a time ([`Pushes`]);
+//! - **push**: each push is attempted, and after each attempt the retry policy
+//!   ([`super::retry::decide`]) says what follows;
+//! - **settle**: every record gets its outcome, and every attempt is noted for the stream's
+//!   delivery health.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Bytes;
-use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 use tracing::{Level, warn};
 
 use super::Slotted;
 use super::outcome::{ProjectStatus, RecordOutcome};
-use super::retry;
-use super::split::{self, MAX_REJECTION_SPLITS, Refusal, SplitDecision};
-use crate::destination::classify::{Classification, LOKI_INGESTION_BLOCKED, advice, classify};
+use super::retry::{self, Decision, MAX_REJECTION_SPLITS, PushState, RetryPolicy};
+use crate::clock::Clock;
+use crate::destination::classify::{Classification, advice, classify};
 use crate::destination::client::{Connection, DestinationClient, PushResponse};
-use crate::destination::{self, LogLabels, Payload};
-use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId};
+use crate::destination::{self, Limits, LogLabels, Payload};
+use crate::domain::{DeliveryError, DeliveryHealth, Destination, DestinationType, ProjectId};
 use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
 use crate::gzip::gzip;
 
 /// What became of a project's records, and what its attempts tell about its destination.
 pub struct ProjectDelivery {
+    /// Each record's outcome, with the index of its message.
     pub outcomes: Vec<(usize, RecordOutcome)>,
     pub status: ProjectStatus,
     /// Push attempts beyond the first.
@@ -34,7 +39,7 @@ pub struct ProjectDelivery {
     pub health: DeliveryHealth,
 }
 
-/// The shared means of pushing: one client and one bound on requests in flight.
+/// The shared means of pushing: one client, one bound on requests in flight, one policy.
 pub struct Pusher<'a> {
     pub client: &'a DestinationClient,
     /// Bounds requests in flight, not projects: a project sleeping in backoff must not keep
@@ -43,8 +48,17 @@ pub struct Pusher<'a> {
     pub labels: &'a LogLabels,
     /// Longest single push attempt; the invocation's deadline bounds it further.
     pub request_timeout: Duration,
-    /// How long a push is retried from its first attempt (the deadline may end it sooner).
-    pub retry_window: Duration,
+    pub policy: &'a RetryPolicy,
+    pub clock: &'a dyn Clock,
+}
+
+/// How one push ended.
+struct Pushed {
+    /// Never [`Decision::Retry`]: the retries happened inside.
+    decision: Decision,
+    /// The last attempt's error, for logs and the dead-letter queue.
+    detail: String,
+    attempts: usize,
 }
 
 impl Pusher<'_> {
@@ -52,10 +66,10 @@ impl Pusher<'_> {
         &self,
         project: &ProjectId,
         destination: &Destination,
-        mut records: Vec<Slotted<'_>>,
+        records: Vec<Slotted<'_>>,
         deadline: Instant,
     ) -> ProjectDelivery {
-        let started = Instant::now();
+        let started = self.clock.now();
         let destination_type = destination.destination_type();
         let limits = destination::limits(destination_type);
         let mut delivery = ProjectDelivery {
@@ -64,130 +78,65 @@ impl Pusher<'_> {
             retries: 0,
             health: DeliveryHealth::default(),
         };
-        // Loki wants each stream's values in time order; a stable sort keeps queue order
-        // among equal timestamps.
-        records.sort_by_key(|(_, r)| r.event_time);
+        let sendable = screen(records, destination_type, limits, &mut delivery);
 
-        let mut sendable = Vec::with_capacity(records.len());
-        for (index, record) in records {
-            if record.line().len() > limits.max_record_bytes {
-                let detail = format!(
-                    "the record is {} bytes; {} accepts at most {}",
-                    record.line().len(),
-                    destination_type,
-                    limits.max_record_bytes
-                );
-                delivery.status = ProjectStatus::Rejected;
-                delivery
-                    .outcomes
-                    .push((index, reject(&record, RejectReason::RecordTooLarge, detail)));
-            } else {
-                sendable.push((index, record));
-            }
-        }
-
-        // Records are encoded as their push is built, one push at a time: the halves of a
-        // refused push first, then as many of the next records as one push takes.
-        let mut next = 0;
-        let mut halves: VecDeque<Range<usize>> = VecDeque::new();
-        let mut attempts = 0;
-        let mut bytes = 0;
-        let mut stopped: Option<Arc<str>> = None;
+        let mut pushes = Pushes::new(&sendable);
         let mut splits_left = MAX_REJECTION_SPLITS;
-        loop {
-            if let Some(detail) = &stopped {
-                let rest = halves
-                    .drain(..)
-                    .flat_map(|half| &sendable[half])
-                    .chain(&sendable[next..]);
-                let failed =
-                    rest.map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, detail))));
-                delivery.outcomes.extend(failed);
-                break;
-            }
-            let mut payload = Payload::new(destination_type, self.labels, limits);
-            let range = if let Some(half) = halves.pop_front() {
-                payload.reserve_for(sendable[half.clone()].iter().map(|(_, r)| r));
-                for (_, record) in &sendable[half.clone()] {
-                    payload.add(record);
-                }
-                half
-            } else if next < sendable.len() {
-                let start = next;
-                payload.reserve_for(sendable[next..].iter().map(|(_, r)| r));
-                while next < sendable.len() && payload.try_add(&sendable[next].1) {
-                    next += 1;
-                }
-                start..next
-            } else {
-                break;
-            };
-            let chunk = &sendable[range.clone()];
+        let (mut attempts, mut bytes) = (0, 0);
+        let mut failure: Option<Arc<str>> = None;
+        while let Some((range, body)) =
+            pushes.next(|| Payload::new(destination_type, self.labels, limits))
+        {
+            bytes += body.len();
             // The uncompressed body is dropped before the push waits on the network: a 6 MB
             // batch has up to `MAX_CONCURRENT_PUSHES` pushes in flight.
-            let gzipped = {
-                let body = payload.finish();
-                bytes += body.len();
-                Bytes::from(gzip(&body))
-            };
-            let (class, tries) = self
-                .push_with_retries(destination, &gzipped, deadline, &mut delivery.health)
+            let gzipped = Bytes::from(gzip(&body));
+            drop(body);
+            let pushed = self
+                .push(
+                    destination,
+                    &gzipped,
+                    range.len(),
+                    splits_left,
+                    deadline,
+                    &mut delivery.health,
+                )
                 .await;
-            attempts += tries;
-            delivery.retries += tries.saturating_sub(1);
-            let refusal = match class {
-                Classification::Delivered { status } => {
-                    if status == LOKI_INGESTION_BLOCKED {
-                        warn!(project_id = %project, "Loki answered 260: the operator has blocked ingestion for this tenant");
-                    }
+            attempts += pushed.attempts;
+            delivery.retries += pushed.attempts.saturating_sub(1);
+            let chunk = &sendable[range.clone()];
+            match pushed.decision {
+                Decision::Delivered | Decision::Retry { .. } => {
                     let delivered = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered));
                     delivery.outcomes.extend(delivered);
-                    continue;
                 }
-                Classification::Misconfigured { detail }
-                | Classification::Transient { detail, .. } => {
-                    // Later chunks would meet the same credentials or the same outage.
-                    delivery.status = ProjectStatus::Failed;
-                    let detail: Arc<str> = detail.into();
-                    let failed = chunk
-                        .iter()
-                        .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, &detail))));
-                    delivery.outcomes.extend(failed);
-                    stopped = Some(detail);
-                    continue;
-                }
-                Classification::Rejected { detail, .. } => (Refusal::Invalid, detail),
-                Classification::TooLarge => (
-                    Refusal::TooLarge,
-                    "the destination answered 413 for this record alone".to_owned(),
-                ),
-            };
-            match split::decide(refusal.0, range.len(), splits_left) {
-                SplitDecision::Split { uses_budget } => {
+                Decision::Split { uses_budget } => {
                     splits_left -= usize::from(uses_budget);
-                    let middle = range.start + range.len() / 2;
-                    halves.push_front(middle..range.end);
-                    halves.push_front(range.start..middle);
+                    pushes.split(range);
                 }
-                SplitDecision::SetAside(reason) => {
+                Decision::DeadLetter(reason) => {
                     if delivery.status == ProjectStatus::Delivered {
                         delivery.status = ProjectStatus::Rejected;
                     }
                     let rejected = chunk
                         .iter()
-                        .map(|(i, r)| (*i, reject(r, reason, refusal.1.clone())));
+                        .map(|(i, r)| (*i, reject(r, reason, pushed.detail.clone())));
                     delivery.outcomes.extend(rejected);
+                }
+                Decision::FailNow => {
+                    delivery.status = ProjectStatus::Failed;
+                    let detail: Arc<str> = pushed.detail.into();
+                    let failed = chunk
+                        .iter()
+                        .chain(pushes.rest())
+                        .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, &detail))));
+                    delivery.outcomes.extend(failed);
+                    failure = Some(detail);
+                    break;
                 }
             }
         }
-        let health = &mut delivery.health;
-        for (_, outcome) in &delivery.outcomes {
-            match outcome {
-                RecordOutcome::Delivered => health.events_delivered += 1,
-                RecordOutcome::Failed(_) | RecordOutcome::Rejected(_) => health.events_failed += 1,
-                RecordOutcome::Skipped(_) => {}
-            }
-        }
+        settle(&mut delivery);
         // A delivered project is the common case, and a line for each at 100 M events a day
         // is most of the streamer's log bill: it is debug; anything else is info.
         macro_rules! project_delivery {
@@ -200,8 +149,8 @@ impl Pusher<'_> {
                     bytes,
                     status = delivery.status.as_str(),
                     attempts,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    error = stopped.as_deref(),
+                    duration_ms = (self.clock.now() - started).as_millis() as u64,
+                    error = failure.as_deref(),
                     "project delivery"
                 )
             };
@@ -214,80 +163,193 @@ impl Pusher<'_> {
         delivery
     }
 
-    /// One payload, retried on transient failures while a wait and the start of one more
-    /// attempt ([`retry::MIN_ATTEMPT_TIME`] before its end) fit in the retry window, counted
-    /// from the first attempt, and before the deadline. An attempt that starts may take its
-    /// whole timeout. Returns the final classification and the number of attempts made; each
-    /// attempt is noted in `health`.
-    async fn push_with_retries(
+    /// One push, attempted and retried as the retry policy decides. Each attempt is noted
+    /// in `health`.
+    async fn push(
         &self,
         destination: &Destination,
         gzipped: &Bytes,
+        records: usize,
+        splits_left: usize,
         deadline: Instant,
         health: &mut DeliveryHealth,
-    ) -> (Classification, usize) {
-        let no_time_left = |attempts: u32| {
-            let detail = "no time left for another attempt in this invocation".to_owned();
-            let class = Classification::Transient {
-                retry_after: None,
-                detail,
-            };
-            (class, attempts as usize)
-        };
-        let mut attempt: u32 = 0;
-        // Attempts start at least MIN_ATTEMPT_TIME before this: the deadline for the first,
-        // the end of the retry window (never past the deadline) for the others.
-        let mut start_by = deadline;
+    ) -> Pushed {
+        let mut attempts = 0;
+        let mut first_attempt_at = None;
         let mut connection = Connection::Pooled;
+        let mut last_detail = None;
         loop {
-            // Checked again once a slot is free: waiting for one can use up the time, and a
-            // push started with too little of it risks a Datadog duplicate on timeout.
-            let too_late =
-                || start_by.saturating_duration_since(Instant::now()) < retry::MIN_ATTEMPT_TIME;
-            if too_late() {
-                return no_time_left(attempt);
-            }
-            let slot = self
-                .pushes
-                .acquire()
-                .await
-                .expect("the semaphore is never closed");
-            if too_late() {
-                return no_time_left(attempt);
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            attempt += 1;
-            if attempt == 1 {
-                start_by = deadline.min(Instant::now() + self.retry_window);
-            }
+            let Some(slot) = self.slot(first_attempt_at, deadline).await else {
+                return Pushed {
+                    decision: Decision::FailNow,
+                    detail: last_detail.unwrap_or_else(|| {
+                        "no time left for an attempt in this invocation".to_owned()
+                    }),
+                    attempts,
+                };
+            };
+            let now = self.clock.now();
+            let first = *first_attempt_at.get_or_insert(now);
+            attempts += 1;
+            let timeout = deadline
+                .saturating_duration_since(now)
+                .min(self.request_timeout);
             let response = self
                 .client
-                .push(
-                    destination,
-                    gzipped.clone(),
-                    remaining.min(self.request_timeout),
-                    connection,
-                )
+                .push(destination, gzipped.clone(), timeout, connection)
                 .await;
             drop(slot);
-            connection = response.next_connection();
             let class = classify(&response);
-            note_attempt(health, destination, &response, &class);
-            let Classification::Transient {
-                retry_after,
-                detail,
-            } = &class
-            else {
-                return (class, attempt as usize);
+            note_attempt(health, destination, &response, &class, self.clock);
+            let state = PushState {
+                attempts: attempts as u32,
+                first_attempt_at: first,
+                now: self.clock.now(),
+                deadline,
+                records,
+                splits_left,
             };
-            let remaining = start_by.saturating_duration_since(Instant::now());
-            match retry::next_delay(attempt, *retry_after, remaining, fastrand::f64()) {
-                Some(delay) => {
-                    warn!(attempt, delay_ms = delay.as_millis() as u64, error = %detail, "push failed; retrying");
+            match retry::decide(&class, &state, self.policy, fastrand::f64()) {
+                Decision::Retry {
+                    delay,
+                    connection: next,
+                } => {
+                    warn!(attempts, delay_ms = delay.as_millis() as u64, error = %class.detail(), "push failed; retrying");
                     tokio::time::sleep(delay).await;
+                    connection = next;
+                    last_detail = Some(class.detail().to_owned());
                 }
-                None => return (class, attempt as usize),
+                decision => {
+                    return Pushed {
+                        decision,
+                        detail: class.detail().to_owned(),
+                        attempts,
+                    };
+                }
             }
+        }
+    }
+
+    /// A push slot, if an attempt may still start once it is free: waiting for one can use
+    /// up the time.
+    async fn slot(
+        &self,
+        first_attempt_at: Option<Instant>,
+        deadline: Instant,
+    ) -> Option<SemaphorePermit<'_>> {
+        let may_start =
+            || retry::may_start(first_attempt_at, self.clock.now(), deadline, self.policy);
+        if !may_start() {
+            return None;
+        }
+        let slot = self
+            .pushes
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        may_start().then_some(slot)
+    }
+}
+
+/// Sets aside the records larger than the destination accepts; the others, sorted by event
+/// time (Loki wants each stream's values in time order; a stable sort keeps queue order among
+/// equal timestamps), are returned to be pushed.
+fn screen<'a>(
+    mut records: Vec<Slotted<'a>>,
+    destination_type: DestinationType,
+    limits: Limits,
+    delivery: &mut ProjectDelivery,
+) -> Vec<Slotted<'a>> {
+    records.sort_by_key(|(_, r)| r.event_time);
+    let mut sendable = Vec::with_capacity(records.len());
+    for (index, record) in records {
+        let size = record.line().len();
+        if size > limits.max_record_bytes {
+            let detail = format!(
+                "the record is {size} bytes; {destination_type} accepts at most {}",
+                limits.max_record_bytes
+            );
+            delivery.status = ProjectStatus::Rejected;
+            let outcome = reject(&record, RejectReason::RecordTooLarge, detail);
+            delivery.outcomes.push((index, outcome));
+        } else {
+            sendable.push((index, record));
+        }
+    }
+    sendable
+}
+
+/// The pushes of a project's records, encoded one at a time as they are needed: the halves
+/// of a refused push first, then as many of the next records as one push takes.
+struct Pushes<'r, 'a> {
+    records: &'r [Slotted<'a>],
+    next: usize,
+    halves: VecDeque<Range<usize>>,
+}
+
+impl<'r, 'a> Pushes<'r, 'a> {
+    fn new(records: &'r [Slotted<'a>]) -> Self {
+        Self {
+            records,
+            next: 0,
+            halves: VecDeque::new(),
+        }
+    }
+
+    /// The next push: which records, and its uncompressed body.
+    fn next<'p>(
+        &mut self,
+        new_payload: impl Fn() -> Payload<'p>,
+    ) -> Option<(Range<usize>, Vec<u8>)> {
+        let mut payload = new_payload();
+        let range = if let Some(half) = self.halves.pop_front() {
+            let records = &self.records[half.clone()];
+            payload.reserve_for(records.iter().map(|(_, r)| r));
+            for (_, record) in records {
+                payload.add(record);
+            }
+            half
+        } else if self.next < self.records.len() {
+            let start = self.next;
+            payload.reserve_for(self.records[start..].iter().map(|(_, r)| r));
+            while self.next < self.records.len() && payload.try_add(&self.records[self.next].1) {
+                self.next += 1;
+            }
+            start..self.next
+        } else {
+            return None;
+        };
+        Some((range, payload.finish()))
+    }
+
+    /// Sends the two halves of `range` next.
+    fn split(&mut self, range: Range<usize>) {
+        let middle = range.start + range.len() / 2;
+        self.halves.push_front(middle..range.end);
+        self.halves.push_front(range.start..middle);
+    }
+
+    /// Every record not pushed yet, and no more pushes after.
+    fn rest(&mut self) -> impl Iterator<Item = &'r Slotted<'a>> + use<'r, 'a> {
+        let records = self.records;
+        let halves: Vec<Range<usize>> = self.halves.drain(..).collect();
+        let tail = std::mem::replace(&mut self.next, records.len())..records.len();
+        halves
+            .into_iter()
+            .chain(std::iter::once(tail))
+            .flat_map(move |range| &records[range])
+    }
+}
+
+/// Counts the project's events for its delivery health.
+fn settle(delivery: &mut ProjectDelivery) {
+    for (_, outcome) in &delivery.outcomes {
+        match outcome {
+            RecordOutcome::Delivered => delivery.health.events_delivered += 1,
+            RecordOutcome::Failed(_) | RecordOutcome::Rejected(_) => {
+                delivery.health.events_failed += 1
+            }
+            RecordOutcome::Skipped(_) => {}
         }
     }
 }
@@ -297,8 +359,9 @@ fn note_attempt(
     destination: &Destination,
     response: &PushResponse,
     class: &Classification,
+    clock: &dyn Clock,
 ) {
-    let at = OffsetDateTime::now_utc();
+    let at = clock.utc();
     if let Classification::Delivered { .. } = class {
         health.success(at);
         return;
@@ -308,10 +371,7 @@ fn note_attempt(
         destination_status: response.status(),
         message: advice(destination.destination_type(), response),
     };
-    // 401/403 and the answers treated like them refuse the configuration itself: the
-    // trigger of suspension, since no retry can succeed until it changes.
-    let refused = matches!(class, Classification::Misconfigured { .. });
-    health.failure(error, refused);
+    health.failure(error, class.refuses_configuration());
 }
 
 fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordOutcome {

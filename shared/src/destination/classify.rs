@@ -2,12 +2,14 @@
 //!
 //! | answer | meaning | class |
 //! |---|---|---|
-//! | 2xx | stored (Loki's 260: accepted but ingestion blocked by the operator) | `Delivered` |
+//! | 2xx but Loki's 260 | stored | `Delivered` |
+//! | Loki's 260 | not stored: the Loki operator blocks ingestion for the tenant | `Blocked` |
 //! | 400, 422 | the payload is invalid; Loki has already stored the valid part | `Rejected` |
 //! | 401, 403 | credentials wrong or revoked | `Misconfigured` |
 //! | other 4xx (404, 405, …) | not a Loki/Datadog endpoint | `Misconfigured` |
 //! | 413 | too large for a proxy or the intake | `TooLarge` |
-//! | 408, 429, 5xx, no answer | transient | `Transient` |
+//! | 408, 429 | transient: too many requests or too slow | `Transient` |
+//! | 5xx, no answer | transient, and the connection may be what is broken | `Transient`, `fresh_connection` |
 //! | refused by our address policy | the destination points inward | `Misconfigured` |
 
 use std::time::Duration;
@@ -15,7 +17,8 @@ use std::time::Duration;
 use crate::destination::client::{PushResponse, TransportFailure};
 use crate::domain::DestinationType;
 
-/// Loki's "ingestion blocked" answer: a 2xx, so the entries will not be accepted by a resend.
+/// Loki's "ingestion blocked" answer: a 2xx that stores nothing. The block is the Loki
+/// operator's decision and lasts, so the records are kept and sent again later.
 pub const LOKI_INGESTION_BLOCKED: u16 = 260;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +38,38 @@ pub enum Classification {
     },
     /// Split the payload and send the halves.
     TooLarge,
+    /// Loki's 260: nothing stored, and not for a while; not the configuration's fault.
+    Blocked {
+        detail: String,
+    },
     /// Worth another attempt, after `retry_after` when the destination said so.
     Transient {
         retry_after: Option<Duration>,
+        /// A 5xx or no answer: the pooled connection may be what is broken, or lead to the
+        /// same bad backend, so a retry goes on a new one.
+        fresh_connection: bool,
         detail: String,
     },
+}
+
+impl Classification {
+    /// What went wrong, for logs and the dead-letter queue; empty for a delivery.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Delivered { .. } => "",
+            Self::TooLarge => "the destination answered 413 for this record alone",
+            Self::Rejected { detail, .. }
+            | Self::Misconfigured { detail }
+            | Self::Blocked { detail }
+            | Self::Transient { detail, .. } => detail,
+        }
+    }
+
+    /// Whether the destination refused the configuration itself (credentials, endpoint): the
+    /// trigger of suspension, since no retry can succeed until it changes.
+    pub fn refuses_configuration(&self) -> bool {
+        matches!(self, Self::Misconfigured { .. })
+    }
 }
 
 pub fn classify(response: &PushResponse) -> Classification {
@@ -58,6 +88,7 @@ pub fn classify(response: &PushResponse) -> Classification {
                 }
             };
             match *status {
+                LOKI_INGESTION_BLOCKED => Classification::Blocked { detail: detail() },
                 200..=299 => Classification::Delivered { status: *status },
                 400 | 422 => Classification::Rejected {
                     status: *status,
@@ -69,6 +100,7 @@ pub fn classify(response: &PushResponse) -> Classification {
                 413 => Classification::TooLarge,
                 408 | 429 | 500..=599 => Classification::Transient {
                     retry_after: *retry_after,
+                    fresh_connection: *status >= 500,
                     detail: detail(),
                 },
                 // Other 4xx, and 1xx/3xx (redirects are never followed): the configuration
@@ -81,6 +113,7 @@ pub fn classify(response: &PushResponse) -> Classification {
         },
         PushResponse::Transport { detail, .. } => Classification::Transient {
             retry_after: None,
+            fresh_connection: true,
             detail: detail.clone(),
         },
     }
@@ -130,6 +163,9 @@ pub fn advice(destination: DestinationType, response: &PushResponse) -> String {
         .map(|q| format!(" ({name} said: \"{q}\")"))
         .unwrap_or_default();
     match (destination, status) {
+        (DestinationType::GrafanaLoki, LOKI_INGESTION_BLOCKED) => format!(
+            "260 from Grafana Loki: its operator blocks ingestion for this tenant, so nothing was stored; events are kept and sent again later{said}"
+        ),
         (_, 200..=299) => format!("{name} accepted the events (HTTP {status})"),
         (DestinationType::GrafanaLoki, 401 | 403) => format!(
             "{status} from Grafana Loki: check the username and token (the token needs the logs:write scope)"
@@ -175,7 +211,7 @@ mod tests {
             (200, |c| matches!(c, C::Delivered { .. })),
             (202, |c| matches!(c, C::Delivered { .. })),
             (204, |c| matches!(c, C::Delivered { .. })),
-            (260, |c| matches!(c, C::Delivered { status: 260 })),
+            (260, |c| matches!(c, C::Blocked { .. })),
             (400, |c| matches!(c, C::Rejected { status: 400, .. })),
             (422, |c| matches!(c, C::Rejected { status: 422, .. })),
             (401, |c| matches!(c, C::Misconfigured { .. })),
@@ -183,12 +219,60 @@ mod tests {
             (404, |c| matches!(c, C::Misconfigured { .. })),
             (405, |c| matches!(c, C::Misconfigured { .. })),
             (413, |c| matches!(c, C::TooLarge)),
-            (408, |c| matches!(c, C::Transient { .. })),
-            (429, |c| matches!(c, C::Transient { .. })),
-            (500, |c| matches!(c, C::Transient { .. })),
-            (502, |c| matches!(c, C::Transient { .. })),
-            (503, |c| matches!(c, C::Transient { .. })),
-            (504, |c| matches!(c, C::Transient { .. })),
+            (408, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: false,
+                        ..
+                    }
+                )
+            }),
+            (429, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: false,
+                        ..
+                    }
+                )
+            }),
+            (500, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: true,
+                        ..
+                    }
+                )
+            }),
+            (502, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: true,
+                        ..
+                    }
+                )
+            }),
+            (503, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: true,
+                        ..
+                    }
+                )
+            }),
+            (504, |c| {
+                matches!(
+                    c,
+                    C::Transient {
+                        fresh_connection: true,
+                        ..
+                    }
+                )
+            }),
         ];
         for (code, expected) in table {
             let class = status(*code);
@@ -208,6 +292,7 @@ mod tests {
             class,
             Classification::Transient {
                 retry_after: Some(Duration::from_secs(3)),
+                fresh_connection: false,
                 detail: "HTTP 429: slow down".into()
             }
         );
@@ -220,7 +305,10 @@ mod tests {
                 failure: TransportFailure::ConnectionReset,
                 detail: "connection reset".into()
             }),
-            Classification::Transient { .. }
+            Classification::Transient {
+                fresh_connection: true,
+                ..
+            }
         ));
         assert!(matches!(
             classify(&PushResponse::Refused("private".into())),
@@ -297,6 +385,11 @@ mod tests {
                 Datadog,
                 answer(503, None),
                 "503 from Datadog: it is failing; events are retried while this lasts",
+            ),
+            (
+                GrafanaLoki,
+                answer(260, None),
+                "260 from Grafana Loki: its operator blocks ingestion for this tenant, so nothing was stored; events are kept and sent again later",
             ),
             (
                 Datadog,

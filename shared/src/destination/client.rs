@@ -6,9 +6,8 @@
 //! [`POOL_IDLE_TIMEOUT`], well before Loki's 120 s server idle timeout, so the client rarely
 //! writes to a connection the server is closing. Redirects are never followed.
 //!
-//! A retry after a 5xx or a failure without an answer goes on a new connection
-//! ([`Connection::Fresh`]), as mature shippers do: the pooled one may be what is broken, or
-//! lead to the same bad backend.
+//! A push goes on a pooled connection or a new one ([`Connection`]); which one a retry takes
+//! is the retry policy's choice ([`crate::delivery::retry`]).
 
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -85,15 +84,6 @@ impl PushResponse {
         match self {
             Self::Status { status, .. } => Some(*status),
             Self::Refused(_) | Self::Transport { .. } => None,
-        }
-    }
-
-    /// The connection a retry of this push should go on: a new one after a 5xx or no answer.
-    pub fn next_connection(&self) -> Connection {
-        match self {
-            Self::Status { status, .. } if *status >= 500 => Connection::Fresh,
-            Self::Transport { .. } => Connection::Fresh,
-            Self::Status { .. } | Self::Refused(_) => Connection::Pooled,
         }
     }
 }

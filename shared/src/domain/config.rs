@@ -255,6 +255,9 @@ pub struct CredentialRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamConfig {
     pub project_id: ProjectId,
+    /// This stream's own identity: a stream deleted and created again is another stream, and
+    /// a container still holding the old one can neither write its health nor suspend it.
+    pub stream_id: String,
     pub endpoint: Endpoint,
     pub credential: CredentialRef,
     pub state: StreamState,
@@ -265,7 +268,7 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// A new configuration: version 1, disabled until enabled.
+    /// A new configuration: a new stream identity, version 1, disabled until enabled.
     pub fn new(
         project_id: ProjectId,
         endpoint: Endpoint,
@@ -274,6 +277,7 @@ impl StreamConfig {
     ) -> Self {
         Self {
             project_id,
+            stream_id: new_stream_id(),
             endpoint,
             credential,
             state: StreamState::created(),
@@ -295,6 +299,16 @@ impl StreamConfig {
             ..self.clone()
         }
     }
+}
+
+/// 128 random bits: never the same for two streams of a project.
+fn new_stream_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// The identity of a stream stored before streams had one: the instant it was created.
+pub fn legacy_stream_id(created_at: OffsetDateTime) -> String {
+    format!("created-{}", created_at.unix_timestamp_nanos())
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct DeliveryHealth {
     pub consecutive_auth_failures: u64,
     /// When the first of those refusals happened.
     pub auth_failures_since: Option<OffsetDateTime>,
+    /// The configuration version those refusals were seen with: saving or enabling a stream
+    /// makes a new version, which starts a new streak. Stored health only.
+    pub auth_failures_version: Option<u64>,
     /// Newest first, at most [`MAX_RECENT_ERRORS`].
     pub recent_errors: Vec<DeliveryError>,
     pub events_delivered: u64,
@@ -101,6 +104,31 @@ impl DeliveryHealth {
             errors.truncate(MAX_RECENT_ERRORS);
             self.recent_errors = errors;
         }
+    }
+
+    /// Adds `update`, seen by a container delivering with configuration version
+    /// `seen_version`, to the stored health of a stream now at `current_version`. A new
+    /// version starts a new refusal streak; refusals seen with another version neither
+    /// extend nor break it (a customer who fixed the key must not find the stream suspended
+    /// for refusals of the old one), though they are counted and shown like any failure.
+    pub fn apply_seen(&mut self, update: &DeliveryHealth, seen_version: u64, current_version: u64) {
+        if self.auth_failures_version != Some(current_version) {
+            self.consecutive_auth_failures = 0;
+            self.auth_failures_since = None;
+            self.auth_failures_version = Some(current_version);
+        }
+        let streak = (self.consecutive_auth_failures, self.auth_failures_since);
+        self.apply(update);
+        if seen_version != current_version {
+            (self.consecutive_auth_failures, self.auth_failures_since) = streak;
+        }
+    }
+
+    /// Drops the refusal streak of observations made with a configuration that has changed
+    /// since: they no longer say anything about the new one.
+    pub fn forget_refusals(&mut self) {
+        self.consecutive_auth_failures = 0;
+        self.auth_failures_since = None;
     }
 
     /// A delivery attempt that succeeded.
@@ -193,6 +221,44 @@ mod tests {
         assert_eq!(health.consecutive_failures, 0);
         assert_eq!(health.consecutive_auth_failures, 0);
         assert!(!health.should_suspend(POLICY, T0 + Duration::hours(2)));
+    }
+
+    #[test]
+    fn a_new_configuration_version_starts_a_new_refusal_streak() {
+        let mut stored = DeliveryHealth::default();
+        let mut old_key = DeliveryHealth::default();
+        for minute in 0..20 {
+            refused(&mut old_key, minute);
+        }
+        stored.apply_seen(&old_key, 1, 1);
+        assert!(stored.should_suspend(POLICY, T0 + Duration::minutes(20)));
+
+        // The customer saves a new key (version 2); one transient refusal follows.
+        let mut new_key = DeliveryHealth::default();
+        refused(&mut new_key, 21);
+        stored.apply_seen(&new_key, 2, 2);
+        assert_eq!(stored.consecutive_auth_failures, 1);
+        assert_eq!(stored.auth_failures_since, Some(T0 + Duration::minutes(21)));
+        assert!(!stored.should_suspend(POLICY, T0 + Duration::minutes(40)));
+
+        // A container still on version 1 reports more refusals: counted and shown, never
+        // part of version 2's streak, which they neither extend nor break.
+        let mut stale = DeliveryHealth::default();
+        for minute in 22..40 {
+            refused(&mut stale, minute);
+        }
+        stale.events_failed = 18;
+        stored.apply_seen(&stale, 1, 2);
+        assert_eq!(stored.consecutive_auth_failures, 1);
+        assert_eq!(stored.auth_failures_since, Some(T0 + Duration::minutes(21)));
+        assert_eq!(stored.events_failed, 18);
+        assert_eq!(stored.last_failure_at(), Some(T0 + Duration::minutes(39)));
+        assert!(!stored.should_suspend(POLICY, T0 + Duration::minutes(60)));
+
+        // Enabling again (version 3) starts from zero, even before anything is seen with it.
+        stored.apply_seen(&DeliveryHealth::default(), 2, 3);
+        assert_eq!(stored.consecutive_auth_failures, 0);
+        assert_eq!(stored.auth_failures_version, Some(3));
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //!   [`StreamLookup::get_many`] (one BatchGetItem per 100 projects).
 //! - Answers, "not configured" included, are cached for `CONFIG_CACHE_TTL_SECONDS`: most
 //!   traffic comes from projects that never configured streaming. Errors are not cached.
+//!   An answer is dated from when its read began, not when it came back: a read that
+//!   started before an enable may return the stream still disabled, and it must not be
+//!   trusted past the enable's margin (the config API dates an enable one TTL ahead), or
+//!   events sent after `enabled_at` would be skipped.
+//! - Every read ends by the deadline it is given; a project whose part of the read failed or
+//!   ran out of time is `Unavailable`, and only its records are retried.
 //! - Credentials are cached by (secret, version) for the life of the container and read only
 //!   for ACTIVE streams: Secrets Manager is called once per credential version, and never
 //!   for a project without a configuration.
@@ -14,12 +20,14 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use lru::LruCache;
+use tokio::time::Instant;
 
 use super::{CredentialRead, StoredStream, StreamLookup, error_chain, joined};
+use crate::clock::Clock;
 use crate::domain::{Destination, ProjectId, StreamingStatus};
 use crate::secret::Secret;
 
@@ -34,7 +42,13 @@ pub struct ResolvedStream {
 pub enum Resolved {
     NotConfigured,
     Stream(Arc<ResolvedStream>),
-    /// The store or the credential could not be read: the records are retried later.
+    /// An ACTIVE stream whose credential could not be read (or does not fit its endpoint):
+    /// its records are retried later, and its delivery health says why.
+    NoCredential {
+        stored: Arc<StoredStream>,
+        error: String,
+    },
+    /// The store could not say: the records are retried later.
     Unavailable(String),
 }
 
@@ -60,6 +74,7 @@ type CredentialKey = (String, String);
 pub struct StreamDirectory {
     lookup: Arc<dyn StreamLookup>,
     credentials: Arc<dyn CredentialRead>,
+    clock: Arc<dyn Clock>,
     ttl: Duration,
     streams: Mutex<LruCache<ProjectId, CachedStream>>,
     secrets: Mutex<LruCache<CredentialKey, Secret>>,
@@ -69,28 +84,35 @@ impl StreamDirectory {
     pub fn new(
         lookup: Arc<dyn StreamLookup>,
         credentials: Arc<dyn CredentialRead>,
+        clock: Arc<dyn Clock>,
         ttl: Duration,
         capacity: NonZeroUsize,
     ) -> Self {
         Self {
             lookup,
             credentials,
+            clock,
             ttl,
             streams: Mutex::new(LruCache::new(capacity)),
             secrets: Mutex::new(LruCache::new(capacity)),
         }
     }
 
-    /// Every project's stream; `projects` holds no duplicates.
-    pub async fn resolve(&self, projects: &[ProjectId]) -> HashMap<ProjectId, Resolved> {
+    /// Every project's stream, read by `deadline`; `projects` holds no duplicates.
+    pub async fn resolve(
+        &self,
+        projects: &[ProjectId],
+        deadline: Instant,
+    ) -> HashMap<ProjectId, Resolved> {
         let mut resolved = HashMap::with_capacity(projects.len());
         let mut to_assemble: Vec<(ProjectId, Arc<StoredStream>)> = Vec::new();
         let mut missing = Vec::new();
+        let now = self.clock.now();
         {
             let mut cache = self.streams.lock().unwrap();
             for project in projects {
                 match cache.get(project) {
-                    Some(cached) if cached.fetched.elapsed() < self.ttl => match &cached.entry {
+                    Some(cached) if now < cached.fetched + self.ttl => match &cached.entry {
                         Entry::NotConfigured => {
                             resolved.insert(project.clone(), Resolved::NotConfigured);
                         }
@@ -106,39 +128,33 @@ impl StreamDirectory {
             }
         }
         if !missing.is_empty() {
-            match self.lookup.get_many(&missing).await {
-                Ok(found) => {
-                    let mut found: HashMap<ProjectId, Arc<StoredStream>> = found
-                        .into_iter()
-                        .map(|s| (s.config.project_id.clone(), Arc::new(s)))
-                        .collect();
-                    let fetched = Instant::now();
-                    let mut cache = self.streams.lock().unwrap();
-                    for project in missing {
-                        let entry = match found.remove(&project) {
-                            Some(stream) => {
-                                to_assemble.push((project.clone(), stream.clone()));
-                                Entry::Stored(stream)
-                            }
-                            None => {
-                                resolved.insert(project.clone(), Resolved::NotConfigured);
-                                Entry::NotConfigured
-                            }
-                        };
-                        cache.put(project, CachedStream { fetched, entry });
-                    }
-                }
-                Err(err) => {
-                    let error = error_chain(&err);
-                    for project in missing {
-                        resolved.insert(project, Resolved::Unavailable(error.clone()));
-                    }
-                }
+            // Dated from before the read: see the module's comment.
+            let fetched = self.clock.now();
+            let found = self.lookup.get_many(&missing, deadline).await;
+            let mut streams: HashMap<ProjectId, Arc<StoredStream>> = found
+                .streams
+                .into_iter()
+                .map(|s| (s.config.project_id.clone(), Arc::new(s)))
+                .collect();
+            let mut unread: HashMap<ProjectId, String> = found.unread.into_iter().collect();
+            let mut cache = self.streams.lock().unwrap();
+            for project in missing {
+                let entry = if let Some(why) = unread.remove(&project) {
+                    resolved.insert(project, Resolved::Unavailable(why));
+                    continue;
+                } else if let Some(stream) = streams.remove(&project) {
+                    to_assemble.push((project.clone(), stream.clone()));
+                    Entry::Stored(stream)
+                } else {
+                    resolved.insert(project.clone(), Resolved::NotConfigured);
+                    Entry::NotConfigured
+                };
+                cache.put(project, CachedStream { fetched, entry });
             }
         }
         let assembled: Vec<(ProjectId, Resolved)> = stream::iter(to_assemble)
             .map(|(project, stream)| async move {
-                let resolved = self.with_destination(&stream).await;
+                let resolved = self.with_destination(&stream, deadline).await;
                 if let Resolved::Stream(stream) = &resolved {
                     self.remember(&project, stream);
                 }
@@ -151,7 +167,7 @@ impl StreamDirectory {
         resolved
     }
 
-    async fn with_destination(&self, stream: &Arc<StoredStream>) -> Resolved {
+    async fn with_destination(&self, stream: &Arc<StoredStream>, deadline: Instant) -> Resolved {
         let config = &stream.config;
         if config.state.status != StreamingStatus::Active {
             return Resolved::Stream(Arc::new(ResolvedStream {
@@ -164,22 +180,32 @@ impl StreamDirectory {
             config.credential.version_id.clone(),
         );
         let cached = self.secrets.lock().unwrap().get(&key).cloned();
+        let no_credential = |error: String| Resolved::NoCredential {
+            stored: Arc::clone(stream),
+            error,
+        };
         let secret = match cached {
             Some(secret) => secret,
-            None => match self.credentials.get(&config.credential).await {
-                Ok(secret) => {
-                    self.secrets.lock().unwrap().put(key, secret.clone());
-                    secret
+            None => {
+                let read = self.credentials.get(&config.credential);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(Ok(secret)) => {
+                        self.secrets.lock().unwrap().put(key, secret.clone());
+                        secret
+                    }
+                    Ok(Err(err)) => return no_credential(error_chain(&err)),
+                    Err(_) => {
+                        return no_credential("the credential read did not finish in time".into());
+                    }
                 }
-                Err(err) => return Resolved::Unavailable(error_chain(&err)),
-            },
+            }
         };
         match joined(config, secret) {
             Ok(destination) => Resolved::Stream(Arc::new(ResolvedStream {
                 stored: Arc::clone(stream),
                 destination: Some(destination),
             })),
-            Err(err) => Resolved::Unavailable(error_chain(&err)),
+            Err(err) => no_credential(error_chain(&err)),
         }
     }
 
@@ -210,8 +236,8 @@ mod tests {
 
     use super::*;
     use crate::domain::{CredentialRef, Endpoint, LokiHostname, StreamConfig};
-    use crate::store::StoreError;
     use crate::store::{CredentialWrite, MemoryStateStore, StreamWrite};
+    use crate::store::{Found, StoreError};
 
     /// Counts the calls that cost money.
     #[derive(Default)]
@@ -223,9 +249,9 @@ mod tests {
 
     #[async_trait]
     impl StreamLookup for Counting {
-        async fn get_many(&self, projects: &[ProjectId]) -> Result<Vec<StoredStream>, StoreError> {
+        async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found {
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            self.store.get_many(projects).await
+            self.store.get_many(projects, deadline).await
         }
     }
 
@@ -260,9 +286,14 @@ mod tests {
         StreamDirectory::new(
             counting.clone(),
             counting.clone(),
+            crate::clock::system(),
             ttl,
             NonZeroUsize::new(capacity).unwrap(),
         )
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
     }
 
     fn ids(names: &[&str]) -> Vec<ProjectId> {
@@ -278,7 +309,7 @@ mod tests {
         let directory = directory(&counting, Duration::ZERO, 100);
 
         for _ in 0..3 {
-            let resolved = directory.resolve(&projects).await;
+            let resolved = directory.resolve(&projects, far()).await;
             assert!(
                 matches!(&resolved[&projects[0]], Resolved::Stream(s) if s.destination.is_some())
             );
@@ -300,15 +331,15 @@ mod tests {
         configure(&counting, &projects[0], true).await;
         let directory = directory(&counting, Duration::from_secs(60), 2);
 
-        directory.resolve(&projects[..2]).await;
-        directory.resolve(&projects[..2]).await;
+        directory.resolve(&projects[..2], far()).await;
+        directory.resolve(&projects[..2], far()).await;
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
         // "c" pushes "a" out of a cache of two.
-        directory.resolve(&projects[2..]).await;
-        directory.resolve(&projects[..1]).await;
+        directory.resolve(&projects[2..], far()).await;
+        directory.resolve(&projects[..1], far()).await;
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 3);
         directory.forget(&projects[0]);
-        directory.resolve(&projects[..1]).await;
+        directory.resolve(&projects[..1], far()).await;
         assert_eq!(counting.lookups.load(Ordering::SeqCst), 4);
     }
 
@@ -323,11 +354,11 @@ mod tests {
             other => panic!("expected a stream, got {other:?}"),
         };
 
-        let first = stream(&directory.resolve(&project).await);
-        let second = stream(&directory.resolve(&project).await);
+        let first = stream(&directory.resolve(&project, far()).await);
+        let second = stream(&directory.resolve(&project, far()).await);
         assert!(Arc::ptr_eq(&first, &second));
         directory.forget(&project[0]);
-        let third = stream(&directory.resolve(&project).await);
+        let third = stream(&directory.resolve(&project, far()).await);
         assert!(!Arc::ptr_eq(&first, &third));
     }
 
@@ -337,7 +368,7 @@ mod tests {
         let project = ids(&["p"]);
         let config = configure(&counting, &project[0], true).await;
         let directory = directory(&counting, Duration::ZERO, 10);
-        directory.resolve(&project).await;
+        directory.resolve(&project, far()).await;
 
         let credential = counting
             .store
@@ -351,7 +382,7 @@ mod tests {
             .update(&updated, config.version)
             .await
             .unwrap();
-        let resolved = directory.resolve(&project).await;
+        let resolved = directory.resolve(&project, far()).await;
         let Resolved::Stream(stream) = &resolved[&project[0]] else {
             panic!("expected a stream")
         };
@@ -359,7 +390,7 @@ mod tests {
             stream.destination.as_ref().unwrap().credential().expose(),
             "glc_token-new-version"
         );
-        directory.resolve(&project).await;
+        directory.resolve(&project, far()).await;
         assert_eq!(counting.credential_reads.load(Ordering::SeqCst), 2);
     }
 }

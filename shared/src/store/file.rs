@@ -14,15 +14,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::memory::State;
 use super::{
-    CredentialRead, CredentialWrite, HealthWrite, StoreError, StoreResult, StoredStream,
-    StreamLookup, StreamWrite,
+    CredentialRead, CredentialWrite, Found, HealthWrite, StoreError, StoreResult, StoredStream,
+    StreamLookup, StreamWrite, error_chain,
 };
 use crate::domain::{
     CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
     LokiHostname, ProjectId, StreamConfig, StreamState, StreamingStatus, Suspension,
+    legacy_stream_id,
 };
 use crate::secret::Secret;
 
@@ -94,8 +96,17 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
 
 #[async_trait]
 impl StreamLookup for FileStateStore {
-    async fn get_many(&self, projects: &[ProjectId]) -> StoreResult<Vec<StoredStream>> {
-        self.view(|state| state.get_many(projects)).await
+    async fn get_many(&self, projects: &[ProjectId], _deadline: Instant) -> Found {
+        match self.view(|state| state.get_many(projects)).await {
+            Ok(found) => found,
+            Err(err) => {
+                let why = error_chain(&err);
+                Found {
+                    streams: Vec::new(),
+                    unread: projects.iter().map(|p| (p.clone(), why.clone())).collect(),
+                }
+            }
+        }
     }
 }
 
@@ -121,18 +132,13 @@ impl StreamWrite for FileStateStore {
 impl HealthWrite for FileStateStore {
     async fn record(
         &self,
-        project: &ProjectId,
+        seen: &StreamConfig,
         update: &DeliveryHealth,
     ) -> StoreResult<Option<DeliveryHealth>> {
-        self.change(|state| Ok(state.record(project, update))).await
+        self.change(|state| Ok(state.record(seen, update))).await
     }
-    async fn suspend(
-        &self,
-        project: &ProjectId,
-        version: u64,
-        suspension: &Suspension,
-    ) -> StoreResult<bool> {
-        self.change(|state| Ok(state.suspend(project, version, suspension)))
+    async fn suspend(&self, seen: &StreamConfig, suspension: &Suspension) -> StoreResult<bool> {
+        self.change(|state| Ok(state.suspend(seen, suspension)))
             .await
     }
 }
@@ -198,6 +204,9 @@ struct StreamRecord {
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
     version: u64,
+    /// Absent in files written before streams had an identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream_id: Option<String>,
     credential_version_id: String,
     credential_last_four: String,
     #[serde(default)]
@@ -212,6 +221,8 @@ struct HealthRecord {
     consecutive_auth_failures: u64,
     #[serde(default, with = "time::serde::rfc3339::option")]
     auth_failures_since: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_failures_version: Option<u64>,
     recent_errors: Vec<ErrorRecord>,
     events_delivered: u64,
     events_failed: u64,
@@ -296,6 +307,7 @@ impl From<&StoredStream> for StreamRecord {
             created_at: config.created_at,
             updated_at: config.updated_at,
             version: config.version,
+            stream_id: Some(config.stream_id.clone()),
             credential_version_id: config.credential.version_id.clone(),
             credential_last_four: config.credential.last_four.clone(),
             health: HealthRecord {
@@ -303,6 +315,7 @@ impl From<&StoredStream> for StreamRecord {
                 consecutive_failures: health.consecutive_failures,
                 consecutive_auth_failures: health.consecutive_auth_failures,
                 auth_failures_since: health.auth_failures_since,
+                auth_failures_version: health.auth_failures_version,
                 recent_errors: health
                     .recent_errors
                     .iter()
@@ -351,6 +364,9 @@ impl StreamRecord {
                     last_four: self.credential_last_four,
                 },
                 project_id,
+                stream_id: self
+                    .stream_id
+                    .unwrap_or_else(|| legacy_stream_id(self.created_at)),
                 endpoint,
                 state: StreamState {
                     status: self.streaming_status,
@@ -366,6 +382,7 @@ impl StreamRecord {
                 consecutive_failures: health.consecutive_failures,
                 consecutive_auth_failures: health.consecutive_auth_failures,
                 auth_failures_since: health.auth_failures_since,
+                auth_failures_version: health.auth_failures_version,
                 recent_errors: health
                     .recent_errors
                     .into_iter()
@@ -431,13 +448,13 @@ mod tests {
             },
             true,
         );
-        store.record(&project, &update).await.unwrap();
+        store.record(&config, &update).await.unwrap();
         let suspension = Suspension {
             at: now,
             reason: "refused".into(),
         };
         assert!(
-            !store.suspend(&project, 1, &suspension).await.unwrap(),
+            !store.suspend(&config, &suspension).await.unwrap(),
             "DISABLED"
         );
 

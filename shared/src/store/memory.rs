@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use super::{
-    CredentialRead, CredentialWrite, HealthWrite, StoreError, StoreResult, StoredStream,
+    CredentialRead, CredentialWrite, Found, HealthWrite, StoreError, StoreResult, StoredStream,
     StreamLookup, StreamWrite,
 };
 use crate::domain::{CredentialRef, DeliveryHealth, ProjectId, StreamConfig, Suspension};
@@ -26,11 +27,15 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn get_many(&self, projects: &[ProjectId]) -> Vec<StoredStream> {
-        projects
+    pub fn get_many(&self, projects: &[ProjectId]) -> Found {
+        let streams = projects
             .iter()
             .filter_map(|p| self.streams.get(p).cloned())
-            .collect()
+            .collect();
+        Found {
+            streams,
+            unread: Vec::new(),
+        }
     }
 
     pub fn create(&mut self, config: &StreamConfig) -> StoreResult<()> {
@@ -69,18 +74,25 @@ impl State {
 
     pub fn record(
         &mut self,
-        project: &ProjectId,
+        seen: &StreamConfig,
         update: &DeliveryHealth,
     ) -> Option<DeliveryHealth> {
-        let stream = self.streams.get_mut(project)?;
-        stream.health.apply(update);
+        let stream = self.streams.get_mut(&seen.project_id)?;
+        if stream.config.stream_id != seen.stream_id {
+            return None;
+        }
+        let current = stream.config.version;
+        stream.health.apply_seen(update, seen.version, current);
         Some(stream.health.clone())
     }
 
-    pub fn suspend(&mut self, project: &ProjectId, version: u64, suspension: &Suspension) -> bool {
-        let Ok(stream) = self.at_version(project, version) else {
+    pub fn suspend(&mut self, seen: &StreamConfig, suspension: &Suspension) -> bool {
+        let Ok(stream) = self.at_version(&seen.project_id, seen.version) else {
             return false;
         };
+        if stream.config.stream_id != seen.stream_id {
+            return false;
+        }
         let Some(state) = stream.config.state.suspend(suspension.clone()) else {
             return false;
         };
@@ -131,8 +143,8 @@ impl MemoryStateStore {
 
 #[async_trait]
 impl StreamLookup for MemoryStateStore {
-    async fn get_many(&self, projects: &[ProjectId]) -> StoreResult<Vec<StoredStream>> {
-        Ok(self.state.lock().unwrap().get_many(projects))
+    async fn get_many(&self, projects: &[ProjectId], _deadline: Instant) -> Found {
+        self.state.lock().unwrap().get_many(projects)
     }
 }
 
@@ -156,22 +168,13 @@ impl StreamWrite for MemoryStateStore {
 impl HealthWrite for MemoryStateStore {
     async fn record(
         &self,
-        project: &ProjectId,
+        seen: &StreamConfig,
         update: &DeliveryHealth,
     ) -> StoreResult<Option<DeliveryHealth>> {
-        Ok(self.state.lock().unwrap().record(project, update))
+        Ok(self.state.lock().unwrap().record(seen, update))
     }
-    async fn suspend(
-        &self,
-        project: &ProjectId,
-        version: u64,
-        suspension: &Suspension,
-    ) -> StoreResult<bool> {
-        Ok(self
-            .state
-            .lock()
-            .unwrap()
-            .suspend(project, version, suspension))
+    async fn suspend(&self, seen: &StreamConfig, suspension: &Suspension) -> StoreResult<bool> {
+        Ok(self.state.lock().unwrap().suspend(seen, suspension))
     }
 }
 

@@ -153,22 +153,24 @@ impl Migration<'_> {
                     })?
                     .version_id
                     .ok_or("PutSecretValue returned no version")?;
+                let credential = CredentialRef {
+                    secret_id: name.to_owned(),
+                    version_id: version,
+                    last_four: destination.credential().last_four(),
+                };
                 let config = StreamConfig {
-                    project_id: project.clone(),
-                    endpoint: destination.endpoint(),
-                    credential: CredentialRef {
-                        secret_id: name.to_owned(),
-                        version_id: version,
-                        last_four: destination.credential().last_four(),
-                    },
                     state: StreamState {
                         status: legacy.streaming_status,
                         enabled_at: legacy.enabled_at,
                         suspension: None,
                     },
-                    created_at: legacy.created_at,
                     updated_at: legacy.updated_at,
-                    version: 1,
+                    ..StreamConfig::new(
+                        project.clone(),
+                        destination.endpoint(),
+                        credential,
+                        legacy.created_at,
+                    )
                 };
                 match self.streams.create(&config).await {
                     Ok(()) => true,

@@ -19,6 +19,7 @@ pub mod migrate;
 mod secrets_manager;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 pub use directory::{Resolved, ResolvedStream, StreamDirectory};
 pub use dynamodb::DynamoDbStreams;
@@ -38,11 +39,23 @@ pub struct StoredStream {
     pub health: DeliveryHealth,
 }
 
+/// What a lookup found of the projects it was asked about.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The streams of the projects that are configured.
+    pub streams: Vec<StoredStream>,
+    /// Projects whose stream could not be read (their part of the read failed, ran out of
+    /// time, or their item is corrupt), with why. The others are not configured.
+    pub unread: Vec<(ProjectId, String)>,
+}
+
 /// The streamer's read: many projects at once.
 #[async_trait]
 pub trait StreamLookup: Send + Sync {
-    /// The streams of `projects` that are configured; the others are absent from the answer.
-    async fn get_many(&self, projects: &[ProjectId]) -> Result<Vec<StoredStream>, StoreError>;
+    /// The streams of `projects`. A failure of one part of the read (one project's corrupt
+    /// item, one chunk of keys out of retries or out of time) affects only its projects.
+    /// Ends by `deadline`: what is not read then is unread.
+    async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found;
 }
 
 /// The config API's writes. Each is conditional on the version the caller read, so two
@@ -59,22 +72,25 @@ pub trait StreamWrite: Send + Sync {
     async fn delete(&self, project: &ProjectId, expected_version: u64) -> Result<(), StoreError>;
 }
 
-/// The streamer's writes: health, and the one transition it makes.
+/// The streamer's writes: health, and the one transition it makes. Both name the stream by
+/// the configuration the deliveries used (`seen`): its identity and its version.
 #[async_trait]
 pub trait HealthWrite: Send + Sync {
-    /// Adds `update` to the stream's health, touching nothing else. Returns the health after
-    /// it, or `None` when the project has no stream any more.
+    /// Adds `update`, seen while delivering with `seen`, to the stream's health, touching
+    /// nothing else ([`DeliveryHealth::apply_seen`]: refusals count only towards the
+    /// suspension of the version they were seen with). Returns the health after it, or
+    /// `None` when the project has no stream any more, or another one (deleted and created
+    /// again).
     async fn record(
         &self,
-        project: &ProjectId,
+        seen: &StreamConfig,
         update: &DeliveryHealth,
     ) -> Result<Option<DeliveryHealth>, StoreError>;
-    /// ACTIVE → SUSPENDED, only if the configuration is still at `version` (a credential
-    /// update made meanwhile wins). Returns whether the stream was suspended.
+    /// ACTIVE → SUSPENDED, only if the stream is still `seen`'s, at its version (a
+    /// configuration saved or enabled meanwhile wins). Returns whether it was suspended.
     async fn suspend(
         &self,
-        project: &ProjectId,
-        version: u64,
+        seen: &StreamConfig,
         suspension: &Suspension,
     ) -> Result<bool, StoreError>;
 }

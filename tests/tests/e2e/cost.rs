@@ -103,7 +103,10 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                 seen_this_round.extend(batch_projects);
                 events += MESSAGES_PER_BATCH * EVENTS_PER_MESSAGE;
                 let report = streamer
-                    .process_batch(&messages, Instant::now() + Duration::from_secs(20))
+                    .process_batch(
+                        &messages,
+                        tokio::time::Instant::now() + Duration::from_secs(20),
+                    )
                     .await;
                 assert!(report.failed_message_ids.is_empty(), "{:?}", report.summary);
             }

@@ -1,0 +1,284 @@
+//! The end of a batch: each message's records that were not delivered are handed off once,
+//! and a message is acknowledged once none is left.
+//!
+//! - Records that failed now go back to the event queue on their own ([`EventQueue`]), or,
+//!   at their last attempt, to the dead-letter queue as `retries_exhausted`
+//!   ([`retry::hand_off`]).
+//! - Rejected records go to the dead-letter queue one by one ([`DeadLetterQueue`]).
+//! - A message is left to SQS whole (reported failed, delivered again by SQS) only when none
+//!   of its records has been handed elsewhere (delivered, sent back or dead-lettered): then
+//!   its redelivery repeats nothing. Without an event queue that is the rule for failed
+//!   records; without a dead-letter queue, for rejected ones.
+//! - Once one of its records is handed elsewhere, what is left of a message is handed off on
+//!   its own, in a second round if the first send failed. Only if that fails too is the
+//!   message left to SQS whole: a redelivery that repeats records beats a lost one.
+//!
+//! Sends run [`HANDOFF_CONCURRENCY`] at a time and end by the invocation's deadline; a send
+//! still in flight then counts as failed, so its records are never taken as handed off.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::Queues;
+use super::retry::{self, Handoff, RetryPolicy};
+use crate::domain::ProjectId;
+use crate::event::{FailedRecord, QueueMessage, RejectedRecord};
+use crate::store::error_chain;
+
+/// Sends in flight at once: a refused chunk can hold a thousand records.
+pub const HANDOFF_CONCURRENCY: usize = 16;
+/// Time kept at the end of the invocation for the second round.
+const SECOND_ROUND_RESERVE: Duration = Duration::from_millis(500);
+
+/// What happened to the records of one message, as the batch goes.
+#[derive(Debug, Default)]
+pub struct MessageLedger {
+    /// Records delivered to their destination.
+    pub delivered: usize,
+    /// Records not delivered now, to be sent again later.
+    pub failed: Vec<FailedRecord>,
+    /// Records that can never be delivered.
+    pub rejected: Vec<RejectedRecord>,
+    /// Records already sent back to the event queue.
+    sent_back: usize,
+    /// Records already in the dead-letter queue.
+    dead_lettered: usize,
+    /// Left to SQS whole: nothing of it is sent anywhere.
+    left_whole: bool,
+}
+
+impl MessageLedger {
+    fn is_done(&self) -> bool {
+        self.failed.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Whether a redelivery of the whole message would repeat a record handed elsewhere.
+    fn handed_elsewhere(&self) -> bool {
+        self.delivered > 0 || self.sent_back > 0 || self.dead_lettered > 0
+    }
+}
+
+/// What the hand-off did.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Indexes of the messages left to SQS, which must deliver them again.
+    pub left: Vec<usize>,
+    /// Of those, the ones that may be delivered later (they hold failed records); the others
+    /// only hold rejected records that had no dead-letter queue to go to.
+    pub retryable: Vec<usize>,
+    /// With no dead-letter queue: the rejected records, kept in their (failed) messages.
+    pub kept_rejections: Vec<(usize, RejectedRecord)>,
+    /// Records sent back to the event queue.
+    pub sent_back: usize,
+    /// Records sent to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Messages left whole although some of their records had been handed elsewhere: their
+    /// redelivery repeats those (both queues failed twice).
+    pub redelivered_whole: usize,
+}
+
+/// One send: records taken out of their message's ledger for the time of a round, and put
+/// back unless the send succeeded.
+enum Send {
+    Back {
+        message: usize,
+        records: Vec<FailedRecord>,
+        delay: Duration,
+    },
+    DeadLetter {
+        message: usize,
+        record: RejectedRecord,
+    },
+}
+
+/// Hands off what each message has left, by `deadline`.
+pub async fn settle(
+    messages: &[QueueMessage],
+    mut ledgers: Vec<MessageLedger>,
+    queues: &Queues,
+    policy: &RetryPolicy,
+    now: Instant,
+    deadline: Instant,
+) -> Settled {
+    let mut settled = Settled::default();
+    let mut delays = vec![None; messages.len()];
+    for (index, ledger) in ledgers.iter_mut().enumerate() {
+        if !ledger.failed.is_empty() {
+            let attempt = messages[index].attempt;
+            match retry::hand_off(attempt, queues.requeue.is_some(), policy, fastrand::f64()) {
+                Handoff::SendBack { delay } => delays[index] = Some(delay),
+                Handoff::DeadLetter(_) => {
+                    let exhausted = ledger.failed.drain(..).map(|r| r.exhausted(attempt));
+                    ledger.rejected.extend(exhausted);
+                }
+                Handoff::LeaveToQueue => ledger.left_whole = true,
+            }
+        }
+        // A message SQS delivers again keeps its rejected records: they are judged again
+        // then, rather than dead-lettered twice.
+        if !ledger.rejected.is_empty() && queues.dead_letters.is_none() {
+            ledger.left_whole = true;
+        }
+    }
+
+    let first_round_end = deadline
+        .checked_sub(SECOND_ROUND_RESERVE)
+        .filter(|end| *end > now)
+        .unwrap_or(deadline);
+    for (round, end) in [(1, first_round_end), (2, deadline)] {
+        let sends = take_sends(&mut ledgers, &delays);
+        if sends.is_empty() {
+            break;
+        }
+        let done = send_all(messages, queues, &sends, end).await;
+        for (send, done) in sends.into_iter().zip(done) {
+            match send {
+                Send::Back {
+                    message, records, ..
+                } => {
+                    if done {
+                        ledgers[message].sent_back += records.len();
+                        settled.sent_back += records.len();
+                    } else {
+                        ledgers[message].failed = records;
+                    }
+                }
+                Send::DeadLetter { message, record } => {
+                    if done {
+                        ledgers[message].dead_lettered += 1;
+                        settled.dead_lettered += 1;
+                    } else {
+                        ledgers[message].rejected.push(record);
+                    }
+                }
+            }
+        }
+        if round == 1 {
+            // Nothing of these went anywhere: SQS's redelivery repeats nothing.
+            for ledger in &mut ledgers {
+                if !ledger.is_done() && !ledger.handed_elsewhere() {
+                    ledger.left_whole = true;
+                }
+            }
+        }
+    }
+
+    for (index, ledger) in ledgers.into_iter().enumerate() {
+        if ledger.is_done() {
+            continue;
+        }
+        if ledger.handed_elsewhere() {
+            settled.redelivered_whole += 1;
+            warn!(
+                message_id = %messages[index].message_id,
+                "records could not be handed off twice; the message will be delivered again whole, repeating the records already handed off"
+            );
+        }
+        settled.left.push(index);
+        if !ledger.failed.is_empty() {
+            settled.retryable.push(index);
+        }
+        if queues.dead_letters.is_none() {
+            let kept = ledger.rejected.into_iter().map(|record| (index, record));
+            settled.kept_rejections.extend(kept);
+        }
+    }
+    if !settled.kept_rejections.is_empty() {
+        warn!(
+            records = settled.kept_rejections.len(),
+            "records rejected but no DEAD_LETTER_QUEUE_URL is set; their messages are reported failed"
+        );
+    }
+    settled
+}
+
+/// Takes out of the ledgers the records to send in this round.
+fn take_sends(ledgers: &mut [MessageLedger], delays: &[Option<Duration>]) -> Vec<Send> {
+    let mut sends = Vec::new();
+    for (message, ledger) in ledgers.iter_mut().enumerate() {
+        if ledger.left_whole {
+            continue;
+        }
+        if let (false, Some(delay)) = (ledger.failed.is_empty(), delays[message]) {
+            sends.push(Send::Back {
+                message,
+                records: std::mem::take(&mut ledger.failed),
+                delay,
+            });
+        }
+        let rejected = ledger.rejected.drain(..);
+        sends.extend(rejected.map(|record| Send::DeadLetter { message, record }));
+    }
+    sends
+}
+
+/// Runs the sends by `end`; whether each one succeeded (one still in flight at `end` did
+/// not).
+async fn send_all(
+    messages: &[QueueMessage],
+    queues: &Queues,
+    sends: &[Send],
+    end: Instant,
+) -> Vec<bool> {
+    let mut done = vec![false; sends.len()];
+    // Indexes, not references, in the closure: borrowed items there defeat the `Send`
+    // inference of the futures that hold them.
+    let mut results = stream::iter(0..sends.len())
+        .map(|index| async move { (index, one_send(messages, queues, &sends[index]).await) })
+        .buffer_unordered(HANDOFF_CONCURRENCY);
+    let finished = tokio::time::timeout_at(end, async {
+        while let Some((index, ok)) = results.next().await {
+            done[index] = ok;
+        }
+    })
+    .await;
+    if finished.is_err() {
+        warn!("sending records back or to the dead-letter queue did not finish in time");
+    }
+    done
+}
+
+async fn one_send(messages: &[QueueMessage], queues: &Queues, send: &Send) -> bool {
+    match send {
+        Send::Back {
+            message,
+            records,
+            delay,
+        } => {
+            let original = &messages[*message];
+            let Some(queue) = &queues.requeue else {
+                return false;
+            };
+            match queue.send_back(original, records, *delay).await {
+                Ok(()) => true,
+                Err(err) => {
+                    warn!(message_id = %original.message_id, error = %error_chain(&err), "records not sent back");
+                    false
+                }
+            }
+        }
+        Send::DeadLetter { message, record } => {
+            let original = &messages[*message];
+            let Some(queue) = &queues.dead_letters else {
+                return false;
+            };
+            warn!(
+                message_id = %original.message_id,
+                project_id = record.project_id.as_ref().map(ProjectId::as_str),
+                reason = %record.reason,
+                detail = %record.detail,
+                "record rejected"
+            );
+            match queue.send(record, original).await {
+                Ok(()) => true,
+                Err(err) => {
+                    warn!(message_id = %original.message_id, error = %error_chain(&err), "dead-letter send failed");
+                    false
+                }
+            }
+        }
+    }
+}

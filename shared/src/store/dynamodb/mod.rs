@@ -1,0 +1,378 @@
+//! Streams in a DynamoDB table (`STREAM_TABLE_NAME`), one item per project, partition key
+//! `project_id` (format: [`item`]). Two writers own the item's attributes and never touch
+//! each other's:
+//! - the configuration, written by the config API (and the streamer's suspension), each
+//!   write conditional on `version`; a stream has an identity of its own (`stream_id`), so
+//!   one deleted and created again is another stream;
+//! - the health, written by the streamer, each write conditional on `health_seq` and on the
+//!   stream's identity.
+//!
+//! Limits: BatchGetItem takes at most 100 keys per call and may leave some unserved under
+//! load (`UnprocessedKeys`), which are asked for again with backoff. The streamer reads
+//! eventually consistently (half the price; a change reaches it within its cache TTL
+//! anyway); the config API reads consistently before a conditional write.
+
+mod item;
+mod update;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use super::{
+    Found, HealthWrite, StoreError, StoreResult, StoredStream, StreamLookup, StreamWrite,
+    error_chain,
+};
+use crate::domain::{
+    DeliveryHealth, ProjectId, StreamConfig, StreamingStatus, Suspension, legacy_stream_id,
+};
+use item::{
+    Item, attr, config_attributes, health_attributes, health_from_item, n, number, s,
+    stream_from_item, stream_id, string, time, time_value,
+};
+use update::Update;
+
+/// BatchGetItem's limit.
+const MAX_KEYS_PER_BATCH_GET: usize = 100;
+/// Rounds of asking again for unprocessed keys (backoff 50 ms doubling: 3.15 s in all).
+const UNPROCESSED_KEY_ROUNDS: u32 = 7;
+const UNPROCESSED_KEY_BACKOFF: Duration = Duration::from_millis(50);
+/// Health writes that lose the race with another container's read again and retry. On a
+/// state change every container of the function (the template's `MaximumConcurrency`, 10)
+/// may write the same stream at once, and each round only one of them wins; a write that
+/// runs out of tries is kept and added to the container's next one.
+const HEALTH_WRITE_TRIES: u32 = 8;
+
+pub struct DynamoDbStreams {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbStreams {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(project: &ProjectId) -> Item {
+        HashMap::from([(attr::PROJECT_ID.to_owned(), s(project.as_str()))])
+    }
+
+    async fn get_item(
+        &self,
+        project: &ProjectId,
+        projection: Option<String>,
+    ) -> StoreResult<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(project)))
+            .consistent_read(true)
+            .set_projection_expression(projection)
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("DynamoDB GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// One BatchGetItem of at most [`MAX_KEYS_PER_BATCH_GET`] keys, asking again for the
+    /// unprocessed ones: the items found, and the keys still unprocessed after
+    /// [`UNPROCESSED_KEY_ROUNDS`] rounds.
+    async fn batch_get(&self, projects: &[ProjectId]) -> StoreResult<(Vec<Item>, Vec<Item>)> {
+        let mut found = Vec::with_capacity(projects.len());
+        let mut keys: Vec<Item> = projects.iter().map(Self::key).collect();
+        for round in 0..UNPROCESSED_KEY_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(UNPROCESSED_KEY_BACKOFF * 2u32.pow(round - 1)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .expect("keys are set");
+            let mut output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError::unavailable("DynamoDB BatchGetItem", e))?;
+            found.extend(
+                output
+                    .responses
+                    .as_mut()
+                    .and_then(|r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            keys = output
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if keys.is_empty() {
+                break;
+            }
+        }
+        Ok((found, keys))
+    }
+
+    /// Applies `update` if `condition` holds; `Ok(false)` if it does not.
+    async fn update_if(
+        &self,
+        project: &ProjectId,
+        update: Update,
+        condition: String,
+    ) -> StoreResult<bool> {
+        let result = update
+            .apply(self.client.update_item().table_name(&self.table))
+            .set_key(Some(Self::key(project)))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(StoreError::unavailable("DynamoDB UpdateItem", err)),
+        }
+    }
+
+    /// After a failed condition on `version`: was the item gone, or changed?
+    async fn conflict_or_missing(&self, project: &ProjectId) -> StoreError {
+        match self
+            .get_item(project, Some(attr::PROJECT_ID.to_owned()))
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound,
+            Err(err) => err,
+        }
+    }
+}
+
+fn condition_failed<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+#[async_trait]
+impl StreamLookup for DynamoDbStreams {
+    /// One BatchGetItem per 100 projects, all at once; each chunk ends by `deadline` on its
+    /// own, so a slow or throttled chunk leaves only its own projects unread.
+    async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found {
+        let chunks = projects
+            .chunks(MAX_KEYS_PER_BATCH_GET)
+            .map(|chunk| async move {
+                let read = tokio::time::timeout_at(deadline, self.batch_get(chunk)).await;
+                (chunk, read)
+            });
+        let mut found = Found::default();
+        for (chunk, read) in join_all(chunks).await {
+            let unread = |why: String| chunk.iter().map(move |p| (p.clone(), why.clone()));
+            let (items, unprocessed) = match read {
+                Ok(Ok(read)) => read,
+                Ok(Err(err)) => {
+                    found.unread.extend(unread(error_chain(&err)));
+                    continue;
+                }
+                Err(_) => {
+                    found.unread.extend(unread(
+                        "DynamoDB BatchGetItem did not answer in time".into(),
+                    ));
+                    continue;
+                }
+            };
+            for key in unprocessed {
+                if let Some(project) = project_of(&key) {
+                    let why = format!(
+                        "DynamoDB BatchGetItem left the key unprocessed after {UNPROCESSED_KEY_ROUNDS} rounds"
+                    );
+                    found.unread.push((project, why));
+                }
+            }
+            for item in items {
+                match stream_from_item(&item) {
+                    Ok(stream) => found.streams.push(stream),
+                    // One corrupt item fails only its own project.
+                    Err(err) => match project_of(&item) {
+                        Some(project) => found.unread.push((project, error_chain(&err))),
+                        None => {
+                            tracing::error!(error = %error_chain(&err), "an item without a valid project id")
+                        }
+                    },
+                }
+            }
+        }
+        found
+    }
+}
+
+fn project_of(item: &Item) -> Option<ProjectId> {
+    ProjectId::parse(string(item, attr::PROJECT_ID).ok()??).ok()
+}
+
+#[async_trait]
+impl StreamWrite for DynamoDbStreams {
+    async fn get(&self, project: &ProjectId) -> StoreResult<Option<StoredStream>> {
+        self.get_item(project, None)
+            .await?
+            .map(|item| stream_from_item(&item))
+            .transpose()
+    }
+
+    async fn create(&self, config: &StreamConfig) -> StoreResult<()> {
+        let mut item: Item = config_attributes(config)
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+            .collect();
+        item.insert(attr::PROJECT_ID.to_owned(), s(config.project_id.as_str()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#key)")
+            .expression_attribute_names("#key", attr::PROJECT_ID)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Err(StoreError::AlreadyExists),
+            Err(err) => Err(StoreError::unavailable("DynamoDB PutItem", err)),
+        }
+    }
+
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> StoreResult<()> {
+        let mut update = Update::default();
+        for (name, value) in config_attributes(config) {
+            update.set_or_remove(name, value);
+        }
+        let condition = format!(
+            "{} = {}",
+            update.name(attr::VERSION),
+            update.value(n(expected_version))
+        );
+        if self
+            .update_if(&config.project_id, update, condition)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(self.conflict_or_missing(&config.project_id).await)
+        }
+    }
+
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> StoreResult<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(project)))
+            .condition_expression("#version = :version")
+            .expression_attribute_names("#version", attr::VERSION)
+            .expression_attribute_values(":version", n(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Err(self.conflict_or_missing(project).await),
+            Err(err) => Err(StoreError::unavailable("DynamoDB DeleteItem", err)),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthWrite for DynamoDbStreams {
+    /// Read, add, write back if nobody wrote in between (`health_seq`) and the stream is
+    /// still the one `seen` names, else again. Only the health attributes are written.
+    async fn record(
+        &self,
+        seen: &StreamConfig,
+        update: &DeliveryHealth,
+    ) -> StoreResult<Option<DeliveryHealth>> {
+        let project = &seen.project_id;
+        let projection = attr::HEALTH_READ.join(", ");
+        for _ in 0..HEALTH_WRITE_TRIES {
+            let Some(item) = self.get_item(project, Some(projection.clone())).await? else {
+                return Ok(None);
+            };
+            let Some(current_version) = number(&item, attr::VERSION)? else {
+                return Err(StoreError::Corrupt(format!(
+                    "attribute version of item {project}"
+                )));
+            };
+            let created_at = time(&item, attr::CREATED_AT)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("attribute created_at of item {project}"))
+            })?;
+            if stream_id(&item, created_at)? != seen.stream_id {
+                return Ok(None);
+            }
+            let mut write = Update::default();
+            let same_stream = is_stream(seen, &mut write);
+            let seq = number(&item, attr::HEALTH_SEQ)?;
+            let mut health = health_from_item(&item)?;
+            health.apply_seen(update, seen.version, current_version);
+
+            for (name, value) in health_attributes(&health) {
+                write.set_or_remove(name, value);
+            }
+            write.set_or_remove(attr::HEALTH_SEQ, Some(n(seq.unwrap_or(0) + 1)));
+            let seq_name = write.name(attr::HEALTH_SEQ);
+            let unchanged = match seq {
+                Some(seq) => format!("{seq_name} = {}", write.value(n(seq))),
+                None => format!("attribute_not_exists({seq_name})"),
+            };
+            // Otherwise another container wrote first, or the stream was deleted: read again.
+            let condition = format!("{same_stream} AND {unchanged}");
+            if self.update_if(project, write, condition).await? {
+                return Ok(Some(health));
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn suspend(&self, seen: &StreamConfig, suspension: &Suspension) -> StoreResult<bool> {
+        let mut write = Update::default();
+        write.set_or_remove(
+            attr::STREAMING_STATUS,
+            Some(s(StreamingStatus::Suspended.as_str())),
+        );
+        write.set_or_remove(attr::SUSPENDED_AT, Some(time_value(suspension.at)));
+        write.set_or_remove(attr::SUSPENDED_REASON, Some(s(&suspension.reason)));
+        write.set_or_remove(attr::UPDATED_AT, Some(time_value(suspension.at)));
+        write.set_or_remove(attr::VERSION, Some(n(seen.version + 1)));
+        let condition = format!(
+            "{} AND {} = {} AND {} = {}",
+            is_stream(seen, &mut write),
+            write.name(attr::VERSION),
+            write.value(n(seen.version)),
+            write.name(attr::STREAMING_STATUS),
+            write.value(s(StreamingStatus::Active.as_str())),
+        );
+        self.update_if(&seen.project_id, write, condition).await
+    }
+}
+
+/// The condition that the item is the stream `seen` names: its identity, or, for an item
+/// written before streams had one, its creation time.
+fn is_stream(seen: &StreamConfig, write: &mut Update) -> String {
+    let id = write.name(attr::STREAM_ID);
+    if seen.stream_id == legacy_stream_id(seen.created_at) {
+        let created = write.name(attr::CREATED_AT);
+        let value = write.value(time_value(seen.created_at));
+        format!("attribute_not_exists({id}) AND {created} = {value}")
+    } else {
+        format!("{id} = {}", write.value(s(&seen.stream_id)))
+    }
+}
