@@ -89,7 +89,7 @@ async fn main() -> Result<(), Error> {
     }
     let needs_aws = args.sqs_queue_url.is_some() || settings.dead_letter_queue_url.is_some();
     let sqs = if needs_aws {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = event_log_streaming::aws::load().await;
         Some(aws_sdk_sqs::Client::new(&aws))
     } else {
         None

@@ -5,6 +5,7 @@
 //! Lambda, the config API and the local runner: domain types parsed at the edge, the
 //! per-project configuration store, the destination clients, and the delivery logic.
 
+pub mod aws;
 pub mod clock;
 pub mod dead_letter;
 pub mod delivery;

@@ -16,6 +16,8 @@ use crate::moto::moto;
 pub enum Step {
     /// Send it to moto and return moto's answer.
     Forward,
+    /// As [`Step::Forward`], after a wait: a slow service.
+    ForwardAfter(std::time::Duration),
     /// Send it to moto, then change moto's answer.
     ForwardAndEdit(Box<dyn FnOnce(&mut Value) + Send>),
     /// Answer with this AWS error instead of moto, as the service would: a 400 whose body
@@ -46,6 +48,10 @@ impl MotoProxy {
                 let mut request: Value = serde_json::from_slice(&body).unwrap();
                 let edit = match rule(&target, &mut request) {
                     Step::Forward => None,
+                    Step::ForwardAfter(wait) => {
+                        tokio::time::sleep(wait).await;
+                        None
+                    }
                     Step::ForwardAndEdit(edit) => Some(edit),
                     Step::Fail {
                         error_type,

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     event_log_streaming::logging::init_json_logs();
 
     let settings = ConfigApiSettings::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = event_log_streaming::aws::load().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let streams = DynamoDbStreams::new(
         aws_sdk_dynamodb::Client::new(&aws),

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
 
     let settings = StreamerSettings::from_env()?;
     let table = stream_table_name(&|name| std::env::var(name).ok())?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = event_log_streaming::aws::load().await;
     let streams = Arc::new(DynamoDbStreams::new(
         aws_sdk_dynamodb::Client::new(&aws),
         table,

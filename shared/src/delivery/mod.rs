@@ -26,6 +26,8 @@ pub mod health;
 pub mod outcome;
 pub mod project;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;

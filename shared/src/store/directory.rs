@@ -26,7 +26,7 @@ use futures::stream::{self, StreamExt};
 use lru::LruCache;
 use tokio::time::Instant;
 
-use super::{CredentialRead, StoredStream, StreamLookup, error_chain, joined};
+use super::{CredentialRead, Found, StoredStream, StreamLookup, error_chain, joined};
 use crate::clock::Clock;
 use crate::domain::{Destination, ProjectId, StreamingStatus};
 use crate::secret::Secret;
@@ -69,6 +69,8 @@ enum Entry {
 /// its first batch at once: unbounded, each read held an HTTP connection and its buffers
 /// (hundreds of them for a 6 MB batch, 15 MB of memory measured under massif).
 const CONCURRENT_CREDENTIAL_READS: usize = 32;
+/// How long past its deadline a lookup is waited for before its projects are given up.
+const LOOKUP_GRACE: Duration = Duration::from_millis(250);
 type CredentialKey = (String, String);
 
 pub struct StreamDirectory {
@@ -130,7 +132,19 @@ impl StreamDirectory {
         if !missing.is_empty() {
             // Dated from before the read: see the module's comment.
             let fetched = self.clock.now();
-            let found = self.lookup.get_many(&missing, deadline).await;
+            // The port ends its read by the deadline; this is the backstop for one that does
+            // not, a little later so that a port's own partial answer wins.
+            let read = self.lookup.get_many(&missing, deadline);
+            let found = match tokio::time::timeout_at(deadline + LOOKUP_GRACE, read).await {
+                Ok(found) => found,
+                Err(_) => Found {
+                    streams: Vec::new(),
+                    unread: missing
+                        .iter()
+                        .map(|p| (p.clone(), "the lookup did not finish in time".to_owned()))
+                        .collect(),
+                },
+            };
             let mut streams: HashMap<ProjectId, Arc<StoredStream>> = found
                 .streams
                 .into_iter()
@@ -235,9 +249,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::domain::{CredentialRef, Endpoint, LokiHostname, StreamConfig};
+    use crate::domain::{CredentialRef, Endpoint, LokiHostname, StreamConfig, StreamingStatus};
+    use crate::store::StoreError;
     use crate::store::{CredentialWrite, MemoryStateStore, StreamWrite};
-    use crate::store::{Found, StoreError};
 
     /// Counts the calls that cost money.
     #[derive(Default)]
@@ -298,6 +312,66 @@ mod tests {
 
     fn ids(names: &[&str]) -> Vec<ProjectId> {
         names.iter().map(|n| ProjectId::parse(n).unwrap()).collect()
+    }
+
+    /// Answers what the store held when the read began, two seconds later: a slow read
+    /// that crosses a change.
+    struct SlowSnapshot(Arc<Counting>);
+
+    #[async_trait]
+    impl StreamLookup for SlowSnapshot {
+        async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found {
+            let found = self.0.get_many(projects, deadline).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            found
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_enable_is_not_hidden_by_a_lookup_that_began_before_it() {
+        let ttl = Duration::from_secs(30);
+        let counting = Arc::new(Counting::default());
+        let project = ids(&["p"]);
+        let config = configure(&counting, &project[0], false).await;
+        let clock = Arc::new(crate::clock::PausedClock::starting_at(config.created_at));
+        let directory = StreamDirectory::new(
+            Arc::new(SlowSnapshot(counting.clone())),
+            counting.clone(),
+            clock.clone(),
+            ttl,
+            NonZeroUsize::new(10).unwrap(),
+        );
+        let status = |resolved: &HashMap<ProjectId, Resolved>| match &resolved[&project[0]] {
+            Resolved::Stream(stream) => stream.stored.config.state.status,
+            other => panic!("expected a stream, got {other:?}"),
+        };
+
+        // The read begins; a second later the customer enables the stream, dated one TTL
+        // ahead as the config API does; the read comes back with the old status.
+        let enable = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut enabled = config.next_version(clock.utc());
+            enabled.state = config
+                .state
+                .enable(clock.utc(), time::Duration::try_from(ttl).unwrap())
+                .unwrap();
+            counting
+                .store
+                .update(&enabled, config.version)
+                .await
+                .unwrap();
+            enabled
+        };
+        let (first, enabled) = tokio::join!(directory.resolve(&project, far()), enable);
+        assert_eq!(status(&first), StreamingStatus::Disabled);
+
+        // At `enabled_at` the stale answer must be gone: it is dated from when its read
+        // began, one TTL before, not from when it came back.
+        let enabled_at = enabled.state.enabled_at.unwrap();
+        tokio::time::advance((enabled_at - clock.utc()).try_into().unwrap()).await;
+        let at_enable = directory.resolve(&project, far()).await;
+        assert_eq!(status(&at_enable), StreamingStatus::Active);
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 mod config_api;
 mod cost;
 mod faults;
+mod handoff;
 mod helpers;
 mod page;
 mod runner;

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_log_streaming::Secret;
-use event_log_streaming::domain::{DeliveryHealth, ProjectId, StreamConfig, StreamingStatus};
+use event_log_streaming::domain::{
+    DeliveryError, DeliveryHealth, ProjectId, StreamConfig, StreamingStatus, Suspension,
+};
 use event_log_streaming::store::migrate::{MIGRATED_STAGE, Migration};
 use event_log_streaming::store::{
     CredentialRead, CredentialWrite, DynamoDbStreams, HealthWrite, SecretsManagerCredentials,
@@ -321,6 +323,94 @@ async fn a_credential_update_between_failures_wins_over_a_stale_suspension() {
     assert_eq!(
         stream.config.version, 3,
         "created, enabled, updated: no suspension"
+    );
+}
+
+#[tokio::test]
+async fn refusals_of_an_old_configuration_never_suspend_the_new_one() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // No cache, and health written after every batch: each batch delivers with the stored
+    // configuration and adds to the stored streak.
+    let env = StreamerEnv::new(with_settings(
+        &[
+            ("SUSPEND_AFTER_AUTH_FAILURES", "3"),
+            ("SUSPEND_AFTER_SECONDS", "0"),
+            ("HEALTH_WRITE_INTERVAL_SECONDS", "0"),
+        ],
+        0,
+    ))
+    .await;
+    env.configure("p", loki_config(&loki.hostname(), "glc_revoked-token-0000"))
+        .await;
+    env.invoke(events(&["p"], "r0")).await;
+    env.invoke(events(&["p"], "r1")).await;
+    assert_eq!(env.stream("p").await.health.consecutive_auth_failures, 2);
+
+    // The customer saves another token; the first push with it is refused too (a token
+    // that takes a moment to work, or a transient 401).
+    let api = Api::with_stores(env.streams.clone(), env.credentials.clone(), None);
+    let updated = api
+        .admin(
+            "PUT",
+            "/v1/projects/p/event_log_streaming/GRAFANA_LOKI",
+            Some(json!({"destination_config": {"grafana_loki": {
+                "hostname": loki.hostname(), "username": LOKI_USER, "password": "glc_new-token-0001"}}})),
+        )
+        .await;
+    assert_eq!(updated.status, axum::http::StatusCode::OK);
+    env.invoke(events(&["p"], "r2")).await;
+
+    // A new streak: one refusal, not three.
+    let stream = env.stream("p").await;
+    assert_eq!(stream.health.consecutive_auth_failures, 1);
+    assert_eq!(stream.config.state.status, StreamingStatus::Active);
+}
+
+#[tokio::test]
+async fn a_container_holding_a_deleted_stream_never_writes_the_one_created_after_it() {
+    let state = StateEnv::new().await;
+    let old = state.configure("p", datadog_config(DATADOG_KEY)).await;
+    let project = ProjectId::parse("p").unwrap();
+    state.streams.delete(&project, old.version).await.unwrap();
+    let new = state.configure("p", datadog_config(DATADOG_KEY)).await;
+    assert_eq!(
+        new.version, old.version,
+        "a new stream starts at version 1 again"
+    );
+    let mut refusals = DeliveryHealth::default();
+    refusals.failure(
+        DeliveryError {
+            at: time::OffsetDateTime::now_utc(),
+            destination_status: Some(403),
+            message: "403 from Datadog".into(),
+        },
+        true,
+    );
+    let suspension = Suspension {
+        at: time::OffsetDateTime::now_utc(),
+        reason: "refused".into(),
+    };
+
+    assert!(
+        state
+            .streams
+            .record(&old, &refusals)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!state.streams.suspend(&old, &suspension).await.unwrap());
+
+    let stored = state.stored("p").await.unwrap();
+    assert_eq!(stored.health, DeliveryHealth::default());
+    assert_eq!(stored.config.stream_id, new.stream_id);
+    assert!(
+        state
+            .streams
+            .record(&new, &refusals)
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 

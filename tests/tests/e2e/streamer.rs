@@ -688,3 +688,47 @@ async fn a_queue_message_of_ndjson_is_one_record_per_line() {
         "line 3: invalid JSON at column 23"
     );
 }
+
+#[tokio::test]
+async fn loki_blocking_ingestion_is_no_delivery_the_records_go_back_and_the_health_says_why() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // Loki answers 260 when its operator blocks ingestion for the tenant: a 2xx that stores
+    // nothing.
+    loki.script([Script::Status(260, "")]);
+    let env = StreamerEnv::new(Options {
+        event_queue: true,
+        ..Options::default()
+    })
+    .await;
+    env.configure("proj", loki_config(&loki.hostname(), LOKI_PASSWORD))
+        .await;
+    let record = event("proj", "e-1");
+
+    let response = env
+        .invoke(vec![SqsRecord::new("m1", record.to_string())])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(
+        loki.requests(),
+        1,
+        "the block lasts: no retry in this invocation"
+    );
+    let requeued = env.requeued().await;
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].0, format!("[{record}]"));
+    let health = env.stream("proj").await.health;
+    assert_eq!((health.events_delivered, health.events_failed), (0, 1));
+    assert_eq!(health.last_success_at, None);
+    let error = health.last_error().unwrap();
+    assert_eq!(error.destination_status, Some(260));
+    assert!(
+        error.message.contains("blocks ingestion"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        health.consecutive_auth_failures, 0,
+        "never towards suspension"
+    );
+}

@@ -1,0 +1,37 @@
+//! How the functions' AWS SDK clients are configured: the default credentials and region,
+//! and timeouts well inside an invocation's, so that a slow DynamoDB, Secrets Manager or SQS
+//! fails its own calls (and, in the streamer, its own messages) instead of holding the batch
+//! until Lambda's timeout redelivers all of it.
+//!
+//! The SDK's standard retry mode (3 attempts with backoff, throttling included) runs inside
+//! [`OPERATION_TIMEOUT`]; each attempt inside [`ATTEMPT_TIMEOUT`]. The callers bound the
+//! calls further by their own deadlines.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// In-region AWS endpoints connect in milliseconds.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// One attempt: a GetItem, BatchGetItem, GetSecretValue or SendMessage answers in tens of
+/// milliseconds; two seconds is an outage or throttling.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A call, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SDK configuration from the environment, with [`timeouts`].
+pub async fn load() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .load()
+        .await
+}
