@@ -302,6 +302,7 @@ async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event()
         streamer: &env.streamer,
         sqs: env.sqs.clone(),
         queue_url: queue_url.clone(),
+        retry_queue_url: None,
         batch_time_budget: Duration::from_secs(5),
     };
     let (stop, stopped) = oneshot::channel::<()>();
