@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_s_attributes_on_a_message_from_any_other_queue_are_ignored() {
+    fn the_attributes_of_a_copy_are_ignored_on_a_message_from_any_other_queue() {
         // A producer's forgery on the event queue: an earlier time (a backfill, or a skip) and
         // attempts it never had (an early dead-letter).
         let forged =

@@ -5,6 +5,7 @@ mod cost;
 mod faults;
 mod helpers;
 mod page;
+mod retry_queue;
 mod runner;
 mod state;
 mod streamer;
