@@ -1,7 +1,7 @@
 //! `make run`: the config API on 127.0.0.1:3000 and the streamer, on a local file store.
 //!
 //! Usage: local-runner [--listen ADDR] [--data-dir DIR] [--sqs-queue-url URL]
-//!                     [--batch-timeout-seconds N]
+//!                     [--sqs-retry-queue-url URL] [--batch-timeout-seconds N]
 //! The streamer's environment settings apply (see the README); `CONFIG_CACHE_TTL_SECONDS`
 //! defaults to 0 here, so a change made through the API applies to the next event.
 
@@ -27,6 +27,7 @@ struct Args {
     listen: SocketAddr,
     data_dir: PathBuf,
     sqs_queue_url: Option<String>,
+    sqs_retry_queue_url: Option<String>,
     batch_timeout: Duration,
 }
 
@@ -35,6 +36,7 @@ fn parse_args() -> Result<Args, Error> {
         listen: "127.0.0.1:3000".parse()?,
         data_dir: PathBuf::from(".local"),
         sqs_queue_url: None,
+        sqs_retry_queue_url: None,
         batch_timeout: Duration::from_secs(30),
     };
     let mut words = std::env::args().skip(1);
@@ -44,17 +46,21 @@ fn parse_args() -> Result<Args, Error> {
             "--listen" => args.listen = value()?.parse()?,
             "--data-dir" => args.data_dir = PathBuf::from(value()?),
             "--sqs-queue-url" => args.sqs_queue_url = Some(value()?),
+            "--sqs-retry-queue-url" => args.sqs_retry_queue_url = Some(value()?),
             "--batch-timeout-seconds" => {
                 args.batch_timeout = Duration::from_secs(value()?.parse()?)
             }
             "--help" | "-h" => {
                 println!(
-                    "local-runner [--listen 127.0.0.1:3000] [--data-dir .local] [--sqs-queue-url URL] [--batch-timeout-seconds 30]"
+                    "local-runner [--listen 127.0.0.1:3000] [--data-dir .local] [--sqs-queue-url URL] [--sqs-retry-queue-url URL] [--batch-timeout-seconds 30]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
         }
+    }
+    if args.sqs_retry_queue_url.is_some() && args.sqs_queue_url.is_none() {
+        return Err("--sqs-retry-queue-url needs --sqs-queue-url".into());
     }
     Ok(args)
 }
@@ -83,11 +89,16 @@ async fn main() -> Result<(), Error> {
     }
 
     let mut settings = settings;
-    // In SQS mode, failed records go back to the queue being consumed, as in AWS.
-    if settings.event_queue_url.is_none() {
-        settings.event_queue_url = args.sqs_queue_url.clone();
+    // In SQS mode, failed records go back to the retry queue (the flag's, or RETRY_QUEUE_URL),
+    // which is consumed too, as in AWS. The consumer knows which queue a message came from, so
+    // it needs no ARN to believe it.
+    if let Some(url) = &args.sqs_retry_queue_url {
+        settings.retry_queue_url = Some(url.clone());
+        settings.event_queue_url = Some(url.clone());
     }
-    let needs_aws = args.sqs_queue_url.is_some() || settings.dead_letter_queue_url.is_some();
+    let needs_aws = args.sqs_queue_url.is_some()
+        || settings.dead_letter_queue_url.is_some()
+        || settings.retry_queue_url.is_some();
     let sqs = if needs_aws {
         let aws = event_log_streaming::aws::load().await;
         Some(aws_sdk_sqs::Client::new(&aws))
@@ -125,6 +136,7 @@ async fn main() -> Result<(), Error> {
                 streamer: &streamer,
                 sqs,
                 queue_url,
+                retry_queue_url: settings.retry_queue_url.clone(),
                 batch_time_budget: args.batch_timeout,
             };
             let stop = async {

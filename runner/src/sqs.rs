@@ -1,7 +1,11 @@
-//! Consuming a real SQS queue with the Lambda's semantics: receive a batch, process it, delete
+//! Consuming real SQS queues with the Lambda's semantics: receive a batch, process it, delete
 //! what was delivered or skipped, and leave failures alone so that SQS redelivers them after
 //! the visibility timeout and its redrive policy moves them to the dead-letter queue after
 //! `maxReceiveCount` receives.
+//!
+//! Like the Lambda's two event sources, it consumes the event queue and, when there is one,
+//! the retry queue the streamer sends failed records back to; only a message received from
+//! the retry queue is believed to be a copy sent back ([`MessageSource`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,9 +17,10 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use event_log_streaming::Streamer;
 use event_log_streaming::event::{
-    ATTEMPTS_ATTRIBUTE, QueueMessage, SENT_TIMESTAMP_ATTRIBUTE, SqsAttributes,
+    ATTEMPTS_ATTRIBUTE, MessageSource, QueueMessage, SENT_TIMESTAMP_ATTRIBUTE, SqsAttributes,
 };
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Long polling, as the Lambda event source does.
@@ -25,23 +30,45 @@ const MAX_MESSAGES: i32 = 10;
 pub struct Consumer<'a> {
     pub streamer: &'a Streamer,
     pub sqs: Client,
+    /// The event queue, which producers send to.
     pub queue_url: String,
-    /// Time a batch may take; keep it below the queue's visibility timeout.
+    /// The retry queue, which only the streamer sends to: the streamer's `RETRY_QUEUE_URL`.
+    pub retry_queue_url: Option<String>,
+    /// Time a batch may take; keep it below the queues' visibility timeout.
     pub batch_time_budget: Duration,
 }
 
 impl Consumer<'_> {
-    /// Runs until `shutdown` completes.
+    /// Runs until `shutdown` completes, letting the batches in progress finish.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        info!(queue_url = %self.queue_url, "consuming the queue");
+        let (stop, stopped) = watch::channel(false);
+        let signal = async {
+            shutdown.await;
+            stop.send_replace(true);
+        };
+        let events = self.consume(&self.queue_url, MessageSource::Producers, stopped.clone());
+        let retries = async {
+            if let Some(url) = &self.retry_queue_url {
+                self.consume(url, MessageSource::RetryQueue, stopped).await;
+            }
+        };
+        tokio::join!(signal, events, retries);
+    }
+
+    async fn consume(
+        &self,
+        queue_url: &str,
+        source: MessageSource,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        info!(queue_url, ?source, "consuming the queue");
         loop {
             let received = tokio::select! {
-                _ = &mut shutdown => return,
+                _ = stopped.wait_for(|stop| *stop) => return,
                 received = self
                     .sqs
                     .receive_message()
-                    .queue_url(&self.queue_url)
+                    .queue_url(queue_url)
                     .max_number_of_messages(MAX_MESSAGES)
                     .wait_time_seconds(WAIT_TIME_SECONDS)
                     .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
@@ -58,13 +85,16 @@ impl Consumer<'_> {
                 }
             };
             if !messages.is_empty() {
-                self.process(messages).await;
+                self.process(queue_url, source, messages).await;
             }
         }
     }
 
-    async fn process(&self, messages: Vec<Message>) {
-        let batch: Vec<QueueMessage> = messages.iter().map(queue_message).collect();
+    async fn process(&self, queue_url: &str, source: MessageSource, messages: Vec<Message>) {
+        let batch: Vec<QueueMessage> = messages
+            .iter()
+            .map(|message| queue_message(message, source))
+            .collect();
         let report = self
             .streamer
             .process_batch(&batch, Instant::now() + self.batch_time_budget)
@@ -92,7 +122,7 @@ impl Consumer<'_> {
         let deleted = self
             .sqs
             .delete_message_batch()
-            .queue_url(&self.queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(done))
             .send()
             .await;
@@ -111,7 +141,7 @@ impl Consumer<'_> {
     }
 }
 
-fn queue_message(message: &Message) -> QueueMessage {
+fn queue_message(message: &Message, source: MessageSource) -> QueueMessage {
     let attribute = |name: MessageSystemAttributeName| {
         message
             .attributes()
@@ -125,6 +155,7 @@ fn queue_message(message: &Message) -> QueueMessage {
             .and_then(|a| a.string_value())
     };
     let attributes = SqsAttributes {
+        source,
         sent_timestamp: attribute(MessageSystemAttributeName::SentTimestamp),
         receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount),
         attempts_before: message_attribute(ATTEMPTS_ATTRIBUTE),

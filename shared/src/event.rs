@@ -22,20 +22,36 @@ use crate::domain::ProjectId;
 pub struct QueueMessage {
     pub message_id: String,
     pub body: String,
-    /// When the producer sent the message (SQS `SentTimestamp`; for a requeued copy, the
-    /// original's, carried in [`SENT_TIMESTAMP_ATTRIBUTE`]).
+    /// When the producer sent the message (SQS `SentTimestamp`; for a copy read from the retry
+    /// queue, the original's, carried in [`SENT_TIMESTAMP_ATTRIBUTE`]).
     pub sent_at: OffsetDateTime,
-    /// Which delivery attempt this is for its records, from 1: the copy's receives
-    /// (`ApproximateReceiveCount`) plus the attempts made before it was requeued
-    /// ([`ATTEMPTS_ATTRIBUTE`]).
+    /// Which delivery attempt this is for its records, from 1: the message's receives
+    /// (`ApproximateReceiveCount`), plus, for a copy read from the retry queue, the attempts
+    /// made before it was sent back ([`ATTEMPTS_ATTRIBUTE`]).
     pub attempt: u32,
 }
 
-/// Message attribute of a requeued copy: the attempts its records had before it.
+/// Message attribute of a copy sent back: the attempts its records had before it.
 pub const ATTEMPTS_ATTRIBUTE: &str = "els_attempts";
-/// Message attribute of a requeued copy: the original message's `SentTimestamp` (Unix ms),
+/// Message attribute of a copy sent back: the original message's `SentTimestamp` (Unix ms),
 /// so that the no-backfill rule and the records' fallback event time do not change.
 pub const SENT_TIMESTAMP_ATTRIBUTE: &str = "els_sent_timestamp";
+
+/// Where a message was read from, which decides whether the attributes of a copy sent back
+/// are believed. Anyone who may send to the event queue can set them too, and with them
+/// stream an event sent before an enable (a backfill) or shorten or lengthen its retries; only
+/// the streamer may send to the retry queue (its queue policy), so only there are they the
+/// streamer's own.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum MessageSource {
+    /// The event queue, or any queue but the retry queue: a message is judged as first sent,
+    /// by its own `SentTimestamp` and `ApproximateReceiveCount`, whatever attributes it carries.
+    #[default]
+    Producers,
+    /// The retry queue: the message is a copy the streamer sent back, so its
+    /// [`SENT_TIMESTAMP_ATTRIBUTE`] and [`ATTEMPTS_ATTRIBUTE`] are believed.
+    RetryQueue,
+}
 
 impl QueueMessage {
     /// A message as first sent: attempt 1.
@@ -53,7 +69,8 @@ impl QueueMessage {
     }
 
     /// A message as SQS delivers it, from its attributes (absent ones are taken as a first
-    /// delivery sent at `received_at`).
+    /// delivery sent at `received_at`). The attributes of a copy sent back count only when the
+    /// message was read from the retry queue.
     pub fn from_sqs(
         message_id: impl Into<String>,
         body: impl Into<String>,
@@ -61,12 +78,18 @@ impl QueueMessage {
         received_at: OffsetDateTime,
     ) -> Self {
         let number = |value: Option<&str>| value.and_then(|v| v.trim().parse::<u32>().ok());
-        let sent_at = attributes
-            .original_sent_timestamp
+        let (original_sent_timestamp, attempts_before) = match attributes.source {
+            MessageSource::RetryQueue => (
+                attributes.original_sent_timestamp,
+                attributes.attempts_before,
+            ),
+            MessageSource::Producers => (None, None),
+        };
+        let sent_at = original_sent_timestamp
             .or(attributes.sent_timestamp)
             .and_then(parse_sent_timestamp)
             .unwrap_or(received_at);
-        let before = number(attributes.attempts_before).unwrap_or(0);
+        let before = number(attempts_before).unwrap_or(0);
         let receives = number(attributes.receive_count).unwrap_or(1).max(1);
         Self {
             message_id: message_id.into(),
@@ -77,9 +100,11 @@ impl QueueMessage {
     }
 }
 
-/// The attributes of an SQS message that delivery needs.
+/// The attributes of an SQS message that delivery needs, as read, and where it was read from.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SqsAttributes<'a> {
+    /// Whether [`Self::attempts_before`] and [`Self::original_sent_timestamp`] are believed.
+    pub source: MessageSource,
     /// System attribute `SentTimestamp`.
     pub sent_timestamp: Option<&'a str>,
     /// System attribute `ApproximateReceiveCount`.
@@ -339,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn a_requeued_copy_keeps_its_original_time_and_counts_its_attempts() {
+    fn a_copy_from_the_retry_queue_keeps_its_original_time_and_counts_its_attempts() {
         let fresh = QueueMessage::from_sqs(
             "m",
             "{}",
@@ -356,6 +381,7 @@ mod tests {
             "m",
             "{}",
             SqsAttributes {
+                source: MessageSource::RetryQueue,
                 sent_timestamp: Some("1795514499000"),
                 receive_count: Some("1"),
                 attempts_before: Some("3"),
@@ -367,6 +393,24 @@ mod tests {
         assert_eq!(copy.sent_at.unix_timestamp(), 1_795_514_400);
         let bare = QueueMessage::from_sqs("m", "{}", SqsAttributes::default(), SENT);
         assert_eq!((bare.attempt, bare.sent_at), (1, SENT));
+    }
+
+    #[test]
+    fn a_message_from_producers_is_judged_as_first_sent_whatever_it_carries() {
+        let forged = QueueMessage::from_sqs(
+            "m",
+            "{}",
+            SqsAttributes {
+                source: MessageSource::Producers,
+                sent_timestamp: Some("1795514499000"),
+                receive_count: Some("2"),
+                attempts_before: Some("4"),
+                original_sent_timestamp: Some("1700000000000"),
+            },
+            SENT,
+        );
+        assert_eq!(forged.attempt, 2);
+        assert_eq!(forged.sent_at.unix_timestamp(), 1_795_514_499);
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! The event queue itself, for sending records back: when some records of a message could
-//! not be delivered now while the others were, only those are sent again, as a new message,
-//! and the original is acknowledged. Redelivering the whole message would deliver the others
-//! twice (Datadog keeps every copy) and, should they fail for good, dead-letter records that
-//! were delivered.
+//! The retry queue, for sending records back: when some records of a message could not be
+//! delivered now while the others were, only those are sent again, as a new message, and the
+//! original is acknowledged. Redelivering the whole message would deliver the others twice
+//! (Datadog keeps every copy) and, should they fail for good, dead-letter records that were
+//! delivered.
 //!
 //! The copy carries the original `SentTimestamp` ([`SENT_TIMESTAMP_ATTRIBUTE`]), so the
 //! no-backfill rule and the records' event time do not change, and the attempts made so far
 //! ([`ATTEMPTS_ATTRIBUTE`]), because SQS counts the receives of each message apart. It is
-//! delayed by the retry backoff (SQS `DelaySeconds`, at most 900).
+//! delayed by the retry backoff (SQS `DelaySeconds`, at most 900). It goes to the retry queue,
+//! not the event queue, because those attributes are believed only there
+//! ([`crate::event::MessageSource`]): only the streamer may send to it.
 
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ pub struct EventQueue {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot send records back to the event queue")]
+#[error("cannot send records back to the retry queue")]
 pub struct RequeueError(#[source] SdkError<SendMessageError>);
 
 impl EventQueue {

@@ -154,8 +154,17 @@ pub struct StreamerSettings {
     pub destinations: DestinationSettings,
     /// `DEAD_LETTER_QUEUE_URL`: where rejected records go. Without it they are reported failed.
     pub dead_letter_queue_url: Option<String>,
-    /// `EVENT_QUEUE_URL`: the event queue, where the failed records of a message are sent back
-    /// on their own. Without it, such a message is retried whole.
+    /// `RETRY_QUEUE_URL`: the retry queue, where the failed records of a message are sent back
+    /// on their own. Without it, such a message is retried whole. Set with
+    /// [`Self::retry_queue_arn`] or not at all.
+    pub retry_queue_url: Option<String>,
+    /// `RETRY_QUEUE_ARN`: the same queue's ARN. Only messages whose source is this queue are
+    /// believed to be copies sent back (their attempts and original `SentTimestamp`), since
+    /// only the streamer may send to it.
+    pub retry_queue_arn: Option<String>,
+    /// The same as [`Self::retry_queue_url`], under the name `Queues::from_settings` reads
+    /// until it reads that one. `EVENT_QUEUE_URL` is no longer a setting: the event queue takes
+    /// anyone's messages, so no copy sent there could be believed.
     pub event_queue_url: Option<String>,
     /// `MAX_DELIVERY_ATTEMPTS`: attempts a record gets before it is dead-lettered (default 5,
     /// the queue's `maxReceiveCount`).
@@ -167,6 +176,51 @@ pub struct StreamerSettings {
     /// project of a batch is worked on at once; only the requests are bounded, so a project
     /// waiting out a backoff holds no slot.
     pub max_concurrent_pushes: usize,
+}
+
+/// `RETRY_QUEUE_URL` and `RETRY_QUEUE_ARN`, both or neither: a queue the streamer sends copies
+/// to but does not believe would retry their records for ever, one it believes but never sends
+/// to is a mistake. `EVENT_QUEUE_URL` is refused, so that a configuration that still sends
+/// copies to the event queue fails at start instead of losing its sends back.
+fn retry_queue(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Option<String>, Option<String>), SettingsError> {
+    if get("EVENT_QUEUE_URL").is_some() {
+        return Err(SettingsError {
+            name: "EVENT_QUEUE_URL",
+            message: "no longer read: failed records go back to RETRY_QUEUE_URL, a queue only \
+                      the streamer may send to (with RETRY_QUEUE_ARN)"
+                .into(),
+        });
+    }
+    match (get("RETRY_QUEUE_URL"), get("RETRY_QUEUE_ARN")) {
+        (None, None) => Ok((None, None)),
+        (Some(_), None) => Err(SettingsError {
+            name: "RETRY_QUEUE_ARN",
+            message: "must name the queue RETRY_QUEUE_URL names".into(),
+        }),
+        (None, Some(_)) => Err(SettingsError {
+            name: "RETRY_QUEUE_URL",
+            message: "must name the queue RETRY_QUEUE_ARN names".into(),
+        }),
+        (Some(url), Some(arn)) => {
+            let arn = arn.trim();
+            let parts: Vec<&str> = arn.split(':').collect();
+            let is_queue_arn = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "sqs"
+                && parts[1..].iter().all(|part| !part.is_empty());
+            if !is_queue_arn {
+                return Err(SettingsError {
+                    name: "RETRY_QUEUE_ARN",
+                    message: format!(
+                        "expected an SQS queue ARN such as arn:aws:sqs:REGION:ACCOUNT:NAME, got {arn:?}"
+                    ),
+                });
+            }
+            Ok((Some(url.trim().to_owned()), Some(arn.to_owned())))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +254,7 @@ impl StreamerSettings {
                 n => Ok(n),
             }
         };
+        let (retry_queue_url, retry_queue_arn) = retry_queue(&get)?;
         let max_concurrent_pushes = at_least_one("MAX_CONCURRENT_PUSHES", 32)?;
         let cache_size = at_least_one("CONFIG_CACHE_SIZE", 10_000)?;
         Ok(Self {
@@ -216,7 +271,9 @@ impl StreamerSettings {
             suspend_after: Duration::from_secs(number("SUSPEND_AFTER_SECONDS", 900)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
-            event_queue_url: get("EVENT_QUEUE_URL"),
+            event_queue_url: retry_queue_url.clone(),
+            retry_queue_url,
+            retry_queue_arn,
             max_delivery_attempts: u32::try_from(at_least_one("MAX_DELIVERY_ATTEMPTS", 5)?)
                 .unwrap_or(u32::MAX),
             requeue_base_delay: Duration::from_secs(number("REQUEUE_BASE_DELAY_SECONDS", 30)?),
@@ -255,6 +312,8 @@ mod tests {
         assert_eq!(s.suspend_after, Duration::from_secs(900));
         assert!(!s.destinations.allow_private_destinations);
         assert!(s.dead_letter_queue_url.is_none());
+        assert!(s.retry_queue_url.is_none());
+        assert!(s.retry_queue_arn.is_none());
         assert!(s.event_queue_url.is_none());
         assert_eq!(s.max_delivery_attempts, 5);
         assert_eq!(s.requeue_base_delay, Duration::from_secs(30));
@@ -276,5 +335,30 @@ mod tests {
         assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0443")]).is_err());
         assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0")]).is_err());
         assert!(settings(&[("SUSPEND_AFTER_AUTH_FAILURES", "0")]).is_err());
+    }
+
+    #[test]
+    fn the_retry_queue_is_named_by_its_url_and_its_arn_together() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/els-retries";
+        let arn = "arn:aws:sqs:us-east-1:123456789012:els-retries";
+        let s = settings(&[("RETRY_QUEUE_URL", url), ("RETRY_QUEUE_ARN", arn)]).unwrap();
+        assert_eq!(s.retry_queue_url.as_deref(), Some(url));
+        assert_eq!(s.retry_queue_arn.as_deref(), Some(arn));
+        assert_eq!(s.event_queue_url, s.retry_queue_url);
+
+        let err = settings(&[("RETRY_QUEUE_URL", url)]).unwrap_err();
+        assert_eq!(err.name, "RETRY_QUEUE_ARN");
+        let err = settings(&[("RETRY_QUEUE_ARN", arn)]).unwrap_err();
+        assert_eq!(err.name, "RETRY_QUEUE_URL");
+        for bad in [
+            "els-retries",
+            "arn:aws:sns:us-east-1:123456789012:x",
+            "arn:aws:sqs:::x",
+        ] {
+            let err = settings(&[("RETRY_QUEUE_URL", url), ("RETRY_QUEUE_ARN", bad)]).unwrap_err();
+            assert_eq!(err.name, "RETRY_QUEUE_ARN", "{bad}");
+        }
+        let err = settings(&[("EVENT_QUEUE_URL", url)]).unwrap_err();
+        assert_eq!(err.name, "EVENT_QUEUE_URL");
     }
 }

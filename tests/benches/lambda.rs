@@ -374,7 +374,7 @@ fn queue_messages(event: &str) -> Vec<QueueMessage> {
     batch
         .records
         .into_iter()
-        .map(|m| m.into_queue_message(received_at))
+        .map(|m| m.into_queue_message(None, received_at))
         .collect()
 }
 

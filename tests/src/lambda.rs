@@ -6,6 +6,13 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use streamer::SqsBatch;
 
+/// The event queue's ARN in the events [`sqs_event`] makes: the source of a message producers
+/// sent.
+pub const EVENT_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:events";
+/// The retry queue's ARN in the events [`sqs_event`] makes: the source of a copy the streamer
+/// sent back. A streamer that is to believe such copies is given it as `RETRY_QUEUE_ARN`.
+pub const RETRY_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:retries";
+
 /// A message as SQS delivers it to Lambda.
 pub struct SqsRecord {
     pub message_id: String,
@@ -14,6 +21,8 @@ pub struct SqsRecord {
     pub receive_count: u32,
     /// Message attributes (string values).
     pub attributes: Vec<(String, String)>,
+    /// The queue it was read from (`eventSourceARN`).
+    pub event_source_arn: String,
 }
 
 impl SqsRecord {
@@ -25,10 +34,12 @@ impl SqsRecord {
             sent_timestamp_ms: now_ms(),
             receive_count: 1,
             attributes: Vec::new(),
+            event_source_arn: EVENT_QUEUE_ARN.to_owned(),
         }
     }
 
-    /// A message as SQS hands over a copy another streamer sent: its attributes, receives.
+    /// A message as SQS hands over a copy another streamer sent back: read from the retry
+    /// queue, with its attributes and receives.
     pub fn with_attributes(
         mut self,
         attributes: impl IntoIterator<Item = (String, String)>,
@@ -36,6 +47,13 @@ impl SqsRecord {
     ) -> Self {
         self.attributes.extend(attributes);
         self.receive_count = receive_count;
+        self.event_source_arn = RETRY_QUEUE_ARN.to_owned();
+        self
+    }
+
+    /// The same message read from another queue (a producer's forgery: [`EVENT_QUEUE_ARN`]).
+    pub fn from_queue(mut self, arn: &str) -> Self {
+        self.event_source_arn = arn.to_owned();
         self
     }
 
@@ -80,7 +98,7 @@ pub fn sqs_event(records: Vec<SqsRecord>, time_left: Duration) -> LambdaEvent<Sq
                 "messageAttributes": attributes,
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
+                "eventSourceARN": r.event_source_arn,
                 "awsRegion": "us-east-1"
             })
         })

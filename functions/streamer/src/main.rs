@@ -34,8 +34,9 @@ async fn main() -> Result<(), Error> {
     let queues = Queues::from_settings(&settings, &aws_sdk_sqs::Client::new(&aws));
     let streamer = Streamer::from_settings(&settings, store, queues)?;
 
+    let retry_queue_arn = settings.retry_queue_arn.as_deref();
     run(service_fn(|event: LambdaEvent<_>| {
-        streamer::handle(&streamer, event)
+        streamer::handle(&streamer, retry_queue_arn, event)
     }))
     .await
 }

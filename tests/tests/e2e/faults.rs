@@ -1,5 +1,5 @@
 //! One project's failure never redelivers another project's records: failed records go back
-//! to the event queue on their own, and only records that were never delivered end in the
+//! to the retry queue on their own, and only records that were never delivered end in the
 //! dead-letter queue. The fault run drives the local runner's SQS consumer (Lambda's
 //! semantics) against moto's queues with a real redrive policy and a destination that fails
 //! on purpose; `FAULT_EVENTS` sets its size (`make fault` runs 10,000 events).
@@ -142,6 +142,7 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
     let redrive =
         json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES.to_string()});
     let queue_url = create_queue(&sqs, &unique("fault-events"), Some(redrive.to_string())).await;
+    let retry_url = create_queue(&sqs, &unique("fault-retries"), Some(redrive.to_string())).await;
 
     let state = StateEnv::new().await;
     let project = |p: usize| format!("fault-{p}");
@@ -158,7 +159,8 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         ("EXTRA_CA_CERTS", ca_file()),
         ("ALLOW_PRIVATE_DESTINATIONS", "true".into()),
         ("DEAD_LETTER_QUEUE_URL", dlq_url.clone()),
-        ("EVENT_QUEUE_URL", queue_url.clone()),
+        ("RETRY_QUEUE_URL", retry_url.clone()),
+        ("RETRY_QUEUE_ARN", queue_arn(&sqs, &retry_url).await),
         ("MAX_DELIVERY_ATTEMPTS", MAX_RECEIVES.to_string()),
         ("REQUEUE_BASE_DELAY_SECONDS", "0".into()),
         ("PUSH_TIMEOUT_SECONDS", "1".into()),
@@ -216,11 +218,13 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         let streamer = streamer.clone();
         let sqs = sqs.clone();
         let queue_url = queue_url.clone();
+        let retry_url = retry_url.clone();
         tokio::spawn(async move {
             Consumer {
                 streamer: &streamer,
                 sqs,
                 queue_url,
+                retry_queue_url: Some(retry_url),
                 batch_time_budget: Duration::from_secs(8),
             }
             .run(async {
@@ -234,7 +238,8 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
     let limit = Duration::from_secs(60 + events as u64 / 20);
     loop {
         let delivered: BTreeSet<String> = datadog.accepted_event_ids().into_iter().collect();
-        let drained = queue_is_empty(&sqs, &queue_url).await;
+        let drained =
+            queue_is_empty(&sqs, &queue_url).await && queue_is_empty(&sqs, &retry_url).await;
         if (healthy.is_subset(&delivered) && drained) || started.elapsed() > limit {
             break;
         }

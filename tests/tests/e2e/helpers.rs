@@ -21,7 +21,7 @@ use event_log_streaming::store::{
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
 use integration_tests::fixtures::{self, StreamSpec, provision};
-use integration_tests::lambda::{SqsRecord, sqs_event};
+use integration_tests::lambda::{RETRY_QUEUE_ARN, SqsRecord, sqs_event};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
 use serde_json::json;
@@ -51,8 +51,10 @@ pub struct StreamerEnv {
     pub state: StateEnv,
     pub sqs: aws_sdk_sqs::Client,
     pub dlq_url: Option<String>,
-    /// The event queue failed records are sent back to, when the options asked for one.
-    pub event_queue_url: Option<String>,
+    /// The retry queue failed records are sent back to, when the options asked for one.
+    pub retry_queue_url: Option<String>,
+    /// `RETRY_QUEUE_ARN`: the source whose messages the streamer believes are copies.
+    pub retry_queue_arn: Option<String>,
 }
 
 impl std::ops::Deref for StreamerEnv {
@@ -67,7 +69,10 @@ pub struct Options {
     pub dead_letter_queue: bool,
     pub allow_private: bool,
     pub cache_ttl_seconds: u64,
-    /// An event queue to send failed records back to (`EVENT_QUEUE_URL`, no delay).
+    /// Send failed records back (no delay) to a retry queue in moto (`RETRY_QUEUE_URL`),
+    /// believing the copies whose source is [`integration_tests::lambda::RETRY_QUEUE_ARN`]
+    /// (`RETRY_QUEUE_ARN`; the handler only compares it), as [`SqsRecord::with_attributes`]
+    /// makes them.
     pub event_queue: bool,
     /// Other settings, as environment variables.
     pub settings: Vec<(&'static str, String)>,
@@ -182,8 +187,8 @@ impl StreamerEnv {
         } else {
             None
         };
-        let event_queue_url = if options.event_queue {
-            Some(queue("events").await)
+        let retry_queue_url = if options.event_queue {
+            Some(queue("retries").await)
         } else {
             None
         };
@@ -206,8 +211,9 @@ impl StreamerEnv {
         if let Some(url) = &dlq_url {
             vars.insert("DEAD_LETTER_QUEUE_URL", url.clone());
         }
-        if let Some(url) = &event_queue_url {
-            vars.insert("EVENT_QUEUE_URL", url.clone());
+        if let Some(url) = &retry_queue_url {
+            vars.insert("RETRY_QUEUE_URL", url.clone());
+            vars.insert("RETRY_QUEUE_ARN", RETRY_QUEUE_ARN.into());
             vars.insert("REQUEUE_BASE_DELAY_SECONDS", "0".into());
         }
         vars.extend(options.settings);
@@ -219,7 +225,8 @@ impl StreamerEnv {
             state,
             sqs,
             dlq_url,
-            event_queue_url,
+            retry_queue_url,
+            retry_queue_arn: settings.retry_queue_arn.clone(),
         }
     }
 
@@ -249,9 +256,14 @@ impl StreamerEnv {
         records: Vec<SqsRecord>,
         time_left: Duration,
     ) -> SqsBatchResponse {
-        streamer::handle(&self.streamer, sqs_event(records, time_left))
-            .await
-            .unwrap()
+        let retry_queue_arn = self.retry_queue_arn.as_deref();
+        streamer::handle(
+            &self.streamer,
+            retry_queue_arn,
+            sqs_event(records, time_left),
+        )
+        .await
+        .unwrap()
     }
 
     /// Everything in the dead-letter queue: (body, attributes).
@@ -260,12 +272,12 @@ impl StreamerEnv {
         receive_all(&self.sqs, url).await
     }
 
-    /// Everything sent back to the event queue: (body, attributes).
+    /// Everything sent back to the retry queue: (body, attributes).
     pub async fn requeued(&self) -> Vec<(String, HashMap<String, String>)> {
         let url = self
-            .event_queue_url
+            .retry_queue_url
             .as_ref()
-            .expect("this environment has an event queue");
+            .expect("this environment has a retry queue");
         receive_all(&self.sqs, url).await
     }
 }

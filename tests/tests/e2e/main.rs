@@ -6,6 +6,7 @@ mod faults;
 mod handoff;
 mod helpers;
 mod page;
+mod retry_queue;
 mod runner;
 mod state;
 mod streamer;

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use config_api::auth::ManagementKey;
 use event_log_streaming::domain::ProjectId;
+use event_log_streaming::event::{ATTEMPTS_ATTRIBUTE, SENT_TIMESTAMP_ATTRIBUTE};
 use event_log_streaming::store::{FileStateStore, MemoryStateStore, StreamWrite};
 use http_body_util::BodyExt;
 use integration_tests::fake_destination::{FakeDestination, Script};
@@ -302,6 +303,7 @@ async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event()
         streamer: &env.streamer,
         sqs: env.sqs.clone(),
         queue_url: queue_url.clone(),
+        retry_queue_url: None,
         batch_time_budget: Duration::from_secs(5),
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -365,4 +367,109 @@ async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event()
     assert_eq!(accounted, sent, "every event is delivered or dead-lettered");
     assert_eq!(loki.violations(), Vec::<String>::new());
     assert_eq!(datadog.violations(), Vec::<String>::new());
+}
+
+/// SQS mode believes a copy's attributes only from the retry queue: on the event queue, a
+/// producer's `els_sent_timestamp` neither skips its event nor backfills one, and its
+/// `els_attempts` neither dead-letters its record early; the copy the streamer sends back to
+/// the retry queue keeps its attempts, so the record is dead-lettered at the last one.
+#[tokio::test]
+async fn sqs_mode_believes_the_attributes_of_a_copy_only_from_the_retry_queue() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let revoked = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options {
+        event_queue: true,
+        settings: vec![("MAX_DELIVERY_ATTEMPTS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let enabled = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    let mut spec = loki_config(&loki.hostname(), LOKI_PASSWORD);
+    spec.enabled_at = Some(enabled);
+    env.configure("fine", spec).await;
+    env.configure(
+        "revoked",
+        loki_config(&revoked.hostname(), "glc_revoked-0000"),
+    )
+    .await;
+    let queue_url = env
+        .sqs
+        .create_queue()
+        .queue_name(unique("events"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let retry_queue_url = env.retry_queue_url.clone().unwrap();
+    let number = |value: i128| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("Number")
+            .string_value(value.to_string())
+            .build()
+            .unwrap()
+    };
+    let before_enable_ms = (enabled.unix_timestamp_nanos() / 1_000_000) - 60_000;
+    for (project, id) in [("fine", "fine-1"), ("revoked", "revoked-1")] {
+        env.sqs
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(event(project, id).to_string())
+            .message_attributes(SENT_TIMESTAMP_ATTRIBUTE, number(before_enable_ms))
+            .message_attributes(ATTEMPTS_ATTRIBUTE, number(7))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let consumer = Consumer {
+        streamer: &env.streamer,
+        sqs: env.sqs.clone(),
+        queue_url: queue_url.clone(),
+        retry_queue_url: Some(retry_queue_url.clone()),
+        batch_time_budget: Duration::from_secs(5),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watch = async {
+        let started = Instant::now();
+        while !(queue_is_empty(&env.sqs, &queue_url).await
+            && queue_is_empty(&env.sqs, &retry_queue_url).await
+            && revoked.requests() >= 2)
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    tokio::join!(consumer.run(async { stopped.await.unwrap() }), watch);
+
+    assert_eq!(loki.accepted_event_ids(), ["fine-1"]);
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].0.contains("revoked-1"));
+    assert!(
+        dead[0].1["rejection_detail"].starts_with("not delivered after 2 attempts"),
+        "{dead:?}"
+    );
+    assert_eq!(revoked.requests(), 2);
+}
+
+/// Nothing visible, in flight or delayed.
+async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    attributes
+        .attributes()
+        .unwrap()
+        .values()
+        .all(|count| count == "0")
 }

@@ -336,7 +336,7 @@ async fn a_store_outage_keeps_the_messages_for_redelivery() {
         vec![SqsRecord::new("m1", event("proj", "e-1").to_string())],
         Duration::from_secs(30),
     );
-    let response = streamer::handle(&streamer, event).await.unwrap();
+    let response = streamer::handle(&streamer, None, event).await.unwrap();
 
     assert_eq!(failed_ids(&response), ["m1"]);
 }
