@@ -94,7 +94,6 @@ async fn main() -> Result<(), Error> {
     // it needs no ARN to believe it.
     if let Some(url) = &args.sqs_retry_queue_url {
         settings.retry_queue_url = Some(url.clone());
-        settings.event_queue_url = Some(url.clone());
     }
     let needs_aws = args.sqs_queue_url.is_some()
         || settings.dead_letter_queue_url.is_some()

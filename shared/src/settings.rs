@@ -162,10 +162,6 @@ pub struct StreamerSettings {
     /// believed to be copies sent back (their attempts and original `SentTimestamp`), since
     /// only the streamer may send to it.
     pub retry_queue_arn: Option<String>,
-    /// The same as [`Self::retry_queue_url`], under the name `Queues::from_settings` reads
-    /// until it reads that one. `EVENT_QUEUE_URL` is no longer a setting: the event queue takes
-    /// anyone's messages, so no copy sent there could be believed.
-    pub event_queue_url: Option<String>,
     /// `MAX_DELIVERY_ATTEMPTS`: attempts a record gets before it is dead-lettered (default 5,
     /// the queue's `maxReceiveCount`).
     pub max_delivery_attempts: u32,
@@ -271,7 +267,6 @@ impl StreamerSettings {
             suspend_after: Duration::from_secs(number("SUSPEND_AFTER_SECONDS", 900)?),
             destinations: DestinationSettings::from_lookup(&lookup)?,
             dead_letter_queue_url: get("DEAD_LETTER_QUEUE_URL"),
-            event_queue_url: retry_queue_url.clone(),
             retry_queue_url,
             retry_queue_arn,
             max_delivery_attempts: u32::try_from(at_least_one("MAX_DELIVERY_ATTEMPTS", 5)?)
@@ -314,7 +309,6 @@ mod tests {
         assert!(s.dead_letter_queue_url.is_none());
         assert!(s.retry_queue_url.is_none());
         assert!(s.retry_queue_arn.is_none());
-        assert!(s.event_queue_url.is_none());
         assert_eq!(s.max_delivery_attempts, 5);
         assert_eq!(s.requeue_base_delay, Duration::from_secs(30));
         assert_eq!(s.destinations.allowed_destination_ports, [443, 3100, 8443]);
@@ -344,7 +338,6 @@ mod tests {
         let s = settings(&[("RETRY_QUEUE_URL", url), ("RETRY_QUEUE_ARN", arn)]).unwrap();
         assert_eq!(s.retry_queue_url.as_deref(), Some(url));
         assert_eq!(s.retry_queue_arn.as_deref(), Some(arn));
-        assert_eq!(s.event_queue_url, s.retry_queue_url);
 
         let err = settings(&[("RETRY_QUEUE_URL", url)]).unwrap_err();
         assert_eq!(err.name, "RETRY_QUEUE_ARN");

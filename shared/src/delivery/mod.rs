@@ -69,7 +69,7 @@ pub type Slotted<'a> = (usize, EventRecord<'a>);
 pub struct Queues {
     /// Records that can never be delivered (`DEAD_LETTER_QUEUE_URL`).
     pub dead_letters: Option<DeadLetterQueue>,
-    /// The event queue, to send records back on their own (`EVENT_QUEUE_URL`). Without it, a
+    /// The retry queue, to send records back on their own (`RETRY_QUEUE_URL`). Without it, a
     /// message with a failed record is retried whole.
     pub requeue: Option<EventQueue>,
 }
@@ -83,7 +83,7 @@ impl Queues {
                 .as_ref()
                 .map(|url| DeadLetterQueue::new(sqs.clone(), url.clone())),
             requeue: settings
-                .event_queue_url
+                .retry_queue_url
                 .as_ref()
                 .map(|url| EventQueue::new(sqs.clone(), url.clone())),
         }

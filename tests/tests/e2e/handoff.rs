@@ -1,5 +1,5 @@
-//! Each record is handed off once: sends back and dead-letter sends that fail, against
-//! moto's queues through a loopback proxy that fails the calls a test chooses. A message is
+//! Each record is handed off once: sends back (to the retry queue) and dead-letter sends that
+//! fail, against moto's queues through a loopback proxy that fails the calls a test chooses. A message is
 //! left to SQS whole only when none of its records went anywhere.
 
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use event_log_streaming::event::{ATTEMPTS_ATTRIBUTE, QueueMessage, SENT_TIMESTAM
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::{BatchReport, Queues, Streamer};
 use integration_tests::fake_destination::FakeDestination;
+use integration_tests::lambda::RETRY_QUEUE_ARN;
 use integration_tests::moto::moto;
 use integration_tests::moto_proxy::{MotoProxy, Step};
 use serde_json::Value;
@@ -87,7 +88,8 @@ impl HandoffEnv {
             ("EXTRA_CA_CERTS", ca_file()),
             ("ALLOW_PRIVATE_DESTINATIONS", "true".into()),
             ("DEAD_LETTER_QUEUE_URL", dead_letters.clone()),
-            ("EVENT_QUEUE_URL", events.clone()),
+            ("RETRY_QUEUE_URL", events.clone()),
+            ("RETRY_QUEUE_ARN", RETRY_QUEUE_ARN.into()),
             ("REQUEUE_BASE_DELAY_SECONDS", "0".into()),
         ]);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
