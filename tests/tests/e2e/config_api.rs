@@ -610,6 +610,67 @@ async fn bodies_are_one_json_object_with_objects_where_objects_belong() {
     assert_eq!(read.body["event_log_streaming_config"]["version"], 1);
 }
 
+#[tokio::test]
+async fn a_field_given_twice_is_refused_in_every_body_by_name_and_neither_value_is_echoed() {
+    let api = Api::new();
+    let resource = format!("{COLLECTION}/GRAFANA_LOKI");
+    let created = api
+        .admin(
+            "POST",
+            COLLECTION,
+            Some(loki_body("h.example.com", LOKI_PASSWORD)),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // (method, path, body, the field named)
+    let table = [
+        (
+            "POST",
+            "/v1/projects/proj-b/event_log_streaming".to_owned(),
+            r#"{"destination_type":"GRAFANA_LOKI","destination_config":{"grafana_loki":{"hostname":"h.example.com","username":"u","password":"first-token-1111","password":"second-token-2222"}}}"#,
+            "destination_config.grafana_loki.password",
+        ),
+        (
+            "PUT",
+            resource.clone(),
+            r#"{"destination_config":{"grafana_loki":{"hostname":"h.example.com","hostname":"first-token-1111.example.com","username":"u"}}}"#,
+            "destination_config.grafana_loki.hostname",
+        ),
+        (
+            "POST",
+            "/v1/projects/proj-b/event_log_streaming".to_owned(),
+            r#"{"destination_type":"DATADOG","destination_type":"GRAFANA_LOKI","destination_config":{"grafana_loki":{"hostname":"h.example.com","username":"u","password":"second-token-2222"}}}"#,
+            "destination_type",
+        ),
+        (
+            "POST",
+            format!("{resource}/enable"),
+            r#"{"first-token-1111":{},"first-token-1111":{}}"#,
+            "first-token-1111",
+        ),
+    ];
+    for (method, path, body, field) in table {
+        let answer = api.send(raw_request(method, &path, body, None)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_argument");
+        let text = answer.body["error_message"].as_str().unwrap();
+        assert_eq!(text, format!("{field}: given more than once"), "{body}");
+        assert!(!answer.body.to_string().contains("second-token-2222"));
+    }
+    // Nothing of that changed the stream or made another.
+    let read = api.admin("GET", &resource, None).await;
+    assert_eq!(read.body["event_log_streaming_config"]["version"], 1);
+    assert_error(
+        &api.admin(
+            "GET",
+            "/v1/projects/proj-b/event_log_streaming/GRAFANA_LOKI",
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
 mod failing_store {
     use event_log_streaming::Secret;
     use event_log_streaming::domain::{CredentialRef, StreamConfig};
