@@ -10,7 +10,17 @@
 //!   the secret is gone and a create racing it finds the item still there (409) instead of
 //!   saving a credential the delete would then remove;
 //! - a delete overtaken by another write (which may have saved a new secret) reads the stream
-//!   again and deletes both again, [`DELETE_ROUNDS`] times at most.
+//!   again and deletes both again, [`DELETE_ROUNDS`] times at most;
+//! - a create or update whose item write fails after it saved a credential deletes the secret
+//!   again if the project has no stream by then: a delete removed the stream between the two
+//!   writes, and the secret saved meanwhile (created anew if the delete had removed the old
+//!   one) would otherwise outlive it. With a stream there, the saved version sits unused in
+//!   that stream's own secret and is left alone.
+//!
+//! Left open (one secret name per project cannot close it): a create starting in the few
+//! milliseconds between such a failed write's check and its deletion of the secret loses its
+//! credential to it; and a delete overtaken more than [`DELETE_ROUNDS`] times answers 409 with
+//! the secret gone and the item still there, until the delete is sent again.
 
 use event_log_streaming::Secret;
 use event_log_streaming::domain::{
@@ -92,12 +102,17 @@ impl Streams<'_> {
         if self.streams.get(project).await?.is_some() {
             return Err(StoreError::AlreadyExists.into());
         }
-        let config =
-            create_stream(self.streams, self.credentials, project, destination, now).await?;
-        Ok(StoredStream {
-            config,
-            health: Default::default(),
-        })
+        match create_stream(self.streams, self.credentials, project, destination, now).await {
+            Ok(config) => Ok(StoredStream {
+                config,
+                health: Default::default(),
+            }),
+            Err(err @ StoreError::AlreadyExists) => {
+                self.release_if_unused(project).await?;
+                Err(err.into())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Replaces the endpoint; the status (SUSPENDED included) and `enabled_at` are kept.
@@ -113,8 +128,10 @@ impl Streams<'_> {
     ) -> Result<StoredStream, StreamError> {
         let mut stream = self.read(project, kind).await?;
         let read = &stream.config;
-        let credential = match credential {
-            None if read.endpoint.keeps_credential_for(&endpoint) => read.credential.clone(),
+        let (credential, saved) = match credential {
+            None if read.endpoint.keeps_credential_for(&endpoint) => {
+                (read.credential.clone(), false)
+            }
             None => {
                 return Err(ValidationError::new(
                     "destination_config.grafana_loki.password",
@@ -122,12 +139,17 @@ impl Streams<'_> {
                 )
                 .into());
             }
-            Some(secret) => self.credentials.put(project, &secret).await?,
+            Some(secret) => (self.credentials.put(project, &secret).await?, true),
         };
         let mut config = read.next_version(now);
         config.endpoint = endpoint;
         config.credential = credential;
-        self.streams.update(&config, read.version).await?;
+        if let Err(err) = self.streams.update(&config, read.version).await {
+            if saved {
+                self.release_if_unused(project).await?;
+            }
+            return Err(err.into());
+        }
         stream.config = config;
         Ok(stream)
     }
@@ -170,6 +192,14 @@ impl Streams<'_> {
             let mut config = read.next_version(now);
             config.state = next;
             self.streams.update(&config, read.version).await?;
+        }
+        Ok(())
+    }
+
+    /// After a write that saved a credential and then failed: see the module's rules.
+    async fn release_if_unused(&self, project: &ProjectId) -> Result<(), StoreError> {
+        if self.streams.get(project).await?.is_none() {
+            self.credentials.delete(project).await?;
         }
         Ok(())
     }

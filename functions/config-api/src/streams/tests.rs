@@ -1,5 +1,8 @@
 use event_log_streaming::domain::{DatadogBody, DestinationConfigBody, LokiBody, StreamingStatus};
-use event_log_streaming::store::{CredentialRead, MemoryStateStore};
+use std::sync::Mutex;
+
+use event_log_streaming::domain::CredentialRef;
+use event_log_streaming::store::{CredentialRead, CredentialWrite, MemoryStateStore};
 use time::macros::datetime;
 
 use super::*;
@@ -257,4 +260,186 @@ async fn a_delete_removes_the_secret_and_the_stream() {
     );
     // The project may stream again at once.
     app.create(&project(), &datadog(), NOW).await.unwrap();
+}
+
+/// A real in-memory store, with the steps of a racing delete (and of another create) played
+/// between this request's own calls, at the points a test names.
+#[derive(Default)]
+struct RacedStore {
+    store: MemoryStateStore,
+    /// Another create of this stream lands just after this request read the table.
+    created_after_read: Mutex<Option<Destination>>,
+    /// A delete removes the secret just before this request saves a credential...
+    secret_deleted_before_put: bool,
+    /// ...and then the stream, before this request writes it.
+    stream_deleted_after_put: bool,
+    /// ...or just after this request's create found the stream still there.
+    stream_deleted_after_create: bool,
+    /// What this request saved.
+    saved: Mutex<Option<CredentialRef>>,
+}
+
+impl RacedStore {
+    async fn delete_stream(&self) {
+        let stream = StreamWrite::get(&self.store, &project())
+            .await
+            .unwrap()
+            .unwrap();
+        StreamWrite::delete(&self.store, &project(), stream.config.version)
+            .await
+            .unwrap();
+    }
+
+    /// Whether the credential this request saved can still be read.
+    async fn saved_secret_exists(&self) -> bool {
+        let saved = self
+            .saved
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a credential was saved");
+        CredentialRead::get(&self.store, &saved).await.is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl StreamWrite for RacedStore {
+    async fn get(&self, project: &ProjectId) -> Result<Option<StoredStream>, StoreError> {
+        let read = StreamWrite::get(&self.store, project).await;
+        let other = self.created_after_read.lock().unwrap().take();
+        if let Some(destination) = other {
+            create_stream(&self.store, &self.store, project, &destination, NOW)
+                .await
+                .unwrap();
+        }
+        read
+    }
+    async fn create(&self, config: &StreamConfig) -> Result<(), StoreError> {
+        let created = self.store.create(config).await;
+        if self.stream_deleted_after_create {
+            self.delete_stream().await;
+        }
+        created
+    }
+    async fn update(&self, config: &StreamConfig, expected_version: u64) -> Result<(), StoreError> {
+        self.store.update(config, expected_version).await
+    }
+    async fn delete(&self, project: &ProjectId, expected_version: u64) -> Result<(), StoreError> {
+        StreamWrite::delete(&self.store, project, expected_version).await
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialRead for RacedStore {
+    async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError> {
+        CredentialRead::get(&self.store, credential).await
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialWrite for RacedStore {
+    async fn put(
+        &self,
+        project: &ProjectId,
+        credential: &Secret,
+    ) -> Result<CredentialRef, StoreError> {
+        if self.secret_deleted_before_put {
+            CredentialWrite::delete(&self.store, project).await?;
+        }
+        let saved = self.store.put(project, credential).await?;
+        *self.saved.lock().unwrap() = Some(saved.clone());
+        if self.stream_deleted_after_put {
+            self.delete_stream().await;
+        }
+        Ok(saved)
+    }
+    async fn delete(&self, project: &ProjectId) -> Result<(), StoreError> {
+        CredentialWrite::delete(&self.store, project).await
+    }
+}
+
+fn raced(store: &RacedStore) -> Streams<'_> {
+    Streams {
+        streams: store,
+        credentials: store,
+    }
+}
+
+#[tokio::test]
+async fn an_update_whose_stream_a_racing_delete_removed_leaves_no_secret_behind() {
+    let store = RacedStore {
+        secret_deleted_before_put: true,
+        stream_deleted_after_put: true,
+        ..Default::default()
+    };
+    create_stream(
+        &store.store,
+        &store.store,
+        &project(),
+        &loki("h.example.com", TOKEN),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let new = loki("h.example.com", OTHER_TOKEN);
+
+    let updated = raced(&store)
+        .update(
+            &project(),
+            DestinationType::GrafanaLoki,
+            new.endpoint(),
+            Some(new.credential().clone()),
+            NOW,
+        )
+        .await;
+
+    assert!(
+        matches!(updated, Err(StreamError::Store(StoreError::NotFound))),
+        "{updated:?}"
+    );
+    assert!(
+        !store.saved_secret_exists().await,
+        "the secret saved after the delete's went with the stream"
+    );
+}
+
+#[tokio::test]
+async fn a_create_that_lost_to_another_create_which_a_delete_then_removed_leaves_no_secret_behind()
+{
+    let store = RacedStore {
+        created_after_read: Mutex::new(Some(datadog())),
+        secret_deleted_before_put: true,
+        stream_deleted_after_create: true,
+        ..Default::default()
+    };
+
+    let created = raced(&store)
+        .create(&project(), &loki("h.example.com", TOKEN), NOW)
+        .await;
+
+    assert!(
+        matches!(created, Err(StreamError::Store(StoreError::AlreadyExists))),
+        "{created:?}"
+    );
+    assert!(!store.saved_secret_exists().await);
+}
+
+#[tokio::test]
+async fn a_create_that_lost_to_a_live_stream_leaves_that_streams_secret_alone() {
+    let store = RacedStore {
+        created_after_read: Mutex::new(Some(loki("h.example.com", TOKEN))),
+        ..Default::default()
+    };
+
+    let created = raced(&store).create(&project(), &datadog(), NOW).await;
+
+    assert!(matches!(
+        created,
+        Err(StreamError::Store(StoreError::AlreadyExists))
+    ));
+    let live = StreamWrite::get(&store.store, &project())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(credential_of(&store.store, &live).await, TOKEN);
 }
