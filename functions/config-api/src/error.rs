@@ -13,6 +13,7 @@ use event_log_streaming::store::{StoreError, error_chain};
 use serde_json::json;
 
 use crate::request_id;
+use crate::streams::StreamError;
 
 /// What a 503 asks a client to wait: long enough for the SDK's own retries to have given up
 /// on a throttled table, short enough for a person at the page.
@@ -89,6 +90,18 @@ impl From<StoreError> for ApiError {
                 tracing::error!(request_id = %request_id(), error = %error_chain(&err), "configuration store failed");
                 Self::Internal
             }
+        }
+    }
+}
+
+impl From<StreamError> for ApiError {
+    fn from(err: StreamError) -> Self {
+        match err {
+            StreamError::Invalid(err) => err.into(),
+            StreamError::NoStream | StreamError::OtherType { .. } => {
+                Self::NotFound(err.to_string())
+            }
+            StreamError::Store(err) => err.into(),
         }
     }
 }

@@ -1,11 +1,15 @@
-//! The request body extractor: JSON only, at most 64 KB, unknown fields refused, and
-//! error messages that name the field but never echo a value (it may be a secret).
+//! The request body extractor: JSON only, at most 64 KB, one object, no field given twice,
+//! no array, unknown fields refused, and error messages that name the field but never echo a
+//! value (it may be a secret).
+
+use std::cell::RefCell;
+use std::fmt;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
@@ -33,27 +37,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// One JSON value, an object, with no array anywhere (none of our bodies has one), then the
-/// fields `T` expects. serde's derived structs would take an array in place of an object
-/// (its elements as the fields in order), and a plain deserializer stops reading after the
-/// first value; both are refused here, each with the place named.
+/// One JSON value, an object, in which no field is given twice and no array appears (none of
+/// our bodies has one), then the fields `T` expects. Each refusal names its place:
+/// - a field given twice: serde_json keeps the last of two equal keys, so a body could show a
+///   reviewer or a proxy one password and save another;
+/// - an array: serde's derived structs would take one in place of an object (its elements as
+///   the fields in order);
+/// - trailing data: a plain deserializer stops reading after the first value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::InvalidArgument(format!(
-            "the body must be one JSON value (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let value = read_strict(bytes)?;
     if !value.is_object() {
         return Err(ApiError::InvalidArgument(
             "the body must be a JSON object".into(),
         ));
-    }
-    if let Some(path) = first_array(&value, "") {
-        return Err(ApiError::InvalidArgument(format!(
-            "{path}: must be a JSON object or a string, not an array"
-        )));
     }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
@@ -74,19 +70,123 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// The path of the first array in `value`, as serde_path_to_error writes paths.
-fn first_array(value: &Value, path: &str) -> Option<String> {
-    match value {
-        Value::Array(_) => Some(path.to_owned()),
-        Value::Object(fields) => fields.iter().find_map(|(name, field)| {
-            let path = if path.is_empty() {
-                name.clone()
+/// The body as one [`Value`], read by [`Strict`]. A refusal of ours is kept aside and
+/// preferred to serde_json's error, whose text carries a position instead of the place.
+fn read_strict(bytes: &[u8]) -> Result<Value, ApiError> {
+    let refusal = RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let read = Strict {
+        path: String::new(),
+        refusal: &refusal,
+    }
+    .deserialize(&mut reader)
+    .and_then(|value| reader.end().map(|()| value));
+    read.map_err(|e| {
+        refusal.into_inner().map_or_else(
+            || {
+                ApiError::InvalidArgument(format!(
+                    "the body must be one JSON value (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            },
+            ApiError::InvalidArgument,
+        )
+    })
+}
+
+/// Reads a JSON value as serde_json's own `Value` does, but refuses a key that repeats one
+/// before it in the same object, and any array. Paths are written as serde_path_to_error
+/// writes them (`destination_config.grafana_loki.password`).
+struct Strict<'a> {
+    path: String,
+    refusal: &'a RefCell<Option<String>>,
+}
+
+impl Strict<'_> {
+    fn refuse<E: de::Error>(&self, reason: &str) -> E {
+        let place = if self.path.is_empty() {
+            reason.to_owned()
+        } else {
+            format!("{}: {reason}", self.path)
+        };
+        *self.refusal.borrow_mut() = Some(place.clone());
+        E::custom(place)
+    }
+
+    fn child(&self, key: &str) -> Self {
+        Strict {
+            path: if self.path.is_empty() {
+                key.to_owned()
             } else {
-                format!("{path}.{name}")
-            };
-            first_array(field, &path)
-        }),
-        _ => None,
+                format!("{}.{key}", self.path)
+            },
+            refusal: self.refusal,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Value, A::Error> {
+        if self.path.is_empty() {
+            return Err(self.refuse("the body must be a JSON object"));
+        }
+        Err(self.refuse("must be a JSON object or a string, not an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let field = self.child(&key);
+            if fields.contains_key(&key) {
+                return Err(field.refuse("given more than once"));
+            }
+            let value = map.next_value_seed(field)?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -158,5 +258,28 @@ mod tests {
             assert_eq!(message(body), expected, "{body}");
         }
         assert!(parse::<Body>(br#" {"inner":{"api_key":"k"}} "#).is_ok());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_by_place_at_any_depth_without_either_value() {
+        let table = [
+            (
+                r#"{"inner":{"api_key":"first-value","api_key":"second-value"}}"#,
+                "inner.api_key: given more than once",
+            ),
+            (
+                r#"{"inner":{"api_key":"k"},"inner":{"api_key":"k"}}"#,
+                "inner: given more than once",
+            ),
+            (
+                r#"{"inner":{"api_key":"k","deeper":{"a":1,"a":2}}}"#,
+                "inner.deeper.a: given more than once",
+            ),
+        ];
+        for (body, expected) in table {
+            let m = message(body);
+            assert_eq!(m, expected, "{body}");
+            assert!(!m.contains("first-value") && !m.contains("second-value"));
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod json;
 pub mod page;
 mod routes;
 pub mod settings;
+pub mod streams;
 mod view;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use event_log_streaming::store::{CredentialStore, StreamWrite};
 
 use crate::auth::ManagementKeys;
 use crate::error::ApiError;
+use crate::streams::Streams;
 pub use routes::routes;
 
 /// What the handlers share. Built once per container.
@@ -58,6 +60,16 @@ impl AppState {
             labels,
             streaming_start_delay,
         }))
+    }
+}
+
+impl AppState {
+    /// The commands on streams, on this state's stores.
+    pub fn commands(&self) -> Streams<'_> {
+        Streams {
+            streams: self.streams.as_ref(),
+            credentials: self.credentials.as_ref(),
+        }
     }
 }
 
