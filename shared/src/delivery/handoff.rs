@@ -1,13 +1,13 @@
 //! The end of a batch: each message's records that were not delivered are handed off once,
 //! and a message is acknowledged once none is left.
 //!
-//! - Records that failed now go back to the event queue on their own ([`EventQueue`]), or,
+//! - Records that failed now go back to the retry queue on their own ([`EventQueue`]), or,
 //!   at their last attempt, to the dead-letter queue as `retries_exhausted`
 //!   ([`retry::hand_off`]).
 //! - Rejected records go to the dead-letter queue one by one ([`DeadLetterQueue`]).
 //! - A message is left to SQS whole (reported failed, delivered again by SQS) only when none
 //!   of its records has been handed elsewhere (delivered, sent back or dead-lettered): then
-//!   its redelivery repeats nothing. Without an event queue that is the rule for failed
+//!   its redelivery repeats nothing. Without a retry queue that is the rule for failed
 //!   records; without a dead-letter queue, for rejected ones.
 //! - Once one of its records is handed elsewhere, what is left of a message is handed off on
 //!   its own, in a second round if the first send failed. Only if that fails too is the
@@ -42,7 +42,7 @@ pub struct MessageLedger {
     pub failed: Vec<FailedRecord>,
     /// Records that can never be delivered.
     pub rejected: Vec<RejectedRecord>,
-    /// Records already sent back to the event queue.
+    /// Records already sent back to the retry queue.
     sent_back: usize,
     /// Records already in the dead-letter queue.
     dead_lettered: usize,
@@ -71,7 +71,7 @@ pub struct Settled {
     pub retryable: Vec<usize>,
     /// With no dead-letter queue: the rejected records, kept in their (failed) messages.
     pub kept_rejections: Vec<(usize, RejectedRecord)>,
-    /// Records sent back to the event queue.
+    /// Records sent back to the retry queue.
     pub sent_back: usize,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: usize,

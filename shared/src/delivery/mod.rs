@@ -1,24 +1,23 @@
-//! The streamer's core: a batch of queue messages in, the ids of the messages to retry out.
+//! The streamer's core: a batch of queue messages in, the ids of the messages SQS must
+//! deliver again out. Four steps, all ending by the deadline they are given:
+//! - **screen**: every message is split into its records; unreadable ones go to their
+//!   message's ledger ([`handoff::MessageLedger`]), the others are grouped by project;
+//! - **resolve**: every project's stream is read at once ([`StreamDirectory`]), within
+//!   [`LOOKUP_TIMEOUT`]; a project whose read fails or runs out of time fails only its own
+//!   records;
+//! - **deliver**: each project's records are judged ([`eligibility`]: not configured,
+//!   disabled, suspended or produced before the enable → acknowledged and skipped) and
+//!   delivered ([`project`]), every project concurrently, each push retried as the retry
+//!   policy says ([`retry`]), so one project's slow or failing destination never holds up
+//!   another's. What each delivery saw goes to the stream's health ([`health`]), which may
+//!   suspend the stream;
+//! - **hand off**: what was not delivered leaves each message once ([`handoff`]): failed
+//!   records back to the retry queue, rejected ones to the dead-letter queue; a message is
+//!   left to SQS whole only when none of its records went anywhere.
 //!
-//! The records of a batch are grouped by project; every project's stream is resolved at once
-//! ([`StreamDirectory`]); each project's records are then judged ([`eligibility`]: not
-//! configured, disabled, suspended or produced before the enable → acknowledged and skipped)
-//! and delivered ([`project`]), every project concurrently with its own retries, so one
-//! project's slow or failing destination never holds up another's. What each delivery saw
-//! goes to the stream's delivery health ([`health`]), which may suspend the stream.
-//!
-//! Then, per message:
-//! - records that failed now (transient error past the deadline, refused configuration,
-//!   store outage) go back to the event queue on their own ([`requeue`]), or, at their last
-//!   attempt, to the dead-letter queue as `retries_exhausted`; without an event queue, or if
-//!   that send fails, the message is reported failed and SQS redelivers it whole;
-//! - rejected records (malformed, no `project_id`, too large, destination 400) go to the
-//!   dead-letter queue one by one ([`dead_letters`]);
-//! - the message is acknowledged once all of its records are delivered, skipped, back in the
-//!   event queue or in the dead-letter queue.
-//!
-//! Delivery is at-least-once: a record is sent again only if its own push failed. Loki drops
-//! a duplicate (same timestamp and bytes); Datadog does not deduplicate.
+//! Delivery is at-least-once: a record is sent again only if its own push failed (or, as a
+//! last resort, when both queues refuse what is left of its message). Loki drops a duplicate
+//! (same timestamp and bytes); Datadog does not deduplicate.
 
 pub mod eligibility;
 pub mod handoff;

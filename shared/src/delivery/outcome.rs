@@ -86,7 +86,7 @@ pub struct BatchSummary {
     pub dead_lettered: usize,
     /// Records that could not be delivered now.
     pub failed_records: usize,
-    /// Of those, the records sent back to the event queue on their own.
+    /// Of those, the records sent back to the retry queue on their own.
     pub requeued: usize,
     pub failed_messages: usize,
     /// Of those, messages delivered again whole although some of their records had been

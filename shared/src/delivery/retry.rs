@@ -150,20 +150,20 @@ fn start_by(first_attempt_at: Instant, deadline: Instant, policy: &RetryPolicy) 
 /// Where the records of a message that failed now go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
-    /// Back to the event queue on their own, visible after `delay`.
+    /// Back to the retry queue on their own, visible after `delay`.
     SendBack { delay: Duration },
     /// Out of attempts: set aside for good, as SQS's redrive would.
     DeadLetter(RejectReason),
-    /// No event queue to send them to: the message is reported failed and SQS delivers it
+    /// No retry queue to send them to: the message is reported failed and SQS delivers it
     /// again, whole.
     LeaveToQueue,
 }
 
 /// The hand-off of the failed records of a message at delivery attempt `attempt` (from 1).
-pub fn hand_off(attempt: u32, event_queue: bool, policy: &RetryPolicy, jitter: f64) -> Handoff {
+pub fn hand_off(attempt: u32, retry_queue: bool, policy: &RetryPolicy, jitter: f64) -> Handoff {
     if attempt >= policy.max_attempts.max(1) {
         Handoff::DeadLetter(RejectReason::RetriesExhausted)
-    } else if event_queue {
+    } else if retry_queue {
         Handoff::SendBack {
             delay: requeue_delay(attempt, policy.requeue_base_delay, jitter),
         }
@@ -448,7 +448,7 @@ mod tests {
     fn records_that_failed_now_go_back_until_their_last_attempt() {
         use Handoff::*;
         let table = [
-            // (attempt, event queue?, jitter, hand-off)
+            // (attempt, retry queue?, jitter, hand-off)
             (1, true, 0.0, SendBack { delay: secs(15) }),
             (1, true, 1.0, SendBack { delay: secs(30) }),
             (3, true, 0.5, SendBack { delay: secs(90) }),
