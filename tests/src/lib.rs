@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod browser;
+pub mod clock;
 pub mod fake_destination;
 pub mod fixtures;
 pub mod lambda;

@@ -381,3 +381,22 @@ where
     );
     local_runner::local_app(api, streamer)
 }
+
+/// Whether a queue holds nothing: visible, in flight or delayed.
+pub async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    attributes
+        .attributes()
+        .unwrap()
+        .values()
+        .all(|count| count == "0")
+}

@@ -454,22 +454,3 @@ async fn sqs_mode_believes_the_attributes_of_a_copy_only_from_the_retry_queue() 
     );
     assert_eq!(revoked.requests(), 2);
 }
-
-/// Nothing visible, in flight or delayed.
-async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .unwrap();
-    attributes
-        .attributes()
-        .unwrap()
-        .values()
-        .all(|count| count == "0")
-}
