@@ -27,13 +27,14 @@ pub struct TestDelivery {
     pub message: String,
 }
 
+/// Sends one synthetic event, dated `now`, to `destination`.
 pub async fn send_test_event(
     client: &DestinationClient,
     project: &ProjectId,
     destination: &Destination,
     labels: &LogLabels,
+    now: OffsetDateTime,
 ) -> TestDelivery {
-    let now = OffsetDateTime::now_utc();
     let event_id = format!("test-{:032x}", fastrand::u128(..));
     let record = serde_json::json!({
         "event_id": event_id,

@@ -206,7 +206,15 @@ async fn test(
     let kind = DestinationType::parse(&kind)?;
     let stream = state.commands().read(&who.project, kind).await?;
     let destination = destination_of(&stream.config, state.credentials.as_ref()).await?;
-    let outcome = send_test_event(&state.client, &who.project, &destination, &state.labels).await;
+    let now = OffsetDateTime::now_utc();
+    let outcome = send_test_event(
+        &state.client,
+        &who.project,
+        &destination,
+        &state.labels,
+        now,
+    )
+    .await;
     info!(
         key_id = %who.key_id,
         project_id = %who.project,

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use event_log_streaming::Secret;
 use event_log_streaming::domain::{
     DeliveryError, DeliveryHealth, ProjectId, StreamConfig, StreamingStatus, Suspension,
@@ -767,6 +768,40 @@ async fn keys_left_unprocessed_round_after_round_leave_only_their_projects_unrea
         "{:?}",
         found.unread
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_item_leaves_only_its_own_project_unread() {
+    let state = StateEnv::new().await;
+    state.configure("sound", datadog_config(DATADOG_KEY)).await;
+    state.configure("broken", datadog_config(DATADOG_KEY)).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&moto().sdk_config().await);
+    dynamodb
+        .update_item()
+        .table_name(&state.table)
+        .key("project_id", AttributeValue::S("broken".into()))
+        .update_expression("SET streaming_status = :bogus")
+        .expression_attribute_values(":bogus", AttributeValue::S("BOGUS".into()))
+        .send()
+        .await
+        .unwrap();
+    let projects: Vec<ProjectId> = ["sound", "broken", "absent"]
+        .iter()
+        .map(|p| ProjectId::parse(p).unwrap())
+        .collect();
+
+    let found = state.streams.get_many(&projects, far()).await;
+
+    let found_ids: Vec<&str> = found
+        .streams
+        .iter()
+        .map(|s| s.config.project_id.as_str())
+        .collect();
+    assert_eq!(found_ids, ["sound"]);
+    assert_eq!(found.unread.len(), 1, "{:?}", found.unread);
+    let (project, why) = &found.unread[0];
+    assert_eq!(project.as_str(), "broken");
+    assert!(why.contains("streaming_status"), "{why}");
 }
 
 /// Far enough for any read of these tests.
