@@ -170,7 +170,9 @@ pub async fn settle(
         if ledger.is_done() {
             continue;
         }
-        if ledger.handed_elsewhere() {
+        // Not left by rule (no queue to go to) nor for want of anything handed elsewhere:
+        // the last resort.
+        if !ledger.left_whole && ledger.handed_elsewhere() {
             settled.redelivered_whole += 1;
             warn!(
                 message_id = %messages[index].message_id,

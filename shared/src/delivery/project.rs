@@ -106,7 +106,7 @@ impl Pusher<'_> {
             delivery.retries += pushed.attempts.saturating_sub(1);
             let chunk = &sendable[range.clone()];
             match pushed.decision {
-                Decision::Delivered | Decision::Retry { .. } => {
+                Decision::Delivered => {
                     let delivered = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered));
                     delivery.outcomes.extend(delivered);
                 }
@@ -123,7 +123,9 @@ impl Pusher<'_> {
                         .map(|(i, r)| (*i, reject(r, reason, pushed.detail.clone())));
                     delivery.outcomes.extend(rejected);
                 }
-                Decision::FailNow => {
+                // `push` retries inside and never ends on a retry; were it to, the records
+                // must go back rather than count as delivered.
+                Decision::FailNow | Decision::Retry { .. } => {
                     delivery.status = ProjectStatus::Failed;
                     let detail: Arc<str> = pushed.detail.into();
                     let failed = chunk
