@@ -4,23 +4,22 @@
 //! [`StreamError`], which `error.rs` maps to status codes.
 //!
 //! The stream lives in two places that cannot be written together: the item (conditional on
-//! its `version`) and the project's one credential secret (not conditional). The rules that
-//! keep them pointing at each other while requests race:
+//! its `version`) and the stream's own credential secret, named by the stream's identity
+//! ([`event_log_streaming::store::CredentialWrite`]). The rules that keep them pointing at
+//! each other while requests race:
+//! - a create saves a new secret of its own, then the item; if the project has a stream
+//!   already, it deletes that new secret again (nothing else can refer to it), so a create
+//!   never leaves a secret without an item, and never touches another stream's;
+//! - an update saves a new version of its stream's secret, never a new secret: if a delete
+//!   removed the secret meanwhile, the update finds no stream (404) and leaves nothing behind;
 //! - a delete removes the secret first, then the item at the version it read, so a 200 means
-//!   the secret is gone and a create racing it finds the item still there (409) instead of
-//!   saving a credential the delete would then remove;
-//! - a delete overtaken by another write (which may have saved a new secret) reads the stream
-//!   again and deletes both again, [`DELETE_ROUNDS`] times at most;
-//! - a create or update whose item write fails after it saved a credential deletes the secret
-//!   again if the project has no stream by then: a delete removed the stream between the two
-//!   writes, and the secret saved meanwhile (created anew if the delete had removed the old
-//!   one) would otherwise outlive it. With a stream there, the saved version sits unused in
-//!   that stream's own secret and is left alone.
+//!   the secret is gone; overtaken by another write (an enable or disable: a new credential
+//!   can no longer be saved in the deleted secret), it reads the stream again and deletes
+//!   both again, [`DELETE_ROUNDS`] times at most.
 //!
-//! Left open (one secret name per project cannot close it): a create starting in the few
-//! milliseconds between such a failed write's check and its deletion of the secret loses its
-//! credential to it; and a delete overtaken more than [`DELETE_ROUNDS`] times answers 409 with
-//! the secret gone and the item still there, until the delete is sent again.
+//! Left open: a delete overtaken more than [`DELETE_ROUNDS`] times answers 409 with the secret
+//! gone and the item still there (its streamer reads then fail and say so in its health)
+//! until the delete is sent again.
 
 use event_log_streaming::Secret;
 use event_log_streaming::domain::{
@@ -91,8 +90,8 @@ impl Streams<'_> {
         Ok(stream)
     }
 
-    /// A new stream, DISABLED. A project that has one already is refused before the credential
-    /// is written, so that the existing stream's secret is left alone.
+    /// A new stream, DISABLED. A project that has one already is refused, before a secret is
+    /// created when the read sees it (one paid call saved).
     pub async fn create(
         &self,
         project: &ProjectId,
@@ -102,17 +101,12 @@ impl Streams<'_> {
         if self.streams.get(project).await?.is_some() {
             return Err(StoreError::AlreadyExists.into());
         }
-        match create_stream(self.streams, self.credentials, project, destination, now).await {
-            Ok(config) => Ok(StoredStream {
-                config,
-                health: Default::default(),
-            }),
-            Err(err @ StoreError::AlreadyExists) => {
-                self.release_if_unused(project).await?;
-                Err(err.into())
-            }
-            Err(err) => Err(err.into()),
-        }
+        let config =
+            create_stream(self.streams, self.credentials, project, destination, now).await?;
+        Ok(StoredStream {
+            config,
+            health: Default::default(),
+        })
     }
 
     /// Replaces the endpoint; the status (SUSPENDED included) and `enabled_at` are kept.
@@ -128,10 +122,8 @@ impl Streams<'_> {
     ) -> Result<StoredStream, StreamError> {
         let mut stream = self.read(project, kind).await?;
         let read = &stream.config;
-        let (credential, saved) = match credential {
-            None if read.endpoint.keeps_credential_for(&endpoint) => {
-                (read.credential.clone(), false)
-            }
+        let credential = match credential {
+            None if read.endpoint.keeps_credential_for(&endpoint) => read.credential.clone(),
             None => {
                 return Err(ValidationError::new(
                     "destination_config.grafana_loki.password",
@@ -139,17 +131,21 @@ impl Streams<'_> {
                 )
                 .into());
             }
-            Some(secret) => (self.credentials.put(project, &secret).await?, true),
+            // A version unused because the item write below fails stays in this stream's
+            // secret, and goes with it.
+            Some(secret) => match self
+                .credentials
+                .put_version(&read.credential.secret_id, &secret)
+                .await
+            {
+                Err(StoreError::NotFound) => return Err(StreamError::NoStream),
+                saved => saved?,
+            },
         };
         let mut config = read.next_version(now);
         config.endpoint = endpoint;
         config.credential = credential;
-        if let Err(err) = self.streams.update(&config, read.version).await {
-            if saved {
-                self.release_if_unused(project).await?;
-            }
-            return Err(err.into());
-        }
+        self.streams.update(&config, read.version).await?;
         stream.config = config;
         Ok(stream)
     }
@@ -163,7 +159,8 @@ impl Streams<'_> {
     ) -> Result<StreamConfig, StreamError> {
         for _ in 0..DELETE_ROUNDS {
             let stream = self.read(project, kind).await?;
-            self.credentials.delete(project).await?;
+            let secret = &stream.config.credential.secret_id;
+            self.credentials.delete_secret(secret).await?;
             match self.streams.delete(project, stream.config.version).await {
                 Ok(()) => return Ok(stream.config),
                 Err(StoreError::Conflict) => continue,
@@ -192,14 +189,6 @@ impl Streams<'_> {
             let mut config = read.next_version(now);
             config.state = next;
             self.streams.update(&config, read.version).await?;
-        }
-        Ok(())
-    }
-
-    /// After a write that saved a credential and then failed: see the module's rules.
-    async fn release_if_unused(&self, project: &ProjectId) -> Result<(), StoreError> {
-        if self.streams.get(project).await?.is_none() {
-            self.credentials.delete(project).await?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::clock::PausedClock;
-use crate::domain::{Endpoint, LokiHostname, StreamConfig, Suspension};
+use crate::domain::{Endpoint, LokiHostname, StreamConfig, Suspension, new_stream_id};
 use crate::secret::Secret;
 use crate::store::{CredentialWrite, Found, MemoryStateStore, StreamWrite};
 
@@ -35,19 +35,20 @@ fn project(name: &str) -> ProjectId {
 
 async fn configure(store: &MemoryStateStore, name: &str, active: bool) -> StreamConfig {
     let project = project(name);
+    let stream_id = new_stream_id();
     let credential = store
-        .put(&project, &Secret::new("glc_token-0123456789"))
+        .create_secret(&project, &stream_id, &Secret::new("glc_token-0123456789"))
         .await
         .unwrap();
     let endpoint = Endpoint::GrafanaLoki {
         hostname: LokiHostname::parse("logs.example.com").unwrap(),
         username: "u".into(),
     };
-    let mut config = StreamConfig::new(project, endpoint, credential, START);
+    let mut config = StreamConfig::with_id(stream_id, project, endpoint, credential, START);
     if active {
         config.state = config.state.enable(START, time::Duration::ZERO).unwrap();
     }
-    store.create(&config).await.unwrap();
+    StreamWrite::create(store, &config).await.unwrap();
     config
 }
 

@@ -275,9 +275,21 @@ impl StreamConfig {
         credential: CredentialRef,
         now: OffsetDateTime,
     ) -> Self {
+        Self::with_id(new_stream_id(), project_id, endpoint, credential, now)
+    }
+
+    /// A new configuration of the stream `stream_id` (from [`new_stream_id`]), whose
+    /// credential was saved under that identity first.
+    pub fn with_id(
+        stream_id: String,
+        project_id: ProjectId,
+        endpoint: Endpoint,
+        credential: CredentialRef,
+        now: OffsetDateTime,
+    ) -> Self {
         Self {
             project_id,
-            stream_id: new_stream_id(),
+            stream_id,
             endpoint,
             credential,
             state: StreamState::created(),
@@ -301,8 +313,8 @@ impl StreamConfig {
     }
 }
 
-/// 128 random bits: never the same for two streams of a project.
-fn new_stream_id() -> String {
+/// A new stream's identity: 128 random bits, never the same for two streams of a project.
+pub fn new_stream_id() -> String {
     format!("{:032x}", fastrand::u128(..))
 }
 

@@ -280,7 +280,7 @@ mod tests {
     async fn configure(counting: &Counting, project: &ProjectId, active: bool) -> StreamConfig {
         let credential = counting
             .store
-            .put(project, &Secret::new("glc_token-0123456789"))
+            .create_secret(project, "stream", &Secret::new("glc_token-0123456789"))
             .await
             .unwrap();
         let endpoint = Endpoint::GrafanaLoki {
@@ -446,7 +446,10 @@ mod tests {
 
         let credential = counting
             .store
-            .put(&project[0], &Secret::new("glc_token-new-version"))
+            .put_version(
+                &config.credential.secret_id,
+                &Secret::new("glc_token-new-version"),
+            )
             .await
             .unwrap();
         let mut updated = config.next_version(config.updated_at);

@@ -152,13 +152,26 @@ impl CredentialRead for FileStateStore {
 
 #[async_trait]
 impl CredentialWrite for FileStateStore {
-    async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
-        self.change(|state| Ok(state.put_credential(project, credential)))
+    async fn create_secret(
+        &self,
+        project: &ProjectId,
+        stream_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        self.change(|state| state.create_credential(project, stream_id, credential))
             .await
     }
-    async fn delete(&self, project: &ProjectId) -> StoreResult<()> {
+    async fn put_version(
+        &self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        self.change(|state| state.put_version(secret_id, credential))
+            .await
+    }
+    async fn delete_secret(&self, secret_id: &str) -> StoreResult<()> {
         self.change(|state| {
-            state.credentials.remove(project);
+            state.credentials.remove(secret_id);
             Ok(())
         })
         .await
@@ -172,7 +185,8 @@ impl CredentialWrite for FileStateStore {
 struct FileRecords {
     #[serde(default)]
     streams: BTreeMap<String, StreamRecord>,
-    /// Per project, versions oldest first.
+    /// Per secret (`{project}/{stream_id}`; `{project}` in files written before streams
+    /// had secrets of their own), versions oldest first.
     #[serde(default)]
     credentials: BTreeMap<String, Vec<CredentialRecord>>,
 }
@@ -207,6 +221,9 @@ struct StreamRecord {
     /// Absent in files written before streams had an identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stream_id: Option<String>,
+    /// Absent in files written before streams had secrets of their own: the project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential_secret_id: Option<String>,
     credential_version_id: String,
     credential_last_four: String,
     #[serde(default)]
@@ -247,7 +264,7 @@ impl From<&State> for FileRecords {
             credentials: state
                 .credentials
                 .iter()
-                .map(|(project, versions)| {
+                .map(|(secret_id, versions)| {
                     let versions = versions
                         .iter()
                         .map(|(version_id, secret)| CredentialRecord {
@@ -255,7 +272,7 @@ impl From<&State> for FileRecords {
                             value: secret.expose().to_owned(),
                         })
                         .collect();
-                    (project.to_string(), versions)
+                    (secret_id.clone(), versions)
                 })
                 .collect(),
         }
@@ -274,12 +291,12 @@ impl FileRecords {
                 .streams
                 .insert(project_id.clone(), record.into_stream(project_id)?);
         }
-        for (id, versions) in self.credentials {
+        for (secret_id, versions) in self.credentials {
             let versions = versions
                 .into_iter()
                 .map(|v| (v.version_id, Secret::new(v.value)))
                 .collect();
-            state.credentials.insert(project(&id)?, versions);
+            state.credentials.insert(secret_id, versions);
         }
         Ok(state)
     }
@@ -308,6 +325,7 @@ impl From<&StoredStream> for StreamRecord {
             updated_at: config.updated_at,
             version: config.version,
             stream_id: Some(config.stream_id.clone()),
+            credential_secret_id: Some(config.credential.secret_id.clone()),
             credential_version_id: config.credential.version_id.clone(),
             credential_last_four: config.credential.last_four.clone(),
             health: HealthRecord {
@@ -359,7 +377,9 @@ impl StreamRecord {
         Ok(StoredStream {
             config: StreamConfig {
                 credential: CredentialRef {
-                    secret_id: project_id.to_string(),
+                    secret_id: self
+                        .credential_secret_id
+                        .unwrap_or_else(|| project_id.to_string()),
                     version_id: self.credential_version_id,
                     last_four: self.credential_last_four,
                 },
@@ -425,7 +445,11 @@ mod tests {
 
         let store = FileStateStore::new(&path);
         let credential = store
-            .put(&project, &Secret::new("glc_a-long-loki-token-1a2b"))
+            .create_secret(
+                &project,
+                "stream",
+                &Secret::new("glc_a-long-loki-token-1a2b"),
+            )
             .await
             .unwrap();
         assert_eq!(credential.last_four, "1a2b");

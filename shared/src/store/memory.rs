@@ -22,8 +22,9 @@ const CREDENTIAL_VERSIONS_KEPT: usize = 2;
 #[derive(Debug, Default, Clone)]
 pub(super) struct State {
     pub streams: BTreeMap<ProjectId, StoredStream>,
-    /// Per project, versions oldest first: (version id, credential).
-    pub credentials: BTreeMap<ProjectId, Vec<(String, Secret)>>,
+    /// Per secret (one per stream, `{project}/{stream_id}`; `{project}` for streams made
+    /// before), versions oldest first: (version id, credential).
+    pub credentials: BTreeMap<String, Vec<(String, Secret)>>,
 }
 
 impl State {
@@ -102,23 +103,45 @@ impl State {
         true
     }
 
-    pub fn put_credential(&mut self, project: &ProjectId, credential: &Secret) -> CredentialRef {
+    /// A new stream's secret.
+    pub fn create_credential(
+        &mut self,
+        project: &ProjectId,
+        stream_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        let secret_id = format!("{project}/{stream_id}");
+        if self.credentials.contains_key(&secret_id) {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.credentials.insert(secret_id.clone(), Vec::new());
+        self.put_version(&secret_id, credential)
+    }
+
+    /// A new version of an existing secret; [`StoreError::NotFound`] if it is gone.
+    pub fn put_version(
+        &mut self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        let versions = self
+            .credentials
+            .get_mut(secret_id)
+            .ok_or(StoreError::NotFound)?;
         let version_id = format!("{:032x}", fastrand::u128(..));
-        let versions = self.credentials.entry(project.clone()).or_default();
         versions.push((version_id.clone(), credential.clone()));
         let excess = versions.len().saturating_sub(CREDENTIAL_VERSIONS_KEPT);
         versions.drain(..excess);
-        CredentialRef {
-            secret_id: project.to_string(),
+        Ok(CredentialRef {
+            secret_id: secret_id.to_owned(),
             version_id,
             last_four: credential.last_four(),
-        }
+        })
     }
 
     pub fn credential(&self, credential: &CredentialRef) -> StoreResult<Secret> {
-        ProjectId::parse(&credential.secret_id)
-            .ok()
-            .and_then(|project| self.credentials.get(&project))
+        self.credentials
+            .get(&credential.secret_id)
             .and_then(|versions| versions.iter().find(|(v, _)| *v == credential.version_id))
             .map(|(_, secret)| secret.clone())
             .ok_or_else(|| {
@@ -187,15 +210,27 @@ impl CredentialRead for MemoryStateStore {
 
 #[async_trait]
 impl CredentialWrite for MemoryStateStore {
-    async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
-        Ok(self
-            .state
+    async fn create_secret(
+        &self,
+        project: &ProjectId,
+        stream_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        let mut state = self.state.lock().unwrap();
+        state.create_credential(project, stream_id, credential)
+    }
+    async fn put_version(
+        &self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        self.state
             .lock()
             .unwrap()
-            .put_credential(project, credential))
+            .put_version(secret_id, credential)
     }
-    async fn delete(&self, project: &ProjectId) -> StoreResult<()> {
-        self.state.lock().unwrap().credentials.remove(project);
+    async fn delete_secret(&self, secret_id: &str) -> StoreResult<()> {
+        self.state.lock().unwrap().credentials.remove(secret_id);
         Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! - [`StreamLookup`]: the streamer's batch read;
 //! - [`StreamWrite`]: the config API's versioned writes, each conditional on the version read;
 //! - [`HealthWrite`]: the streamer's health writes and suspension;
-//! - [`CredentialRead`] / [`CredentialWrite`]: the credential secrets, read by version.
+//! - [`CredentialRead`] / [`CredentialWrite`]: the credential secrets, one per stream, read by
+//!   version.
 //!
 //! Adapters, one file each, each owning its record format: DynamoDB and Secrets Manager in
 //! AWS, an embedded JSON file for the local runner, memory for unit tests. The streamer reads
@@ -28,7 +29,7 @@ pub use memory::MemoryStateStore;
 pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerCredentials};
 
 use crate::domain::{
-    CredentialRef, DeliveryHealth, Destination, ProjectId, StreamConfig, Suspension,
+    CredentialRef, DeliveryHealth, Destination, ProjectId, StreamConfig, Suspension, new_stream_id,
 };
 use crate::secret::Secret;
 
@@ -100,24 +101,38 @@ pub trait CredentialRead: Send + Sync {
     async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError>;
 }
 
+/// Each stream's credential lives in a secret of its own, named by the stream's identity:
+/// a secret is created with its stream, written only by that stream's updates, and deleted
+/// with it, so that no create, update or delete of one stream can write or remove another's
+/// (a project's next stream included).
 #[async_trait]
 pub trait CredentialWrite: Send + Sync {
-    /// Stores a new version of the project's credential and returns where it is.
-    async fn put(
+    /// Saves the credential of the new stream `stream_id` of `project` in a new secret.
+    async fn create_secret(
         &self,
         project: &ProjectId,
+        stream_id: &str,
         credential: &Secret,
     ) -> Result<CredentialRef, StoreError>;
-    /// Deletes the project's credential at once, every version; deleting nothing is fine.
-    async fn delete(&self, project: &ProjectId) -> Result<(), StoreError>;
+    /// Saves a new version of the secret `secret_id`. [`StoreError::NotFound`] when the
+    /// secret is gone (its stream was deleted): it is never created again.
+    async fn put_version(
+        &self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> Result<CredentialRef, StoreError>;
+    /// Deletes the secret `secret_id` at once, every version; deleting nothing is fine.
+    async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError>;
 }
 
 /// Both halves of the credential port, for the config API (its test endpoint reads).
 pub trait CredentialStore: CredentialRead + CredentialWrite {}
 impl<T: CredentialRead + CredentialWrite> CredentialStore for T {}
 
-/// A new stream for `destination`: its credential stored first, then the configuration that
-/// refers to it, DISABLED until enabled.
+/// A new stream for `destination`: its credential saved first, in a secret of its own, then
+/// the configuration that refers to it, DISABLED until enabled. If the project has a stream
+/// already, the new secret is deleted again (nothing else refers to it) and the answer is
+/// [`StoreError::AlreadyExists`].
 pub async fn create_stream(
     streams: &dyn StreamWrite,
     credentials: &dyn CredentialWrite,
@@ -125,9 +140,23 @@ pub async fn create_stream(
     destination: &Destination,
     now: time::OffsetDateTime,
 ) -> StoreResult<StreamConfig> {
-    let credential = credentials.put(project, destination.credential()).await?;
-    let config = StreamConfig::new(project.clone(), destination.endpoint(), credential, now);
-    streams.create(&config).await?;
+    let stream_id = new_stream_id();
+    let credential = credentials
+        .create_secret(project, &stream_id, destination.credential())
+        .await?;
+    let config = StreamConfig::with_id(
+        stream_id,
+        project.clone(),
+        destination.endpoint(),
+        credential,
+        now,
+    );
+    if let Err(err) = streams.create(&config).await {
+        credentials
+            .delete_secret(&config.credential.secret_id)
+            .await?;
+        return Err(err);
+    }
     Ok(config)
 }
 

@@ -1,11 +1,13 @@
-//! Credentials in AWS Secrets Manager: one secret per project, named `{prefix}{project_id}`,
-//! holding only the credential as `{"credential":"…"}`. Every change is a new version; the
-//! state table names the version in use, so a streamer caches a credential by (secret,
-//! version) for its whole life and calls Secrets Manager again only when the version changes.
-//! Secrets are tagged with the project id, and deleted without a recovery window so that a
-//! project can reconfigure at once.
-
-use std::time::Duration;
+//! Credentials in AWS Secrets Manager: one secret per stream, named
+//! `{prefix}{project_id}/{stream_id}`, holding only the credential as `{"credential":"…"}`
+//! (streams made before had `{prefix}{project_id}`; the item names its secret, so both are
+//! read, updated and deleted alike). A secret is created with its stream, written only by
+//! that stream's updates, each a new version, and deleted with it: no request on one stream
+//! can touch another's secret, the project's next stream included, and a deleted secret is
+//! never created again. The state table names the version in use, so a streamer caches a
+//! credential by (secret, version) for its whole life and calls Secrets Manager again only
+//! when the version changes. Secrets are tagged with the project id, and deleted without a
+//! recovery window (nothing could recover them: no item refers to them any more).
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -21,10 +23,6 @@ use crate::domain::{CredentialRef, ProjectId};
 use crate::secret::Secret;
 
 pub const DEFAULT_SECRET_PREFIX: &str = "event-log-streaming/";
-/// A secret deleted a moment ago is still being deleted (AWS does it asynchronously) and its
-/// name is taken until then: wait this long at most (10 × 0.5 s) before giving up.
-const RECREATE_TRIES: u32 = 10;
-const RECREATE_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,8 +43,9 @@ impl SecretsManagerCredentials {
         }
     }
 
-    pub fn secret_name(&self, project: &ProjectId) -> String {
-        format!("{}{}", self.prefix, project)
+    /// The secret of the stream `stream_id` of `project`.
+    pub fn secret_name(&self, project: &ProjectId, stream_id: &str) -> String {
+        format!("{}{project}/{stream_id}", self.prefix)
     }
 
     /// The secret string of a credential.
@@ -62,77 +61,6 @@ impl SecretsManagerCredentials {
         serde_json::from_str::<SecretValue>(value)
             .ok()
             .map(|v| Secret::new(v.credential))
-    }
-
-    /// Puts a new version of an existing secret; `Ok(None)` if there is no such secret, or
-    /// only one being deleted (AWS deletes in the background, even when forced: a create
-    /// right after a delete meets it, and [`Self::create`] waits for it to go).
-    async fn put_version(&self, name: &str, value: &str) -> StoreResult<Option<String>> {
-        let result = self
-            .client
-            .put_secret_value()
-            .secret_id(name)
-            .secret_string(value)
-            .send()
-            .await;
-        match result {
-            Ok(output) => Ok(output.version_id),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(
-                        PutSecretValueError::ResourceNotFoundException(_)
-                            | PutSecretValueError::InvalidRequestException(_)
-                    )
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(StoreError::unavailable(
-                "Secrets Manager PutSecretValue",
-                err,
-            )),
-        }
-    }
-
-    /// Creates the secret; `Ok(None)` if it exists already (a concurrent create).
-    async fn create(
-        &self,
-        project: &ProjectId,
-        name: &str,
-        value: &str,
-    ) -> StoreResult<Option<String>> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = self
-                .client
-                .create_secret()
-                .name(name)
-                .description("Event log streaming credential of one project")
-                .secret_string(value)
-                .tags(
-                    Tag::builder()
-                        .key("project_id")
-                        .value(project.as_str())
-                        .build(),
-                )
-                .send()
-                .await;
-            match result {
-                Ok(output) => return Ok(output.version_id),
-                Err(err) => match err.as_service_error() {
-                    Some(CreateSecretError::ResourceExistsException(_)) => return Ok(None),
-                    // The name of a secret still being deleted.
-                    Some(CreateSecretError::InvalidRequestException(_))
-                        if tries < RECREATE_TRIES =>
-                    {
-                        tokio::time::sleep(RECREATE_BACKOFF).await;
-                    }
-                    _ => return Err(StoreError::unavailable("Secrets Manager CreateSecret", err)),
-                },
-            }
-        }
     }
 }
 
@@ -180,32 +108,99 @@ impl CredentialRead for SecretsManagerCredentials {
 
 #[async_trait]
 impl CredentialWrite for SecretsManagerCredentials {
-    async fn put(&self, project: &ProjectId, credential: &Secret) -> StoreResult<CredentialRef> {
-        let name = self.secret_name(project);
-        let value = Self::secret_string(credential);
-        // Usually the secret exists (updates); a first create finds none, or one still being
-        // deleted. Two rounds cover a concurrent create.
-        for _ in 0..2 {
-            let version = match self.put_version(&name, &value).await? {
-                Some(version) => Some(version),
-                None => self.create(project, &name, &value).await?,
-            };
-            if let Some(version_id) = version {
-                return Ok(CredentialRef {
-                    secret_id: name,
-                    version_id,
-                    last_four: credential.last_four(),
-                });
+    async fn create_secret(
+        &self,
+        project: &ProjectId,
+        stream_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        let name = self.secret_name(project, stream_id);
+        let result = self
+            .client
+            .create_secret()
+            .name(&name)
+            .description("Event log streaming credential of one stream")
+            .secret_string(Self::secret_string(credential))
+            .tags(
+                Tag::builder()
+                    .key("project_id")
+                    .value(project.as_str())
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(CredentialRef {
+                version_id: output.version_id.ok_or_else(|| {
+                    StoreError::unavailable(
+                        "Secrets Manager CreateSecret",
+                        "no version in the answer",
+                    )
+                })?,
+                secret_id: name,
+                last_four: credential.last_four(),
+            }),
+            // A stream identity is 128 random bits: another secret of that name is a bug.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(CreateSecretError::ResourceExistsException(_))
+                ) =>
+            {
+                Err(StoreError::AlreadyExists)
             }
+            Err(err) => Err(StoreError::unavailable("Secrets Manager CreateSecret", err)),
         }
-        Err(StoreError::Conflict)
     }
 
-    async fn delete(&self, project: &ProjectId) -> StoreResult<()> {
+    async fn put_version(
+        &self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> StoreResult<CredentialRef> {
+        let result = self
+            .client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .secret_string(Self::secret_string(credential))
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(CredentialRef {
+                version_id: output.version_id.ok_or_else(|| {
+                    StoreError::unavailable(
+                        "Secrets Manager PutSecretValue",
+                        "no version in the answer",
+                    )
+                })?,
+                secret_id: secret_id.to_owned(),
+                last_four: credential.last_four(),
+            }),
+            // Gone, or still being deleted (AWS deletes in the background, even when forced):
+            // its stream was deleted; the secret is never created again.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(
+                        PutSecretValueError::ResourceNotFoundException(_)
+                            | PutSecretValueError::InvalidRequestException(_)
+                    )
+                ) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(err) => Err(StoreError::unavailable(
+                "Secrets Manager PutSecretValue",
+                err,
+            )),
+        }
+    }
+
+    async fn delete_secret(&self, secret_id: &str) -> StoreResult<()> {
         let result = self
             .client
             .delete_secret()
-            .secret_id(self.secret_name(project))
+            .secret_id(secret_id)
             .force_delete_without_recovery(true)
             .send()
             .await;

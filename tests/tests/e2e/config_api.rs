@@ -719,10 +719,18 @@ mod failing_store {
 
     #[async_trait::async_trait]
     impl CredentialWrite for FailingStore {
-        async fn put(&self, _: &ProjectId, _: &Secret) -> Result<CredentialRef, StoreError> {
+        async fn create_secret(
+            &self,
+            _: &ProjectId,
+            _: &str,
+            _: &Secret,
+        ) -> Result<CredentialRef, StoreError> {
             Err((self.0)())
         }
-        async fn delete(&self, _: &ProjectId) -> Result<(), StoreError> {
+        async fn put_version(&self, _: &str, _: &Secret) -> Result<CredentialRef, StoreError> {
+            Err((self.0)())
+        }
+        async fn delete_secret(&self, _: &str) -> Result<(), StoreError> {
             Err((self.0)())
         }
     }
@@ -986,7 +994,6 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
     let aws = moto().sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let secret_name = format!("{}proj-a", state.prefix);
 
     assert_eq!(
         api.admin(
@@ -1014,6 +1021,12 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
     let stored = state.stored("proj-a").await.unwrap();
     assert_eq!(stored.config.state.status, StreamingStatus::Active);
     assert_eq!(stored.config.version, 2);
+    // The stream's own secret, named by its identity.
+    let secret_name = stored.config.credential.secret_id.clone();
+    assert_eq!(
+        secret_name,
+        format!("{}proj-a/{}", state.prefix, stored.config.stream_id)
+    );
     // The secret holds the credential alone; the item refers to its version and holds no
     // credential.
     let current = secrets

@@ -82,10 +82,12 @@ async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version(
 
     // A new credential version is read once more, and only once.
     let stored = env.stream("on-loki").await;
-    let project = ProjectId::parse("on-loki").unwrap();
     let credential = env
         .credentials
-        .put(&project, &event_log_streaming::Secret::new(LOKI_PASSWORD))
+        .put_version(
+            &stored.config.credential.secret_id,
+            &event_log_streaming::Secret::new(LOKI_PASSWORD),
+        )
         .await
         .unwrap();
     let mut config = stored.config.next_version(stored.config.updated_at);
@@ -641,48 +643,48 @@ async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
         .delete(&project, created.version)
         .await
         .unwrap();
-    CredentialWrite::delete(state.credentials.as_ref(), &project)
-        .await
-        .unwrap();
+    let secret = &created.credential.secret_id;
+    state.credentials.delete_secret(secret).await.unwrap();
     // Deleting what is gone is no error for the credential, and not found for the stream.
-    CredentialWrite::delete(state.credentials.as_ref(), &project)
-        .await
-        .unwrap();
+    state.credentials.delete_secret(secret).await.unwrap();
     assert!(matches!(
         state.streams.delete(&project, created.version).await,
         Err(StoreError::NotFound)
     ));
+    assert!(
+        CredentialRead::get(state.credentials.as_ref(), &created.credential)
+            .await
+            .is_err()
+    );
     let again = state.configure("p", datadog_config(DATADOG_KEY)).await;
     assert_eq!(again.version, 2);
+    // The new stream's secret is its own: its name is not the deleted one's.
+    assert_ne!(&again.credential.secret_id, secret);
+    assert!(
+        again
+            .credential
+            .secret_id
+            .starts_with(&format!("{}p/", state.prefix))
+    );
 }
 
 /// AWS deletes a secret in the background, even with `ForceDeleteWithoutRecovery`: until it
-/// is gone, PutSecretValue and CreateSecret on its name fail with InvalidRequestException.
-/// moto deletes at once, so a proxy plays the first of each, as a create right after a delete
-/// (a stream moved to the other destination type) meets them.
+/// is gone, PutSecretValue on its name fails with InvalidRequestException (moto deletes at
+/// once, so a proxy plays it). An update meeting it finds its stream deleted, and creates no
+/// secret of that name again, which the delete would then miss.
 #[tokio::test]
-async fn a_credential_saved_while_its_old_secret_is_still_being_deleted_waits_for_the_deletion() {
+async fn an_update_meeting_its_secret_being_deleted_finds_no_stream_and_creates_nothing() {
     let state = StateEnv::new().await;
-    let project = ProjectId::parse("p").unwrap();
-    state.configure("p", datadog_config(DATADOG_KEY)).await;
-    CredentialWrite::delete(state.credentials.as_ref(), &project)
-        .await
-        .unwrap();
+    let created = state.configure("p", datadog_config(DATADOG_KEY)).await;
     let operations = Arc::new(Mutex::new(Vec::<String>::new()));
     let record = operations.clone();
     let proxy = MotoProxy::start(move |target, _| {
         let operation = target.rsplit('.').next().unwrap().to_owned();
-        let mut seen = record.lock().unwrap();
-        let first = !seen.contains(&operation);
-        seen.push(operation.clone());
-        match (operation.as_str(), first) {
-            ("PutSecretValue", true) => Step::Fail {
+        record.lock().unwrap().push(operation.clone());
+        match operation.as_str() {
+            "PutSecretValue" => Step::Fail {
                 error_type: "InvalidRequestException",
                 message: "You can't perform this operation on the secret because it was marked for deletion.",
-            },
-            ("CreateSecret", true) => Step::Fail {
-                error_type: "InvalidRequestException",
-                message: "You can't create this secret because a secret with this name is already scheduled for deletion.",
             },
             _ => Step::Forward,
         }
@@ -694,16 +696,11 @@ async fn a_credential_saved_while_its_old_secret_is_still_being_deleted_waits_fo
     );
 
     let saved = credentials
-        .put(&project, &Secret::new(DATADOG_KEY))
-        .await
-        .unwrap();
+        .put_version(&created.credential.secret_id, &Secret::new(DATADOG_KEY))
+        .await;
 
-    assert_eq!(
-        *operations.lock().unwrap(),
-        ["PutSecretValue", "CreateSecret", "CreateSecret"]
-    );
-    let read = CredentialRead::get(&credentials, &saved).await.unwrap();
-    assert_eq!(read.expose(), DATADOG_KEY);
+    assert!(matches!(saved, Err(StoreError::NotFound)), "{saved:?}");
+    assert_eq!(*operations.lock().unwrap(), ["PutSecretValue"]);
 }
 
 fn queue_message(id: &str, body: &str) -> event_log_streaming::event::QueueMessage {

@@ -269,36 +269,41 @@ struct RacedStore {
     store: MemoryStateStore,
     /// Another create of this stream lands just after this request read the table.
     created_after_read: Mutex<Option<Destination>>,
-    /// A delete removes the secret just before this request saves a credential...
-    secret_deleted_before_put: bool,
-    /// ...and then the stream, before this request writes it.
-    stream_deleted_after_put: bool,
-    /// ...or just after this request's create found the stream still there.
+    /// A delete removes the stream's secret just before this request saves a credential...
+    secret_deleted_before_save: bool,
+    /// ...or the whole stream (secret, then item) just after it saved one.
+    stream_deleted_after_save: bool,
+    /// ...or the stream's item just after this request's create found it still there.
     stream_deleted_after_create: bool,
     /// What this request saved.
     saved: Mutex<Option<CredentialRef>>,
 }
 
 impl RacedStore {
-    async fn delete_stream(&self) {
+    /// The delete's steps: the stream's secret, then, unless `secret_only`, its item.
+    async fn delete_stream(&self, secret_only: bool) {
         let stream = StreamWrite::get(&self.store, &project())
             .await
             .unwrap()
             .unwrap();
-        StreamWrite::delete(&self.store, &project(), stream.config.version)
-            .await
-            .unwrap();
+        let secret = &stream.config.credential.secret_id;
+        self.store.delete_secret(secret).await.unwrap();
+        if !secret_only {
+            StreamWrite::delete(&self.store, &project(), stream.config.version)
+                .await
+                .unwrap();
+        }
     }
 
-    /// Whether the credential this request saved can still be read.
-    async fn saved_secret_exists(&self) -> bool {
-        let saved = self
-            .saved
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("a credential was saved");
-        CredentialRead::get(&self.store, &saved).await.is_ok()
+    /// The credential this request saved, if it can still be read.
+    async fn saved_secret(&self) -> Option<String> {
+        let saved = self.saved.lock().unwrap().clone()?;
+        let read = CredentialRead::get(&self.store, &saved).await.ok()?;
+        Some(read.expose().to_owned())
+    }
+
+    fn remember(&self, saved: &CredentialRef) {
+        *self.saved.lock().unwrap() = Some(saved.clone());
     }
 }
 
@@ -315,9 +320,15 @@ impl StreamWrite for RacedStore {
         read
     }
     async fn create(&self, config: &StreamConfig) -> Result<(), StoreError> {
-        let created = self.store.create(config).await;
+        let created = StreamWrite::create(&self.store, config).await;
         if self.stream_deleted_after_create {
-            self.delete_stream().await;
+            let live = StreamWrite::get(&self.store, &project())
+                .await
+                .unwrap()
+                .unwrap();
+            StreamWrite::delete(&self.store, &project(), live.config.version)
+                .await
+                .unwrap();
         }
         created
     }
@@ -338,23 +349,36 @@ impl CredentialRead for RacedStore {
 
 #[async_trait::async_trait]
 impl CredentialWrite for RacedStore {
-    async fn put(
+    async fn create_secret(
         &self,
         project: &ProjectId,
+        stream_id: &str,
         credential: &Secret,
     ) -> Result<CredentialRef, StoreError> {
-        if self.secret_deleted_before_put {
-            CredentialWrite::delete(&self.store, project).await?;
+        let saved = self
+            .store
+            .create_secret(project, stream_id, credential)
+            .await?;
+        self.remember(&saved);
+        Ok(saved)
+    }
+    async fn put_version(
+        &self,
+        secret_id: &str,
+        credential: &Secret,
+    ) -> Result<CredentialRef, StoreError> {
+        if self.secret_deleted_before_save {
+            self.delete_stream(true).await;
         }
-        let saved = self.store.put(project, credential).await?;
-        *self.saved.lock().unwrap() = Some(saved.clone());
-        if self.stream_deleted_after_put {
-            self.delete_stream().await;
+        let saved = self.store.put_version(secret_id, credential).await?;
+        self.remember(&saved);
+        if self.stream_deleted_after_save {
+            self.delete_stream(false).await;
         }
         Ok(saved)
     }
-    async fn delete(&self, project: &ProjectId) -> Result<(), StoreError> {
-        CredentialWrite::delete(&self.store, project).await
+    async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError> {
+        self.store.delete_secret(secret_id).await
     }
 }
 
@@ -365,13 +389,8 @@ fn raced(store: &RacedStore) -> Streams<'_> {
     }
 }
 
-#[tokio::test]
-async fn an_update_whose_stream_a_racing_delete_removed_leaves_no_secret_behind() {
-    let store = RacedStore {
-        secret_deleted_before_put: true,
-        stream_deleted_after_put: true,
-        ..Default::default()
-    };
+/// An update of the Loki token of a stream that `store` holds.
+async fn update_token(store: &RacedStore) -> Result<StoredStream, StreamError> {
     create_stream(
         &store.store,
         &store.store,
@@ -382,8 +401,7 @@ async fn an_update_whose_stream_a_racing_delete_removed_leaves_no_secret_behind(
     .await
     .unwrap();
     let new = loki("h.example.com", OTHER_TOKEN);
-
-    let updated = raced(&store)
+    raced(store)
         .update(
             &project(),
             DestinationType::GrafanaLoki,
@@ -391,37 +409,58 @@ async fn an_update_whose_stream_a_racing_delete_removed_leaves_no_secret_behind(
             Some(new.credential().clone()),
             NOW,
         )
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn an_update_whose_secret_a_racing_delete_removed_saves_nothing() {
+    let store = RacedStore {
+        secret_deleted_before_save: true,
+        ..Default::default()
+    };
+
+    let updated = update_token(&store).await;
+
+    // The deleted secret is never created again: nothing is left for the delete to miss.
+    assert!(matches!(updated, Err(StreamError::NoStream)), "{updated:?}");
+    assert_eq!(store.saved_secret().await, None);
+}
+
+#[tokio::test]
+async fn an_update_overtaken_by_a_whole_delete_leaves_no_secret_behind() {
+    let store = RacedStore {
+        stream_deleted_after_save: true,
+        ..Default::default()
+    };
+
+    let updated = update_token(&store).await;
 
     assert!(
         matches!(updated, Err(StreamError::Store(StoreError::NotFound))),
         "{updated:?}"
     );
-    assert!(
-        !store.saved_secret_exists().await,
-        "the secret saved after the delete's went with the stream"
+    assert_eq!(
+        store.saved_secret().await,
+        None,
+        "the version saved went with its stream's secret"
     );
 }
 
 #[tokio::test]
-async fn a_create_that_lost_to_another_create_which_a_delete_then_removed_leaves_no_secret_behind()
-{
+async fn a_create_that_lost_to_another_create_deletes_only_its_own_new_secret() {
     let store = RacedStore {
-        created_after_read: Mutex::new(Some(datadog())),
-        secret_deleted_before_put: true,
+        created_after_read: Mutex::new(Some(loki("h.example.com", TOKEN))),
         stream_deleted_after_create: true,
         ..Default::default()
     };
 
-    let created = raced(&store)
-        .create(&project(), &loki("h.example.com", TOKEN), NOW)
-        .await;
+    let created = raced(&store).create(&project(), &datadog(), NOW).await;
 
     assert!(
         matches!(created, Err(StreamError::Store(StoreError::AlreadyExists))),
         "{created:?}"
     );
-    assert!(!store.saved_secret_exists().await);
+    assert_eq!(store.saved_secret().await, None);
 }
 
 #[tokio::test]
@@ -442,4 +481,27 @@ async fn a_create_that_lost_to_a_live_stream_leaves_that_streams_secret_alone() 
         .unwrap()
         .unwrap();
     assert_eq!(credential_of(&store.store, &live).await, TOKEN);
+    assert_eq!(store.saved_secret().await, None);
+}
+
+#[tokio::test]
+async fn each_stream_of_a_project_has_a_secret_of_its_own() {
+    let store = MemoryStateStore::new();
+    let app = commands(&store);
+    let first = app.create(&project(), &datadog(), NOW).await.unwrap();
+    app.delete(&project(), DestinationType::Datadog)
+        .await
+        .unwrap();
+
+    let second = app.create(&project(), &datadog(), NOW).await.unwrap();
+
+    let (a, b) = (
+        &first.config.credential.secret_id,
+        &second.config.credential.secret_id,
+    );
+    assert_ne!(a, b);
+    assert!(
+        a.starts_with("proj-a/") && b.starts_with("proj-a/"),
+        "{a} {b}"
+    );
 }
