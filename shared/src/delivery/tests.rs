@@ -34,6 +34,15 @@ fn project(name: &str) -> ProjectId {
 }
 
 async fn configure(store: &MemoryStateStore, name: &str, active: bool) -> StreamConfig {
+    configure_at(store, name, active, "logs.example.com").await
+}
+
+async fn configure_at(
+    store: &MemoryStateStore,
+    name: &str,
+    active: bool,
+    hostname: &str,
+) -> StreamConfig {
     let project = project(name);
     let stream_id = new_stream_id();
     let credential = store
@@ -41,7 +50,7 @@ async fn configure(store: &MemoryStateStore, name: &str, active: bool) -> Stream
         .await
         .unwrap();
     let endpoint = Endpoint::GrafanaLoki {
-        hostname: LokiHostname::parse("logs.example.com").unwrap(),
+        hostname: LokiHostname::parse(hostname).unwrap(),
         username: "u".into(),
     };
     let mut config = StreamConfig::with_id(stream_id, project, endpoint, credential, START);
@@ -53,7 +62,15 @@ async fn configure(store: &MemoryStateStore, name: &str, active: bool) -> Stream
 }
 
 fn streamer(store: StreamerStore) -> Streamer {
-    let settings = StreamerSettings::from_lookup(|_| None).unwrap();
+    streamer_with(store, &[])
+}
+
+fn streamer_with(store: StreamerStore, settings: &[(&str, &str)]) -> Streamer {
+    let settings = StreamerSettings::from_lookup(|name| {
+        let setting = settings.iter().find(|(n, _)| *n == name);
+        setting.map(|(_, value)| value.to_string())
+    })
+    .unwrap();
     let mut options = StreamerOptions::from_settings(&settings);
     options.clock = Arc::new(PausedClock::starting_at(START));
     Streamer::with_options(&settings, store, Queues::default(), options).unwrap()
@@ -108,6 +125,36 @@ async fn a_stuck_lookup_fails_only_the_messages_that_needed_it_and_never_the_bat
     assert_eq!(report.summary.failed_records, 2);
     // The batch ended when the lookup gave up, long before the invocation's deadline.
     assert!(Instant::now() <= started + LOOKUP_TIMEOUT + Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_end_by_the_delivery_deadline_and_the_message_is_left_to_sqs() {
+    let memory = Arc::new(MemoryStateStore::new());
+    // Nothing listens there: every attempt fails without an answer, and is retried.
+    configure_at(&memory, "p", true, "127.0.0.1:1").await;
+    let streamer = streamer_with(
+        StreamerStore {
+            lookup: memory.clone(),
+            credentials: memory.clone(),
+            health: memory.clone(),
+        },
+        &[("ALLOW_PRIVATE_DESTINATIONS", "true")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+
+    let report = streamer
+        .process_batch(&[message("m1", &["p"])], deadline)
+        .await;
+
+    // No retry queue here: nothing of the message went anywhere, so SQS takes it back whole.
+    assert_eq!(report.failed_message_ids, ["m1"]);
+    assert!(report.summary.retries >= 1, "{:?}", report.summary);
+    // The delivery ended in time for the hand-off, and the batch by its deadline.
+    assert!(
+        Instant::now() <= deadline,
+        "{:?}",
+        Instant::now() - deadline
+    );
 }
 
 #[tokio::test(start_paused = true)]
