@@ -42,8 +42,9 @@ browser:
 		echo "The page test needs Chromium and ChromeDriver: sudo apt-get install -y $(BROWSER_PACKAGES)"; exit 1; \
 	fi
 
-## fault: the fault run at the issue's size (10,000 events through a failing destination;
-## make test runs it with 600)
+## fault: the fault run at the issue's size (10,000 events through a failing destination
+## while the streamer's SQS, DynamoDB and Secrets Manager calls fail or stall; make test runs
+## it with 600)
 fault: $(MOTO)
 	FAULT_EVENTS=10000 cargo test --locked -p integration-tests --test e2e faults::under_faults -- --nocapture
 

@@ -2,6 +2,7 @@
 //! Loki and Datadog servers over TLS, log capture and Lambda event builders.
 
 pub mod aws;
+pub mod aws_chaos;
 pub mod browser;
 pub mod clock;
 pub mod fake_destination;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, Once};
 
 use tracing::subscriber::{DefaultGuard, Interest, Subscriber};
-use tracing::{Event, Metadata, span};
+use tracing::{Dispatch, Event, Metadata, span};
 use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -48,6 +48,15 @@ impl<'a> MakeWriter<'a> for CapturedLogs {
 /// ceiling as in production (info). `#[tokio::test]` runs on the current thread, so this sees
 /// the whole test.
 pub fn capture_logs() -> (CapturedLogs, DefaultGuard) {
+    let (logs, dispatch) = capture_logs_at("trace");
+    (logs, tracing::dispatcher::set_default(&dispatch))
+}
+
+/// A subscriber that captures what the code under test logs as production would with
+/// `RUST_LOG=<filter>`, for a future to carry wherever it runs
+/// ([`tracing::instrument::WithSubscriber`]): a multi-threaded test's tasks move between
+/// threads.
+pub fn capture_logs_at(filter: &str) -> (CapturedLogs, Dispatch) {
     static UNDECIDED: Once = Once::new();
     UNDECIDED.call_once(|| {
         let _ = tracing::subscriber::set_global_default(Undecided);
@@ -56,9 +65,9 @@ pub fn capture_logs() -> (CapturedLogs, DefaultGuard) {
     let layer = tracing_subscriber::fmt::layer()
         .json()
         .with_writer(logs.clone())
-        .with_filter(event_log_streaming::logging::filter_from(Some("trace")));
+        .with_filter(event_log_streaming::logging::filter_from(Some(filter)));
     let subscriber = tracing_subscriber::registry().with(layer);
-    (logs, tracing::subscriber::set_default(subscriber))
+    (logs, Dispatch::new(subscriber))
 }
 
 /// The process-wide subscriber of the tests: it logs nothing and leaves every callsite to the

@@ -12,11 +12,15 @@ use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use event_log_streaming::event::{ATTEMPTS_ATTRIBUTE, SENT_TIMESTAMP_ATTRIBUTE};
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::{Queues, Streamer};
+use integration_tests::aws::CallCounter;
+use integration_tests::aws_chaos::{AwsChaos, Fault, Odds};
 use integration_tests::fake_destination::{Chaos, FakeDestination};
 use integration_tests::lambda::{SqsRecord, now_ms};
+use integration_tests::logs::{CapturedLogs, capture_logs_at};
 use integration_tests::moto::moto;
 use local_runner::sqs::Consumer;
 use serde_json::json;
+use tracing::instrument::WithSubscriber;
 
 use crate::helpers::*;
 
@@ -118,8 +122,98 @@ fn fault_events() -> usize {
         .unwrap_or(600)
 }
 
+/// The AWS side of the fault run: throttling the SDK retries, errors it does not, and calls
+/// slow within and beyond its 2 s attempt timeout, on every call the streamer makes.
+/// GetSecretValue is called once per credential version (about once per project), so it
+/// gets larger shares to be hit at all.
+fn aws_chaos(queue_names: Vec<(String, &'static str)>) -> AwsChaos {
+    let slow = Fault::Slow(Duration::from_millis(300));
+    let too_slow = Fault::Slow(Duration::from_secs(3));
+    let denied = Fault::Error("AccessDeniedException");
+    AwsChaos {
+        seed: 20261127,
+        odds: vec![
+            Odds {
+                operation: "SendMessage",
+                faults: vec![
+                    (0.02, Fault::Error("RequestThrottled")),
+                    (0.01, Fault::Error("ThrottlingException")),
+                    (0.02, denied),
+                    (0.01, too_slow),
+                    (0.02, slow),
+                ],
+            },
+            Odds {
+                operation: "BatchGetItem",
+                faults: vec![
+                    (0.05, Fault::Error("ThrottlingException")),
+                    (0.02, denied),
+                    (0.01, too_slow),
+                    (0.02, slow),
+                ],
+            },
+            Odds {
+                operation: "GetItem",
+                faults: vec![
+                    (0.05, Fault::Error("ThrottlingException")),
+                    (0.02, denied),
+                    (0.01, too_slow),
+                ],
+            },
+            Odds {
+                operation: "UpdateItem",
+                faults: vec![
+                    (0.05, Fault::Error("ThrottlingException")),
+                    (0.02, denied),
+                    (0.01, too_slow),
+                ],
+            },
+            Odds {
+                operation: "GetSecretValue",
+                faults: vec![
+                    (0.10, Fault::Error("ThrottlingException")),
+                    (0.10, denied),
+                    (0.05, too_slow),
+                ],
+            },
+        ],
+        queue_names,
+    }
+}
+
+/// The streamer's `batch processed` summaries, added up, and its warnings by message.
+#[derive(Debug, Default)]
+struct StreamerLog {
+    summary: BTreeMap<String, u64>,
+    warnings: BTreeMap<String, usize>,
+}
+
+impl StreamerLog {
+    fn read(logs: &CapturedLogs) -> Self {
+        let mut read = Self::default();
+        for line in logs.lines() {
+            let fields = &line["fields"];
+            let message = fields["message"].as_str().unwrap_or_default();
+            if message == "batch processed" {
+                for (name, value) in fields.as_object().unwrap() {
+                    if let Some(n) = value.as_u64() {
+                        *read.summary.entry(name.clone()).or_default() += n;
+                    }
+                }
+            } else if line["level"] == "WARN" {
+                *read.warnings.entry(message.to_owned()).or_default() += 1;
+            }
+        }
+        read
+    }
+
+    fn total(&self, field: &str) -> u64 {
+        self.summary.get(field).copied().unwrap_or(0)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and_the_dlq_holds_only_undelivered_records()
+async fn under_faults_nothing_is_lost_duplicates_stay_rare_and_the_dlq_holds_only_undelivered_records()
  {
     const PROJECTS: usize = 50;
     const EVENTS_PER_MESSAGE: usize = 10;
@@ -135,6 +229,7 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         late: 0.003,
         late_by: Duration::from_millis(1500),
     });
+    // The test's own bookkeeping talks to moto directly; only the streamer meets the faults.
     let aws = moto().sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let dlq_url = create_queue(&sqs, &unique("fault-dlq"), None).await;
@@ -143,6 +238,21 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES.to_string()});
     let queue_url = create_queue(&sqs, &unique("fault-events"), Some(redrive.to_string())).await;
     let retry_url = create_queue(&sqs, &unique("fault-retries"), Some(redrive.to_string())).await;
+    let (proxy, injected) = aws_chaos(vec![
+        (retry_url.clone(), "the retry queue"),
+        (dlq_url.clone(), "the dead-letter queue"),
+    ])
+    .start()
+    .await;
+    // The streamer's clients as production builds them: the SDK's standard retries inside
+    // our timeouts.
+    let streamer_aws = proxy
+        .sdk_config()
+        .await
+        .into_builder()
+        .timeout_config(event_log_streaming::aws::timeouts())
+        .build();
+    let calls = CallCounter::default();
 
     let state = StateEnv::new().await;
     let project = |p: usize| format!("fault-{p}");
@@ -164,13 +274,15 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         ("MAX_DELIVERY_ATTEMPTS", MAX_RECEIVES.to_string()),
         ("REQUEUE_BASE_DELAY_SECONDS", "0".into()),
         ("PUSH_TIMEOUT_SECONDS", "1".into()),
+        // A lookup (BatchGetItem) per batch rather than per 30 s: many for the faults to hit.
+        ("CONFIG_CACHE_TTL_SECONDS", "1".into()),
     ]);
     let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
     let streamer = Arc::new(
         Streamer::from_settings(
             &settings,
-            state.streamer_store(),
-            Queues::from_settings(&settings, &sqs),
+            state.store_on(&streamer_aws, &calls),
+            Queues::from_settings(&settings, &aws_sdk_sqs::Client::new(&streamer_aws)),
         )
         .unwrap(),
     );
@@ -213,25 +325,30 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
     let revoked: BTreeSet<String> = by_project.remove(&0).unwrap_or_default();
     let healthy: BTreeSet<String> = by_project.into_values().flatten().collect();
 
+    // Lambda's part (receiving and deleting) talks to moto directly too.
+    let (logs, capture) = capture_logs_at("info");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = {
         let streamer = streamer.clone();
         let sqs = sqs.clone();
         let queue_url = queue_url.clone();
         let retry_url = retry_url.clone();
-        tokio::spawn(async move {
-            Consumer {
-                streamer: &streamer,
-                sqs,
-                queue_url,
-                retry_queue_url: Some(retry_url),
-                batch_time_budget: Duration::from_secs(8),
+        tokio::spawn(
+            async move {
+                Consumer {
+                    streamer: &streamer,
+                    sqs,
+                    queue_url,
+                    retry_queue_url: Some(retry_url),
+                    batch_time_budget: Duration::from_secs(8),
+                }
+                .run(async {
+                    stopped.await.ok();
+                })
+                .await
             }
-            .run(async {
-                stopped.await.ok();
-            })
-            .await
-        })
+            .with_subscriber(capture),
+        )
     };
     // Bounded: done when every healthy event arrived and the queue is empty, or give up.
     let started = Instant::now();
@@ -245,6 +362,7 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let took = started.elapsed();
     stop.send(()).ok();
     consumer.await.unwrap();
 
@@ -267,43 +385,77 @@ async fn under_faults_nothing_is_lost_duplicates_come_only_from_late_answers_and
         .iter()
         .map(|a| a.field("event_id").as_str().unwrap_or_default().to_owned())
         .collect();
+    let (after_late, unexplained): (Vec<&str>, Vec<&str>) =
+        duplicated.iter().partition(|id| late.contains(**id));
+    // A record alone (dead-lettered by the streamer) or a whole message (moved by the redrive
+    // policy): the event ids of each.
     let dead = receive_all(&sqs, &dlq_url).await;
     let dead_ids: Vec<String> = dead
         .iter()
-        .map(|(body, _)| {
-            serde_json::from_str::<serde_json::Value>(body).unwrap()["event_id"]
-                .as_str()
-                .unwrap_or("(a whole message)")
-                .to_owned()
+        .flat_map(|(body, _)| {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            let records = match body {
+                serde_json::Value::Array(records) => records,
+                record => vec![record],
+            };
+            records
+                .into_iter()
+                .map(|r| r["event_id"].as_str().unwrap_or_default().to_owned())
         })
         .collect();
+    let log = StreamerLog::read(&logs);
+    let redelivered_whole = log.total("redelivered_whole");
     let extra = deliveries.len() - times_delivered.len();
     eprintln!(
-        "fault run: {events} events, {} healthy, {} for the revoked key; {} lost, {} duplicated \
-         ({extra} extra deliveries, {:.2}%), {} late answers, {} dead-lettered; {:?}",
+        "fault run: {events} events ({} healthy, {} for the revoked key) in {took:?}\n\
+         delivered: {} distinct, {} lost\n\
+         duplicates: {} events, {extra} extra deliveries ({:.2}%): {} after a late destination \
+         answer, {} otherwise; {redelivered_whole} messages redelivered whole\n\
+         dead-lettered: {} records ({} distinct), {} messages moved whole by the redrive policy\n\
+         streamer: {:?}\n\
+         streamer warnings: {:?}\n\
+         streamer AWS attempts: {:?}\n\
+         AWS faults injected ({} in all):{injected}",
         healthy.len(),
         revoked.len(),
+        times_delivered.len(),
         lost.len(),
         duplicated.len(),
         extra as f64 * 100.0 / events as f64,
-        late.len(),
-        dead.len(),
-        started.elapsed()
+        after_late.len(),
+        unexplained.len(),
+        dead_ids.len(),
+        dead_ids.iter().collect::<BTreeSet<_>>().len(),
+        dead.iter()
+            .filter(|(_, a)| !a.contains_key("rejection_reason"))
+            .count(),
+        log.summary,
+        log.warnings,
+        calls.all(),
+        injected.total(),
     );
 
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(
-        extra * 100 <= events,
-        "{extra} extra deliveries for {events} events"
+        extra * 200 <= events,
+        "{extra} extra deliveries for {events} events: over 0.5 %"
     );
-    for id in &duplicated {
-        assert!(
-            late.contains(*id),
-            "{id} was duplicated without a late answer"
-        );
-    }
-    // The dead-letter queue holds the revoked key's records, each once, and nothing else.
+    // A duplicate without a late answer can only be a record of a message redelivered whole.
+    assert!(
+        unexplained.len() as u64 <= redelivered_whole * EVENTS_PER_MESSAGE as u64,
+        "duplicated without a late answer or a whole redelivery: {unexplained:?}"
+    );
+    // The dead-letter queue holds the revoked key's records, each once, and nothing else:
+    // nothing that was delivered.
     let dead_set: BTreeSet<String> = dead_ids.iter().cloned().collect();
+    let delivered_and_dead: Vec<&String> = dead_set
+        .iter()
+        .filter(|id| times_delivered.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        delivered_and_dead.is_empty(),
+        "delivered, then dead-lettered: {delivered_and_dead:?}"
+    );
     assert_eq!(dead_set, revoked, "dead-lettered: {dead_ids:?}");
     assert_eq!(dead_ids.len(), revoked.len());
     assert!(

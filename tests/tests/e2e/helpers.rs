@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
@@ -133,15 +134,20 @@ impl StateEnv {
     /// The ports of another streamer container on the same table and secrets, whose AWS
     /// requests `calls` counts.
     pub async fn container_store(&self, calls: &CallCounter) -> StreamerStore {
-        let aws = moto().sdk_config().await;
+        self.store_on(&moto().sdk_config().await, calls)
+    }
+
+    /// The ports of a streamer on the same table and secrets whose clients use `aws` (a
+    /// proxy's, say), their requests counted by `calls`.
+    pub fn store_on(&self, aws: &SdkConfig, calls: &CallCounter) -> StreamerStore {
         let streams = Arc::new(DynamoDbStreams::new(
-            calls.dynamodb(&aws),
+            calls.dynamodb(aws),
             self.table.clone(),
         ));
         StreamerStore {
             lookup: streams.clone(),
             credentials: Arc::new(SecretsManagerCredentials::new(
-                calls.secrets_manager(&aws),
+                calls.secrets_manager(aws),
                 self.prefix.clone(),
             )),
             health: streams,
