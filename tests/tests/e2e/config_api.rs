@@ -936,9 +936,11 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
 ///
 /// The API here allows private destinations, as in development: the operator's rules that no
 /// JSON Schema can say (a Loki hostname ends in a public suffix, its port is on the allow-list)
-/// are off, so the document's syntax is the whole rule. Two rules of an update depend on more
-/// than its body (its key must match the path's `destination_type`; a Loki password is needed
-/// when the hostname changes), so valid updates are not required to be accepted. `/test` is
+/// are off, so the document's syntax is the whole rule. One rule of a Loki update depends on
+/// more than its body (the password is needed when the hostname changes, which depends on the
+/// stored configuration), so valid Loki updates are not required to be accepted; each type's
+/// update has its own path and schema, so a key that does not match the path is schema-invalid
+/// and every valid Datadog update must be accepted. `/test` is
 /// left out because it would push to the random public hosts generated; tests reach loopback
 /// only.
 #[tokio::test(flavor = "multi_thread")]
@@ -961,7 +963,8 @@ async fn the_api_answers_as_its_openapi_document_says() {
         concat!(
             // contract_hooks.py runs it on the created destination type's operations only.
             "[checks]\nensure_resource_availability.enabled = false\n",
-            "[[operations]]\ninclude-method = \"PUT\"\nchecks.positive_data_acceptance.enabled = false\n",
+            "[[operations]]\ninclude-operation-id = \"updateGrafanaLokiEventLogStreaming\"\n",
+            "checks.positive_data_acceptance.enabled = false\n",
         ),
     )
     .unwrap();
