@@ -23,7 +23,7 @@ use integration_tests::venv_tool;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use event_log_streaming::domain::{StreamConfig, StreamingStatus};
+use event_log_streaming::domain::{DestinationType, StreamConfig, StreamingStatus};
 use event_log_streaming::store::StoredStream;
 
 use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, StateEnv};
@@ -876,6 +876,17 @@ async fn a_corrupt_stored_record_is_a_500_that_reveals_nothing() {
     assert!(logs.text().contains("internal-host-17"));
 }
 
+/// Every destination type: a new one does not compile here until it is listed.
+fn every_destination_type() -> [DestinationType; 2] {
+    let all = [DestinationType::GrafanaLoki, DestinationType::Datadog];
+    for kind in all {
+        match kind {
+            DestinationType::GrafanaLoki | DestinationType::Datadog => {}
+        }
+    }
+    all
+}
+
 #[tokio::test]
 async fn every_route_is_documented_and_every_documented_route_exists() {
     let document: Value =
@@ -890,19 +901,30 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
     }
     documented.sort();
 
-    // Probe the router: a routed method answers 401 (unauthenticated), another one 405.
+    // The document names each destination type's resource on a path of its own (so that
+    // each update's schema holds only that type's key): a route with `{destination_type}`
+    // is expected there once per type, and probed on each. Probe the router: a routed
+    // method answers 401 (unauthenticated), another one 405.
     let api = Api::new();
     let mut routed = Vec::new();
-    for (path, _) in config_api::routes() {
-        let concrete = path
-            .replace("{project_id}", "p")
-            .replace("{destination_type}", "DATADOG");
-        for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
-            let answer = api.call(method, &concrete, None, None).await;
-            match answer.status {
-                StatusCode::UNAUTHORIZED => routed.push(format!("{method} {path}")),
-                StatusCode::METHOD_NOT_ALLOWED => {}
-                other => panic!("{method} {concrete} answered {other}"),
+    for (route, _) in config_api::routes() {
+        let paths: Vec<String> = if route.contains("{destination_type}") {
+            every_destination_type()
+                .iter()
+                .map(|kind| route.replace("{destination_type}", kind.as_str()))
+                .collect()
+        } else {
+            vec![route.to_string()]
+        };
+        for path in paths {
+            let concrete = path.replace("{project_id}", "p");
+            for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+                let answer = api.call(method, &concrete, None, None).await;
+                match answer.status {
+                    StatusCode::UNAUTHORIZED => routed.push(format!("{method} {path}")),
+                    StatusCode::METHOD_NOT_ALLOWED => {}
+                    other => panic!("{method} {concrete} answered {other}"),
+                }
             }
         }
     }
@@ -916,13 +938,17 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
 /// the emulator's table and secrets. It fails on any 5xx, a status, content type or body the
 /// document does not declare, a schema-invalid request that is not refused with a 4xx, a
 /// schema-valid one that is refused with a 400, or a request without the management key that
-/// is not refused.
+/// is not refused. A create links to both destination types' operations (a link cannot depend
+/// on the body), so the check that a created resource is found runs on the created type's
+/// operations only (`contract_hooks.py`).
 ///
 /// The API here allows private destinations, as in development: the operator's rules that no
 /// JSON Schema can say (a Loki hostname ends in a public suffix, its port is on the allow-list)
-/// are off, so the document's syntax is the whole rule. Two rules of an update depend on more
-/// than its body (its key must match the path's `destination_type`; a Loki password is needed
-/// when the hostname changes), so valid updates are not required to be accepted. `/test` is
+/// are off, so the document's syntax is the whole rule. One rule of a Loki update depends on
+/// more than its body (the password is needed when the hostname changes, which depends on the
+/// stored configuration), so valid Loki updates are not required to be accepted; each type's
+/// update has its own path and schema, so a key that does not match the path is schema-invalid
+/// and every valid Datadog update must be accepted. `/test` is
 /// left out because it would push to the random public hosts generated; tests reach loopback
 /// only.
 #[tokio::test(flavor = "multi_thread")]
@@ -942,11 +968,18 @@ async fn the_api_answers_as_its_openapi_document_says() {
     let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis.toml");
     std::fs::write(
         &config,
-        "[[operations]]\ninclude-method = \"PUT\"\nchecks.positive_data_acceptance.enabled = false\n",
+        concat!(
+            // contract_hooks.py runs it on the created destination type's operations only.
+            "[checks]\nensure_resource_availability.enabled = false\n",
+            "[[operations]]\ninclude-operation-id = \"updateGrafanaLokiEventLogStreaming\"\n",
+            "checks.positive_data_acceptance.enabled = false\n",
+        ),
     )
     .unwrap();
+    let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/contract_hooks.py");
     let run = || {
         std::process::Command::new(venv_tool("schemathesis", "SCHEMATHESIS"))
+            .env("SCHEMATHESIS_HOOKS", hooks)
             .arg("--config-file")
             .arg(&config)
             .args(["run", document, "--url", &base, "--auth", &auth])
@@ -960,6 +993,8 @@ async fn the_api_answers_as_its_openapi_document_says() {
     // The server answers on the runtime's other threads while this one waits.
     let output = tokio::task::block_in_place(run).unwrap();
 
+    // Shown with --nocapture: what was covered (operations, links, scenarios).
+    println!("{}", String::from_utf8_lossy(&output.stdout));
     assert!(
         output.status.success(),
         "schemathesis found answers that break the OpenAPI document:\n{}{}",
