@@ -2,6 +2,7 @@
 //! valid from then on, so the delivery code never re-checks a project id or a hostname.
 
 mod config;
+pub mod controls;
 mod datadog;
 mod health;
 mod loki;
@@ -31,6 +32,15 @@ impl ValidationError {
         Self {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// The same error with its field placed under `parent`: a control's `labels.team` becomes
+    /// `destination_config.grafana_loki.labels.team` where the API nests it.
+    pub fn under(self, parent: &str) -> Self {
+        Self {
+            field: format!("{parent}.{}", self.field),
+            message: self.message,
         }
     }
 }
