@@ -5,12 +5,14 @@
 //!   record kept byte-for-byte; [`Redactor`] applies it under the project's [`RedactionKey`].
 //! - [`LokiTenantId`] and [`LokiLabels`]: the `X-Scope-OrgID` header and extra stream labels
 //!   of a Grafana Loki destination.
+//! - [`DatadogTags`]: the `ddtags` of a Datadog destination.
 //!
 //! Each control parses from its serde body into a validated type; a [`super::ValidationError`]
 //! names the field path relative to the control (`event_filter.actions[3]`, `labels.team`,
 //! `tags[2]`), which the caller may place under its own with
 //! [`super::ValidationError::under`]. No error quotes the value it refuses.
 
+mod datadog_tags;
 mod event_filter;
 mod json_text;
 mod loki_labels;
@@ -19,6 +21,7 @@ mod redact;
 mod redaction;
 mod redaction_key;
 
+pub use datadog_tags::{DatadogTag, DatadogTags, MAX_TAG_LEN, MAX_TAGS, RESERVED_TAG_KEYS};
 pub use event_filter::{
     ActionPattern, EventFilter, EventFilterBody, MAX_FILTER_ENTRIES, MAX_FILTER_ENTRY_LEN,
 };
