@@ -83,11 +83,12 @@ sam-build: $(TOOLS_STAMP)
 	rustup target add $(LAMBDA_TARGET)
 	$(WITH_TOOLS) sam build
 
-## bench: encoding, gzip, end-to-end delivery, and the release streamer driven as Lambda
+## bench: encoding, gzip, stream controls, end-to-end delivery, and the release streamer driven as Lambda
 ## drives it (see README, "Performance")
 bench: $(MOTO)
 	cargo build --release --locked -p streamer
 	cargo bench -p event-log-streaming --bench gzip --locked
+	cargo bench -p event-log-streaming --bench controls --locked
 	cargo bench -p integration-tests --bench delivery --locked
 	cargo bench -p integration-tests --bench lambda --locked
 
