@@ -12,7 +12,7 @@
 use std::fmt;
 
 use hmac::{KeyInit, Mac};
-use sha2_0_11::Sha256;
+use sha2::Sha256;
 
 use crate::domain::ValidationError;
 use crate::secret::Secret;
