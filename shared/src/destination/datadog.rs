@@ -24,7 +24,8 @@ pub fn write_head(body: &mut Vec<u8>) {
 }
 
 /// `{"ddsource":…,"service":…,"ddtags":"project_id:<id>","message":"<record>","timestamp":<ms>}`
-pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord, labels: &LogLabels) {
+/// The record's entry, its message being `line` (the record's own, or a redacted copy).
+pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord, line: &str, labels: &LogLabels) {
     let millis = record.event_time.unix_timestamp_nanos() / 1_000_000;
     body.extend_from_slice(b"{\"ddsource\":");
     write_json(body, &labels.source);
@@ -34,7 +35,7 @@ pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord, labels: &LogLabels)
     body.extend_from_slice(b",\"ddtags\":\"project_id:");
     body.extend_from_slice(record.project_id.as_str().as_bytes());
     body.extend_from_slice(b"\",\"message\":");
-    write_json(body, record.line());
+    write_json(body, line);
     body.extend_from_slice(b",\"timestamp\":");
     write_json(body, &i64::try_from(millis).unwrap_or(i64::MAX));
     body.push(b'}');

@@ -31,11 +31,12 @@ pub fn write_head(body: &mut Vec<u8>, labels: &LogLabels) {
 }
 
 /// `["<unix ns>","<line>"]`
-pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord) {
+/// The record's entry, its line being `line` (the record's own, or a redacted copy).
+pub fn write_entry(body: &mut Vec<u8>, record: &EventRecord, line: &str) {
     body.extend_from_slice(b"[\"");
     write_json(body, &record.event_time.unix_timestamp_nanos());
     body.extend_from_slice(b"\",");
-    write_json(body, record.line());
+    write_json(body, line);
     body.push(b']');
 }
 

@@ -86,12 +86,20 @@ impl<'a> Payload<'a> {
 
     /// Adds the record's entry whatever the limits: for part of a payload that fitted.
     pub fn add(&mut self, record: &EventRecord) {
+        self.add_line(record, record.line());
+    }
+
+    /// As [`Self::add`], with `line` in place of the record's own text: a redacted copy,
+    /// written without being parsed again.
+    pub fn add_line(&mut self, record: &EventRecord, line: &str) {
         if self.entries > 0 {
             self.body.push(b',');
         }
         match self.destination {
-            DestinationType::GrafanaLoki => loki::write_entry(&mut self.body, record),
-            DestinationType::Datadog => datadog::write_entry(&mut self.body, record, self.labels),
+            DestinationType::GrafanaLoki => loki::write_entry(&mut self.body, record, line),
+            DestinationType::Datadog => {
+                datadog::write_entry(&mut self.body, record, line, self.labels)
+            }
         }
         self.entries += 1;
     }
