@@ -47,13 +47,35 @@ impl EventQueue {
         records: &[FailedRecord],
         delay: Duration,
     ) -> Result<(), RequeueError> {
+        let bodies: Vec<&str> = records.iter().map(|r| r.body.as_str()).collect();
+        self.send_copy(original, format!("[{}]", bodies.join(",")), delay)
+            .await
+    }
+
+    /// Sends `body`, one record of `original` or its whole unreadable body, back on its own
+    /// and exactly as it was: judged again, it meets the same fate (a record the dead-letter
+    /// queue would not take comes back to be set aside then).
+    pub async fn send_record_back(
+        &self,
+        original: &QueueMessage,
+        body: &str,
+        delay: Duration,
+    ) -> Result<(), RequeueError> {
+        self.send_copy(original, body.to_owned(), delay).await
+    }
+
+    async fn send_copy(
+        &self,
+        original: &QueueMessage,
+        body: String,
+        delay: Duration,
+    ) -> Result<(), RequeueError> {
         let number = |value: String| message_attribute("Number", value);
         let sent_ms = original.sent_at.unix_timestamp_nanos() / 1_000_000;
-        let bodies: Vec<&str> = records.iter().map(|r| r.body.as_str()).collect();
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(format!("[{}]", bodies.join(",")))
+            .message_body(body)
             .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
             .message_attributes(ATTEMPTS_ATTRIBUTE, number(original.attempt.to_string()))
             .message_attributes(SENT_TIMESTAMP_ATTRIBUTE, number(sent_ms.to_string()))

@@ -10,8 +10,10 @@
 //!   its redelivery repeats nothing. Without a retry queue that is the rule for failed
 //!   records; without a dead-letter queue, for rejected ones.
 //! - Once one of its records is handed elsewhere, what is left of a message is handed off on
-//!   its own, in a second round if the first send failed. Only if that fails too is the
-//!   message left to SQS whole: a redelivery that repeats records beats a lost one.
+//!   its own in a second round: failed records are sent back again, and rejected records go
+//!   to the dead-letter queue again or, if it refuses them once more, back to the retry queue
+//!   one by one, exactly as they were (judged again, they are set aside then). Only if that fails too is the message left to
+//!   SQS whole: a redelivery that repeats records beats a lost one.
 //!
 //! Sends run [`HANDOFF_CONCURRENCY`] at a time and end by the invocation's deadline; a send
 //! still in flight then counts as failed, so its records are never taken as handed off.
@@ -92,6 +94,20 @@ enum Send {
         message: usize,
         record: RejectedRecord,
     },
+    /// A rejected record the dead-letter queue refused: to it again, else back to the retry
+    /// queue on its own, visible after `delay`.
+    DeadLetterElseBack {
+        message: usize,
+        record: RejectedRecord,
+        delay: Duration,
+    },
+}
+
+/// Where a send put its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handed {
+    Back,
+    DeadLettered,
 }
 
 /// Hands off what each message has left, by `deadline`.
@@ -129,31 +145,37 @@ pub async fn settle(
         .filter(|end| *end > now)
         .unwrap_or(deadline);
     for (round, end) in [(1, first_round_end), (2, deadline)] {
-        let sends = take_sends(&mut ledgers, &delays);
+        // In the second round, rejected records may go back to the retry queue if there is one.
+        let rejected_back = round == 2 && queues.requeue.is_some();
+        let sends = take_sends(&mut ledgers, &delays, rejected_back, policy);
         if sends.is_empty() {
             break;
         }
-        let done = send_all(messages, queues, &sends, end).await;
-        for (send, done) in sends.into_iter().zip(done) {
-            match send {
+        let handed = send_all(messages, queues, &sends, end).await;
+        for (send, handed) in sends.into_iter().zip(handed) {
+            let (message, records) = match &send {
                 Send::Back {
                     message, records, ..
-                } => {
-                    if done {
-                        ledgers[message].sent_back += records.len();
-                        settled.sent_back += records.len();
-                    } else {
-                        ledgers[message].failed = records;
-                    }
+                } => (*message, records.len()),
+                Send::DeadLetter { message, .. } | Send::DeadLetterElseBack { message, .. } => {
+                    (*message, 1)
                 }
-                Send::DeadLetter { message, record } => {
-                    if done {
-                        ledgers[message].dead_lettered += 1;
-                        settled.dead_lettered += 1;
-                    } else {
-                        ledgers[message].rejected.push(record);
-                    }
+            };
+            let ledger = &mut ledgers[message];
+            match (handed, send) {
+                (Some(Handed::Back), _) => {
+                    ledger.sent_back += records;
+                    settled.sent_back += records;
                 }
+                (Some(Handed::DeadLettered), _) => {
+                    ledger.dead_lettered += records;
+                    settled.dead_lettered += records;
+                }
+                (None, Send::Back { records, .. }) => ledger.failed = records,
+                (
+                    None,
+                    Send::DeadLetter { record, .. } | Send::DeadLetterElseBack { record, .. },
+                ) => ledger.rejected.push(record),
             }
         }
         if round == 1 {
@@ -197,8 +219,14 @@ pub async fn settle(
     settled
 }
 
-/// Takes out of the ledgers the records to send in this round.
-fn take_sends(ledgers: &mut [MessageLedger], delays: &[Option<Duration>]) -> Vec<Send> {
+/// Takes out of the ledgers the records to send in this round; rejected ones to the retry
+/// queue when `rejected_back`, else to the dead-letter queue.
+fn take_sends(
+    ledgers: &mut [MessageLedger],
+    delays: &[Option<Duration>],
+    rejected_back: bool,
+    policy: &RetryPolicy,
+) -> Vec<Send> {
     let mut sends = Vec::new();
     for (message, ledger) in ledgers.iter_mut().enumerate() {
         if ledger.left_whole {
@@ -212,28 +240,38 @@ fn take_sends(ledgers: &mut [MessageLedger], delays: &[Option<Duration>]) -> Vec
             });
         }
         let rejected = ledger.rejected.drain(..);
-        sends.extend(rejected.map(|record| Send::DeadLetter { message, record }));
+        if rejected_back {
+            // Set aside again as soon as the copy comes back, if the dead-letter queue is up.
+            let delay = policy.requeue_base_delay;
+            sends.extend(rejected.map(|record| Send::DeadLetterElseBack {
+                message,
+                record,
+                delay,
+            }));
+        } else {
+            sends.extend(rejected.map(|record| Send::DeadLetter { message, record }));
+        }
     }
     sends
 }
 
-/// Runs the sends by `end`; whether each one succeeded (one still in flight at `end` did
-/// not).
+/// Runs the sends by `end`; where each one put its records (one still in flight at `end`
+/// put them nowhere).
 async fn send_all(
     messages: &[QueueMessage],
     queues: &Queues,
     sends: &[Send],
     end: Instant,
-) -> Vec<bool> {
-    let mut done = vec![false; sends.len()];
+) -> Vec<Option<Handed>> {
+    let mut done = vec![None; sends.len()];
     // Indexes, not references, in the closure: borrowed items there defeat the `Send`
     // inference of the futures that hold them.
     let mut results = stream::iter(0..sends.len())
         .map(|index| async move { (index, one_send(messages, queues, &sends[index]).await) })
         .buffer_unordered(HANDOFF_CONCURRENCY);
     let finished = tokio::time::timeout_at(end, async {
-        while let Some((index, ok)) = results.next().await {
-            done[index] = ok;
+        while let Some((index, handed)) = results.next().await {
+            done[index] = handed;
         }
     })
     .await;
@@ -243,7 +281,7 @@ async fn send_all(
     done
 }
 
-async fn one_send(messages: &[QueueMessage], queues: &Queues, send: &Send) -> bool {
+async fn one_send(messages: &[QueueMessage], queues: &Queues, send: &Send) -> Option<Handed> {
     match send {
         Send::Back {
             message,
@@ -251,36 +289,57 @@ async fn one_send(messages: &[QueueMessage], queues: &Queues, send: &Send) -> bo
             delay,
         } => {
             let original = &messages[*message];
-            let Some(queue) = &queues.requeue else {
-                return false;
-            };
+            let queue = queues.requeue.as_ref()?;
             match queue.send_back(original, records, *delay).await {
-                Ok(()) => true,
+                Ok(()) => Some(Handed::Back),
                 Err(err) => {
                     warn!(message_id = %original.message_id, error = %error_chain(&err), "records not sent back");
-                    false
+                    None
                 }
             }
         }
         Send::DeadLetter { message, record } => {
+            dead_letter(&messages[*message], queues, record).await
+        }
+        Send::DeadLetterElseBack {
+            message,
+            record,
+            delay,
+        } => {
             let original = &messages[*message];
-            let Some(queue) = &queues.dead_letters else {
-                return false;
-            };
-            warn!(
-                message_id = %original.message_id,
-                project_id = record.project_id.as_ref().map(ProjectId::as_str),
-                reason = %record.reason,
-                detail = %record.detail,
-                "record rejected"
-            );
-            match queue.send(record, original).await {
-                Ok(()) => true,
+            if let Some(handed) = dead_letter(original, queues, record).await {
+                return Some(handed);
+            }
+            let queue = queues.requeue.as_ref()?;
+            match queue.send_record_back(original, &record.body, *delay).await {
+                Ok(()) => Some(Handed::Back),
                 Err(err) => {
-                    warn!(message_id = %original.message_id, error = %error_chain(&err), "dead-letter send failed");
-                    false
+                    warn!(message_id = %original.message_id, error = %error_chain(&err), "rejected record not sent back");
+                    None
                 }
             }
+        }
+    }
+}
+
+async fn dead_letter(
+    original: &QueueMessage,
+    queues: &Queues,
+    record: &RejectedRecord,
+) -> Option<Handed> {
+    let queue = queues.dead_letters.as_ref()?;
+    warn!(
+        message_id = %original.message_id,
+        project_id = record.project_id.as_ref().map(ProjectId::as_str),
+        reason = %record.reason,
+        detail = %record.detail,
+        "record rejected"
+    );
+    match queue.send(record, original).await {
+        Ok(()) => Some(Handed::DeadLettered),
+        Err(err) => {
+            warn!(message_id = %original.message_id, error = %error_chain(&err), "dead-letter send failed");
+            None
         }
     }
 }

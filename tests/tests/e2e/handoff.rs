@@ -160,6 +160,27 @@ async fn a_dead_letter_send_that_fails_once_does_not_redeliver_what_was_sent_bac
 }
 
 #[tokio::test]
+async fn a_rejected_record_the_dead_letter_queue_keeps_refusing_goes_back_on_its_own() {
+    let env = HandoffEnv::new(Failing::Never, Failing::Always).await;
+    let malformed: Value = serde_json::from_str(MALFORMED).unwrap();
+    let records = [event("revoked", "revoked-1"), malformed];
+
+    let report = env.process(&[message("m1", &records)]).await;
+
+    // The revoked record went back in the first round, so the message cannot be left to
+    // SQS without sending it twice: the malformed record goes back too, alone and as it was,
+    // to be set aside when it comes round again.
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    assert_eq!(report.summary.redelivered_whole, 0);
+    let mut requeued: Vec<String> = env.requeued().await.into_iter().map(|(b, _)| b).collect();
+    requeued.sort();
+    let mut expected = vec![format!("[{}]", records[0]), MALFORMED.to_owned()];
+    expected.sort();
+    assert_eq!(requeued, expected);
+    assert!(env.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_message_none_of_whose_records_went_anywhere_is_left_to_sqs_whole() {
     let env = HandoffEnv::new(Failing::Always, Failing::Always).await;
     let records = [event("revoked", "revoked-1"), event("revoked", "revoked-2")];
