@@ -59,7 +59,13 @@ pub async fn send_test_event(
     let body = payload.finish();
 
     let response = client
-        .push(destination, gzip(&body).into(), TIMEOUT, Connection::Pooled)
+        .push(
+            destination,
+            gzip(&body).into(),
+            TIMEOUT,
+            Connection::Pooled,
+            now,
+        )
         .await;
     let destination_status = response.status();
     let delivered = matches!(classify(&response), Classification::Delivered { .. });

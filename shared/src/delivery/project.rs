@@ -198,7 +198,13 @@ impl Pusher<'_> {
                 .min(self.request_timeout);
             let response = self
                 .client
-                .push(destination, gzipped.clone(), timeout, connection)
+                .push(
+                    destination,
+                    gzipped.clone(),
+                    timeout,
+                    connection,
+                    self.clock.utc(),
+                )
                 .await;
             drop(slot);
             let class = classify(&response);

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use hyper::body::Bytes;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Certificate, Client, Url, redirect};
+use time::OffsetDateTime;
 
 use super::datadog;
 use crate::domain::{Destination, Endpoint, LokiHostname};
@@ -202,14 +203,16 @@ impl DestinationClient {
         }
     }
 
-    /// Pushes an already gzipped JSON body to the destination, once. `Bytes`, so that a
-    /// retry shares the body instead of copying it.
+    /// Pushes an already gzipped JSON body to the destination, once, at `now` (the caller's
+    /// clock: a `Retry-After` given as a date is counted from it). `Bytes`, so that a retry
+    /// shares the body instead of copying it.
     pub async fn push(
         &self,
         destination: &Destination,
         gzipped_json: Bytes,
         timeout: Duration,
         connection: Connection,
+        now: OffsetDateTime,
     ) -> PushResponse {
         let http = match connection {
             Connection::Pooled => &self.http,
@@ -252,7 +255,7 @@ impl DestinationClient {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    .and_then(|v| parse_retry_after(v, SystemTime::from(now)));
                 if status < 400 {
                     return PushResponse::Status {
                         status,
