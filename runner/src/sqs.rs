@@ -74,6 +74,12 @@ impl Consumer<'_> {
                     .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                     .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                     .message_attribute_names("All")
+                    .customize()
+                    .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(
+                        event_log_streaming::aws::long_poll_timeouts(Duration::from_secs(
+                            WAIT_TIME_SECONDS as u64,
+                        )),
+                    ))
                     .send() => received,
             };
             let messages = match received {

@@ -28,10 +28,43 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The timeouts of a long poll (SQS ReceiveMessage waiting up to `wait` for messages): the
+/// wait is the answer's normal time, so each limit is the wait plus the usual one. With
+/// [`timeouts`], every idle poll would time out and be retried.
+pub fn long_poll_timeouts(wait: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(wait + ATTEMPT_TIMEOUT)
+        .operation_timeout(wait + OPERATION_TIMEOUT)
+        .build()
+}
+
 /// The SDK configuration from the environment, with [`timeouts`].
 pub async fn load() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_poll_outlives_its_wait_and_keeps_the_usual_margins() {
+        let wait = Duration::from_secs(10);
+        let long_poll = long_poll_timeouts(wait);
+        assert_eq!(
+            long_poll.operation_attempt_timeout(),
+            Some(wait + ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(
+            long_poll.operation_timeout(),
+            Some(wait + OPERATION_TIMEOUT)
+        );
+        assert_eq!(long_poll.connect_timeout(), Some(CONNECT_TIMEOUT));
+        // The usual limits would end an idle poll before SQS answers it.
+        assert!(timeouts().operation_timeout().unwrap() < wait);
+    }
 }

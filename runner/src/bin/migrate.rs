@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
         }
     }
     let table = table.ok_or("name the table with --table or STREAM_TABLE_NAME")?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = event_log_streaming::aws::load().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let streams = DynamoDbStreams::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let migration = Migration {
