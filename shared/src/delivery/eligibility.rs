@@ -18,8 +18,6 @@ pub struct Eligible<'a> {
     /// Records settled without sending: skipped, or failed for want of a configuration or a
     /// credential.
     pub settled: Vec<(usize, RecordOutcome)>,
-    /// Of those, the records that would have been streamed but for the credential.
-    pub failed: usize,
 }
 
 pub fn partition<'a>(
@@ -30,7 +28,6 @@ pub fn partition<'a>(
     let settle_all = |outcome: &dyn Fn(&EventRecord) -> RecordOutcome| Eligible {
         streamable: Vec::new(),
         settled: records.iter().map(|(i, r)| (*i, outcome(r))).collect(),
-        failed: 0,
     };
     match resolved {
         Resolved::NotConfigured => {
@@ -45,7 +42,6 @@ pub fn partition<'a>(
         Resolved::NoCredential { stored, error } => {
             let mut eligible = by_state(&stored.config.state, records);
             let detail: Arc<str> = format!("the credential could not be read: {error}").into();
-            eligible.failed = eligible.streamable.len();
             let failed = eligible
                 .streamable
                 .drain(..)
@@ -61,7 +57,6 @@ fn by_state<'a>(state: &StreamState, records: Vec<Slotted<'a>>) -> Eligible<'a> 
     let mut eligible = Eligible {
         streamable: Vec::with_capacity(records.len()),
         settled: Vec::new(),
-        failed: 0,
     };
     for (index, record) in records {
         match SkipReason::of(state.eligibility(record.sent_at)) {

@@ -48,6 +48,8 @@ pub struct MessageLedger {
     sent_back: usize,
     /// Records already in the dead-letter queue.
     dead_lettered: usize,
+    /// The delay of the copy its failed records go back in.
+    send_back_delay: Option<Duration>,
     /// Left to SQS whole: nothing of it is sent anywhere.
     left_whole: bool,
 }
@@ -120,12 +122,11 @@ pub async fn settle(
     deadline: Instant,
 ) -> Settled {
     let mut settled = Settled::default();
-    let mut delays = vec![None; messages.len()];
     for (index, ledger) in ledgers.iter_mut().enumerate() {
         if !ledger.failed.is_empty() {
             let attempt = messages[index].attempt;
             match retry::hand_off(attempt, queues.requeue.is_some(), policy, fastrand::f64()) {
-                Handoff::SendBack { delay } => delays[index] = Some(delay),
+                Handoff::SendBack { delay } => ledger.send_back_delay = Some(delay),
                 Handoff::DeadLetter(_) => {
                     let exhausted = ledger.failed.drain(..).map(|r| r.exhausted(attempt));
                     ledger.rejected.extend(exhausted);
@@ -147,7 +148,7 @@ pub async fn settle(
     for (round, end) in [(1, first_round_end), (2, deadline)] {
         // In the second round, rejected records may go back to the retry queue if there is one.
         let rejected_back = round == 2 && queues.requeue.is_some();
-        let sends = take_sends(&mut ledgers, &delays, rejected_back, policy);
+        let sends = take_sends(&mut ledgers, rejected_back, policy);
         if sends.is_empty() {
             break;
         }
@@ -223,7 +224,6 @@ pub async fn settle(
 /// queue when `rejected_back`, else to the dead-letter queue.
 fn take_sends(
     ledgers: &mut [MessageLedger],
-    delays: &[Option<Duration>],
     rejected_back: bool,
     policy: &RetryPolicy,
 ) -> Vec<Send> {
@@ -232,7 +232,7 @@ fn take_sends(
         if ledger.left_whole {
             continue;
         }
-        if let (false, Some(delay)) = (ledger.failed.is_empty(), delays[message]) {
+        if let (false, Some(delay)) = (ledger.failed.is_empty(), ledger.send_back_delay) {
             sends.push(Send::Back {
                 message,
                 records: std::mem::take(&mut ledger.failed),

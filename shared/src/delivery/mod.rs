@@ -283,7 +283,7 @@ impl Streamer {
     ) -> (Vec<(usize, RecordOutcome)>, usize) {
         let eligible = eligibility::partition(&project, resolved, records);
         let mut outcomes = eligible.settled;
-        let (stored, health) = match resolved {
+        let (stored, seen, retries) = match resolved {
             Resolved::Stream(stream) => {
                 let (Some(destination), false) =
                     (&stream.destination, eligible.streamable.is_empty())
@@ -302,13 +302,20 @@ impl Streamer {
                     .deliver(&project, destination, eligible.streamable, deadline)
                     .await;
                 outcomes.extend(delivery.outcomes);
-                (&stream.stored, (delivery.health, delivery.retries))
+                (&stream.stored, delivery.health, delivery.retries)
             }
             // The customer sees why nothing arrives, as for any failed delivery.
-            Resolved::NoCredential { stored, error } if eligible.failed > 0 => {
+            Resolved::NoCredential { stored, error } => {
+                let failed = outcomes
+                    .iter()
+                    .filter(|(_, outcome)| matches!(outcome, RecordOutcome::Failed(_)))
+                    .count();
+                if failed == 0 {
+                    return (outcomes, 0);
+                }
                 tracing::warn!(project_id = %project, error = %error, "credential read failed; the records will be retried");
                 let mut health = DeliveryHealth {
-                    events_failed: eligible.failed as u64,
+                    events_failed: failed as u64,
                     ..Default::default()
                 };
                 let error = DeliveryError {
@@ -317,11 +324,10 @@ impl Streamer {
                     message: "the stream's credential could not be read; its events are kept and sent again later".into(),
                 };
                 health.failure(error, false);
-                (stored, (health, 0))
+                (stored, health, 0)
             }
-            _ => return (outcomes, 0),
+            Resolved::NotConfigured | Resolved::Unavailable(_) => return (outcomes, 0),
         };
-        let (seen, retries) = health;
         let written = self
             .health
             .observe(&stored.config, &stored.health, &seen, deadline)

@@ -130,16 +130,12 @@ impl CredentialWrite for SecretsManagerCredentials {
             .send()
             .await;
         match result {
-            Ok(output) => Ok(CredentialRef {
-                version_id: output.version_id.ok_or_else(|| {
-                    StoreError::unavailable(
-                        "Secrets Manager CreateSecret",
-                        "no version in the answer",
-                    )
-                })?,
-                secret_id: name,
-                last_four: credential.last_four(),
-            }),
+            Ok(output) => saved(
+                name,
+                output.version_id,
+                credential,
+                "Secrets Manager CreateSecret",
+            ),
             // A stream identity is 128 random bits: another secret of that name is a bug.
             Err(err)
                 if matches!(
@@ -166,16 +162,12 @@ impl CredentialWrite for SecretsManagerCredentials {
             .send()
             .await;
         match result {
-            Ok(output) => Ok(CredentialRef {
-                version_id: output.version_id.ok_or_else(|| {
-                    StoreError::unavailable(
-                        "Secrets Manager PutSecretValue",
-                        "no version in the answer",
-                    )
-                })?,
-                secret_id: secret_id.to_owned(),
-                last_four: credential.last_four(),
-            }),
+            Ok(output) => saved(
+                secret_id.to_owned(),
+                output.version_id,
+                credential,
+                "Secrets Manager PutSecretValue",
+            ),
             // Gone, or still being deleted (AWS deletes in the background, even when forced):
             // its stream was deleted; the secret is never created again.
             Err(err)
@@ -217,4 +209,20 @@ impl CredentialWrite for SecretsManagerCredentials {
             Err(err) => Err(StoreError::unavailable("Secrets Manager DeleteSecret", err)),
         }
     }
+}
+
+/// Where a write saved `credential`: the version the answer names.
+fn saved(
+    secret_id: String,
+    version_id: Option<String>,
+    credential: &Secret,
+    operation: &'static str,
+) -> StoreResult<CredentialRef> {
+    let version_id =
+        version_id.ok_or_else(|| StoreError::unavailable(operation, "no version in the answer"))?;
+    Ok(CredentialRef {
+        secret_id,
+        version_id,
+        last_four: credential.last_four(),
+    })
 }

@@ -29,12 +29,7 @@ const REVOKED_KEY: &str = "00000000000000000000000000000000";
 #[tokio::test]
 async fn a_failing_project_sends_back_only_its_own_records_of_a_shared_message() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let env = StreamerEnv::new(Options {
-        event_queue: true,
-        settings: vec![("MAX_DELIVERY_ATTEMPTS", "2".into())],
-        ..Options::default()
-    })
-    .await;
+    let env = StreamerEnv::new(Options::retrying(2)).await;
     env.configure("fine", loki_config(&loki.hostname(), LOKI_PASSWORD))
         .await;
     env.configure("revoked", loki_config(&loki.hostname(), "glc_revoked-0000"))

@@ -92,6 +92,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// A retry queue, and `max_attempts` delivery attempts before a record is dead-lettered.
+    pub fn retrying(max_attempts: u32) -> Self {
+        Self {
+            event_queue: true,
+            settings: vec![("MAX_DELIVERY_ATTEMPTS", max_attempts.to_string())],
+            ..Self::default()
+        }
+    }
+}
+
 /// A fresh state table and secret prefix in moto, with clients that count their calls.
 pub struct StateEnv {
     pub streams: Arc<DynamoDbStreams>,

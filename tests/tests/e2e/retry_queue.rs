@@ -71,12 +71,7 @@ async fn the_no_backfill_rule_reads_a_carried_time_only_from_the_retry_queue() {
 #[tokio::test]
 async fn attempts_claimed_on_the_event_queue_do_not_count_those_a_copy_carries_do() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let env = StreamerEnv::new(Options {
-        event_queue: true,
-        settings: vec![("MAX_DELIVERY_ATTEMPTS", "2".into())],
-        ..Options::default()
-    })
-    .await;
+    let env = StreamerEnv::new(Options::retrying(2)).await;
     env.configure("revoked", loki_config(&loki.hostname(), "glc_revoked-0000"))
         .await;
     let sent = now_ms() - 5_000;

@@ -377,12 +377,7 @@ async fn sqs_mode_delivers_redelivers_and_dead_letters_without_losing_an_event()
 async fn sqs_mode_believes_the_attributes_of_a_copy_only_from_the_retry_queue() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     let revoked = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let env = StreamerEnv::new(Options {
-        event_queue: true,
-        settings: vec![("MAX_DELIVERY_ATTEMPTS", "2".into())],
-        ..Options::default()
-    })
-    .await;
+    let env = StreamerEnv::new(Options::retrying(2)).await;
     let enabled = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
     let mut spec = loki_config(&loki.hostname(), LOKI_PASSWORD);
     spec.enabled_at = Some(enabled);
