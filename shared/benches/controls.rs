@@ -57,7 +57,7 @@ fn main() {
         mode: "HASH".into(),
     })
     .unwrap();
-    let redactor = Redactor::new(&redaction, &RedactionKey::generate().unwrap());
+    let redactor = Redactor::new(&redaction, Some(&RedactionKey::generate().unwrap())).unwrap();
 
     let unchanged = measure(|| deliver(&mut records.iter()));
     let filtered = measure(|| deliver(&mut records.iter().filter(|r| filter.matches(r.raw))));

@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::destination::classify::{Classification, advice, classify, destination_name};
 use crate::destination::client::{Connection, DestinationClient};
 use crate::destination::{self, LogLabels, Payload};
+use crate::domain::controls::Redactor;
 use crate::domain::{Destination, ProjectId};
 use crate::event::{QueueMessage, parse_message};
 use crate::gzip::gzip;
@@ -27,11 +28,14 @@ pub struct TestDelivery {
     pub message: String,
 }
 
-/// Sends one synthetic event, dated `now`, to `destination`.
+/// Sends one synthetic event, dated `now`, to `destination`, through the stream's redaction
+/// (so the customer sees what their records will look like); the stream's filter does not
+/// apply to it.
 pub async fn send_test_event(
     client: &DestinationClient,
     project: &ProjectId,
     destination: &Destination,
+    redactor: Option<&Redactor>,
     labels: &LogLabels,
     now: OffsetDateTime,
 ) -> TestDelivery {
@@ -55,7 +59,10 @@ pub async fn send_test_event(
         labels,
         destination::limits(destination_type),
     );
-    payload.add(&record);
+    match redactor {
+        Some(redactor) => payload.add_line(&record, &redactor.apply(record.line())),
+        None => payload.add(&record),
+    }
     let body = payload.finish();
 
     let response = client

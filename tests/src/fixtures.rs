@@ -5,7 +5,7 @@ use event_log_streaming::destination::LogLabels;
 use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
 use event_log_streaming::domain::{
     DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
-    StreamConfig, StreamState, StreamingStatus,
+    StreamConfig, StreamControls, StreamState, StreamingStatus,
 };
 use event_log_streaming::net::AddressPolicy;
 use event_log_streaming::store::{CredentialWrite, StreamWrite, create_stream};
@@ -33,10 +33,11 @@ pub fn loopback_client(datadog_intake_url: Option<String>) -> DestinationClient 
     .unwrap()
 }
 
-/// A stream to set up: a destination, a status and when it was enabled.
+/// A stream to set up: a destination, its controls, a status and when it was enabled.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
     pub destination: Destination,
+    pub controls: StreamControls,
     pub status: StreamingStatus,
     pub enabled_at: Option<OffsetDateTime>,
 }
@@ -48,6 +49,7 @@ pub fn loki_destination(hostname: &str, username: &str, password: &str) -> Desti
             hostname: hostname.into(),
             username: username.into(),
             password: password.into(),
+            ..Default::default()
         }),
     };
     Destination::parse(DestinationType::GrafanaLoki, &body).unwrap()
@@ -58,6 +60,7 @@ pub fn datadog_destination(api_key: &str) -> Destination {
         datadog: Some(DatadogBody {
             site: "US".into(),
             api_key: api_key.into(),
+            ..Default::default()
         }),
         grafana_loki: None,
     };
@@ -76,6 +79,7 @@ pub fn datadog_config(api_key: &str) -> StreamSpec {
 pub fn active(destination: Destination) -> StreamSpec {
     StreamSpec {
         destination,
+        controls: StreamControls::default(),
         status: StreamingStatus::Active,
         enabled_at: Some(OffsetDateTime::now_utc() - time::Duration::hours(1)),
     }
@@ -95,6 +99,7 @@ pub async fn provision(
         credentials,
         &project,
         &spec.destination,
+        &spec.controls,
         now - time::Duration::hours(2),
     )
     .await

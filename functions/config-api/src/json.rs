@@ -1,6 +1,6 @@
 //! The request body extractor: JSON only, at most 64 KB, one object, no field given twice,
-//! no array, unknown fields refused, and error messages that name the field but never echo a
-//! value (it may be a secret).
+//! arrays (of strings) only where a body has a list, unknown fields refused, and error
+//! messages that name the field but never echo a value (it may be a secret).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The fields whose value is a list of strings, by the last key of their path; an array
+/// anywhere else is refused.
+const LIST_FIELDS: [&str; 4] = ["actions", "statuses", "fields", "tags"];
 
 pub struct ApiJson<T>(pub T);
 
@@ -37,12 +41,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// One JSON value, an object, in which no field is given twice and no array appears (none of
-/// our bodies has one), then the fields `T` expects. Each refusal names its place:
+/// One JSON value, an object, in which no field is given twice and arrays appear only as the
+/// value of a list field ([`LIST_FIELDS`]), holding strings; then the fields `T` expects. Each
+/// refusal names its place:
 /// - a field given twice: serde_json keeps the last of two equal keys, so a body could show a
 ///   reviewer or a proxy one password and save another;
-/// - an array: serde's derived structs would take one in place of an object (its elements as
-///   the fields in order);
+/// - any other array: serde's derived structs would take one in place of an object (its
+///   elements as the fields in order);
 /// - trailing data: a plain deserializer stops reading after the first value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = read_strict(bytes)?;
@@ -114,6 +119,14 @@ impl Strict<'_> {
         E::custom(place)
     }
 
+    /// The element `index` (`[3]`) of this list.
+    fn child_at(&self, index: &str) -> Self {
+        Strict {
+            path: format!("{}{index}", self.path),
+            refusal: self.refusal,
+        }
+    }
+
     fn child(&self, key: &str) -> Self {
         Strict {
             path: if self.path.is_empty() {
@@ -169,11 +182,23 @@ impl<'de> Visitor<'de> for Strict<'_> {
         Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         if self.path.is_empty() {
             return Err(self.refuse("the body must be a JSON object"));
         }
-        Err(self.refuse("must be a JSON object or a string, not an array"))
+        let last_key = self.path.rsplit('.').next().unwrap_or_default();
+        if !LIST_FIELDS.contains(&last_key) {
+            return Err(self.refuse("must be a JSON object or a string, not an array"));
+        }
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            if !item.is_string() {
+                let place = format!("[{}]", items.len());
+                return Err(self.child_at(&place).refuse("must be a string"));
+            }
+            items.push(item);
+        }
+        Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
@@ -253,11 +278,24 @@ mod tests {
                 r#"{"inner":{"api_key":["k"]}}"#,
                 "inner.api_key: must be a JSON object or a string, not an array",
             ),
+            (
+                r#"{"inner":{"api_key":"k","tags":["a:1",{"x":1}]}}"#,
+                "inner.tags[1]: must be a string",
+            ),
+            (
+                r#"{"inner":{"api_key":"k","tags":[["a:1"]]}}"#,
+                "inner.tags[0]: must be a string",
+            ),
         ];
         for (body, expected) in table {
             assert_eq!(message(body), expected, "{body}");
         }
         assert!(parse::<Body>(br#" {"inner":{"api_key":"k"}} "#).is_ok());
+        let lists = read_strict(br#"{"event_filter":{"actions":["A","B*"]},"tags":[]}"#);
+        assert_eq!(
+            lists.unwrap(),
+            serde_json::json!({"event_filter":{"actions":["A","B*"]},"tags":[]})
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, post};
-use event_log_streaming::domain::{Destination, DestinationConfigBody, DestinationType, Endpoint};
+use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
+use event_log_streaming::domain::{
+    Destination, DestinationConfigBody, DestinationType, Endpoint, StreamControls,
+};
 use event_log_streaming::store::destination_of;
 use event_log_streaming::test_event::send_test_event;
 use serde::Deserialize;
@@ -67,12 +70,21 @@ fn audit(who: &Authorized, operation: &str, destination_type: DestinationType) {
 struct CreateBody {
     destination_type: DestinationType,
     destination_config: DestinationConfigBody,
+    #[serde(default)]
+    event_filter: Option<EventFilterBody>,
+    #[serde(default)]
+    redaction: Option<RedactionBody>,
 }
 
+/// Replaces every non-secret field: an absent control is cleared.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     destination_config: DestinationConfigBody,
+    #[serde(default)]
+    event_filter: Option<EventFilterBody>,
+    #[serde(default)]
+    redaction: Option<RedactionBody>,
 }
 
 /// Enable and disable take `{}` or no body at all.
@@ -92,9 +104,15 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Answer {
     let destination = parse_destination(&state, body.destination_type, &body.destination_config)?;
+    let controls = StreamControls::parse(body.event_filter.as_ref(), body.redaction.as_ref())?;
     let stream = state
         .commands()
-        .create(&who.project, &destination, OffsetDateTime::now_utc())
+        .create(
+            &who.project,
+            &destination,
+            &controls,
+            OffsetDateTime::now_utc(),
+        )
         .await?;
     audit(&who, "create", body.destination_type);
     ok(
@@ -127,6 +145,7 @@ async fn update(
     let kind = DestinationType::parse(&kind)?;
     let config = &body.destination_config;
     let endpoint = parse_endpoint(&state, kind, config)?;
+    let controls = StreamControls::parse(body.event_filter.as_ref(), body.redaction.as_ref())?;
     let credential = match config.credential() {
         None => None,
         Some(_) => Some(Destination::parse(kind, config)?.credential().clone()),
@@ -137,6 +156,7 @@ async fn update(
             &who.project,
             kind,
             endpoint,
+            controls,
             credential,
             OffsetDateTime::now_utc(),
         )
@@ -205,12 +225,14 @@ async fn test(
 ) -> Answer {
     let kind = DestinationType::parse(&kind)?;
     let stream = state.commands().read(&who.project, kind).await?;
-    let destination = destination_of(&stream.config, state.credentials.as_ref()).await?;
+    let (destination, redactor) =
+        destination_of(&stream.config, state.credentials.as_ref()).await?;
     let now = OffsetDateTime::now_utc();
     let outcome = send_test_event(
         &state.client,
         &who.project,
         &destination,
+        redactor.as_ref(),
         &state.labels,
         now,
     )
@@ -228,9 +250,15 @@ async fn test(
             "delivered": outcome.delivered,
             "destination_status": outcome.destination_status,
             "message": outcome.message,
+            "redacted": redactor.is_some(),
+            "note": TEST_NOTE,
         }),
     )
 }
+
+/// What the test endpoint says of the controls, with every answer.
+const TEST_NOTE: &str = "The test event goes through the stream's redaction and carries its \
+     labels, tenant and tags; the event filter does not apply to it.";
 
 /// A destination from a request body, credential included; see [`parse_endpoint`].
 fn parse_destination(

@@ -23,7 +23,8 @@
 
 use event_log_streaming::Secret;
 use event_log_streaming::domain::{
-    Destination, DestinationType, Endpoint, ProjectId, StreamConfig, ValidationError,
+    CredentialRef, Destination, DestinationType, Endpoint, ProjectId, StreamConfig, StreamControls,
+    StreamSecret, ValidationError,
 };
 use event_log_streaming::store::{
     CredentialStore, StoreError, StoredStream, StreamWrite, create_stream,
@@ -96,58 +97,92 @@ impl Streams<'_> {
         &self,
         project: &ProjectId,
         destination: &Destination,
+        controls: &StreamControls,
         now: OffsetDateTime,
     ) -> Result<StoredStream, StreamError> {
         if self.streams.get(project).await?.is_some() {
             return Err(StoreError::AlreadyExists.into());
         }
-        let config =
-            create_stream(self.streams, self.credentials, project, destination, now).await?;
+        let config = create_stream(
+            self.streams,
+            self.credentials,
+            project,
+            destination,
+            controls,
+            now,
+        )
+        .await?;
         Ok(StoredStream {
             config,
             health: Default::default(),
         })
     }
 
-    /// Replaces the endpoint; the status (SUSPENDED included) and `enabled_at` are kept.
-    /// Without a `credential` the stored one is kept, unless a Loki stream moves to another
-    /// host (see [`Endpoint::keeps_credential_for`]).
+    /// Replaces the endpoint and the controls; the status (SUSPENDED included) and
+    /// `enabled_at` are kept. Without a `credential` the stored one is kept, unless a Loki
+    /// stream moves to another host (see [`Endpoint::keeps_credential_for`]).
     pub async fn update(
         &self,
         project: &ProjectId,
         kind: DestinationType,
         endpoint: Endpoint,
+        controls: StreamControls,
         credential: Option<Secret>,
         now: OffsetDateTime,
     ) -> Result<StoredStream, StreamError> {
         let mut stream = self.read(project, kind).await?;
         let read = &stream.config;
-        let credential = match credential {
-            None if read.endpoint.keeps_credential_for(&endpoint) => read.credential.clone(),
-            None => {
-                return Err(ValidationError::new(
-                    "destination_config.grafana_loki.password",
-                    "required when the hostname changes (the stored token is only sent to the host it was saved for)",
-                )
-                .into());
-            }
-            // A version unused because the item write below fails stays in this stream's
-            // secret, and goes with it.
-            Some(secret) => match self
-                .credentials
-                .put_version(&read.credential.secret_id, &secret)
-                .await
-            {
-                Err(StoreError::NotFound) => return Err(StreamError::NoStream),
-                saved => saved?,
-            },
-        };
+        if credential.is_none() && !read.endpoint.keeps_credential_for(&endpoint) {
+            return Err(ValidationError::new(
+                "destination_config.grafana_loki.password",
+                "required when the hostname changes (the stored token is only sent to the host it was saved for)",
+            )
+            .into());
+        }
+        let credential = self.saved_secret(read, credential, &controls).await?;
         let mut config = read.next_version(now);
         config.endpoint = endpoint;
+        config.controls = controls;
         config.credential = credential;
         self.streams.update(&config, read.version).await?;
         stream.config = config;
         Ok(stream)
+    }
+
+    /// The secret the next version refers to. A new version is saved when a new credential
+    /// is given (with the stream's redaction key, which never changes), and when the controls
+    /// hash but the secret, saved before keys existed, has none; otherwise the stored one is
+    /// kept, and no secret is read.
+    async fn saved_secret(
+        &self,
+        read: &StreamConfig,
+        credential: Option<Secret>,
+        controls: &StreamControls,
+    ) -> Result<CredentialRef, StreamError> {
+        if credential.is_none() && !controls.hashes() {
+            return Ok(read.credential.clone());
+        }
+        let stored = self.credentials.get(&read.credential).await?;
+        let next = match credential {
+            Some(credential) => stored.with_credential(credential),
+            None if stored.redaction_key.is_some() => return Ok(read.credential.clone()),
+            None => stored,
+        };
+        let next = match next.redaction_key {
+            Some(_) => next,
+            None => StreamSecret::with_new_key(next.credential)
+                .map_err(|e| StoreError::unavailable("generate a redaction key", e))?,
+        };
+        // A version unused because the item write fails stays in this stream's secret, and
+        // goes with it.
+        match self
+            .credentials
+            .put_version(&read.credential.secret_id, &next)
+            .await
+        {
+            Err(StoreError::NotFound) => Err(StreamError::NoStream),
+            saved => Ok(saved?),
+        }
     }
 
     /// Deletes the credential secret, then the stream; returns what was deleted. See the

@@ -1,7 +1,11 @@
 //! What the API shows of a stream: everything but the credential, of which only the last
 //! four characters are returned (`api_key_last_four`, `password_last_four`), and the
-//! stream's delivery health.
+//! stream's delivery health. Controls are shown when set, as they were given (the redaction
+//! key never is).
 
+use std::collections::BTreeMap;
+
+use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
 use event_log_streaming::domain::{DeliveryError, DestinationType, Endpoint, StreamingStatus};
 use event_log_streaming::store::StoredStream;
 use serde::Serialize;
@@ -11,6 +15,10 @@ use time::OffsetDateTime;
 pub struct ConfigView {
     destination_type: DestinationType,
     destination_config: DestinationView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_filter: Option<EventFilterBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redaction: Option<RedactionBody>,
     streaming_status: StreamingStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     enabled_at: Option<OffsetDateTime>,
@@ -37,6 +45,8 @@ struct DestinationView {
 struct DatadogView {
     site: &'static str,
     api_key_last_four: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -44,6 +54,10 @@ struct LokiView {
     hostname: String,
     username: String,
     password_last_four: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +71,7 @@ struct HealthView {
     recent_errors: Vec<ErrorView>,
     events_delivered: u64,
     events_failed: u64,
+    events_filtered: u64,
 }
 
 #[derive(Serialize)]
@@ -82,19 +97,27 @@ impl From<&StoredStream> for ConfigView {
         let config = &stream.config;
         let last_four = config.credential.last_four.clone();
         let destination_config = match &config.endpoint {
-            Endpoint::Datadog { site } => DestinationView {
+            Endpoint::Datadog { site, tags } => DestinationView {
                 datadog: Some(DatadogView {
                     site: site.as_str(),
                     api_key_last_four: last_four,
+                    tags: tags.to_body(),
                 }),
                 grafana_loki: None,
             },
-            Endpoint::GrafanaLoki { hostname, username } => DestinationView {
+            Endpoint::GrafanaLoki {
+                hostname,
+                username,
+                tenant_id,
+                labels,
+            } => DestinationView {
                 datadog: None,
                 grafana_loki: Some(LokiView {
                     hostname: hostname.to_string(),
                     username: username.clone(),
                     password_last_four: last_four,
+                    tenant_id: tenant_id.as_ref().map(|t| t.as_str().to_owned()),
+                    labels: labels.to_body(),
                 }),
             },
         };
@@ -103,6 +126,8 @@ impl From<&StoredStream> for ConfigView {
         Self {
             destination_type: config.destination_type(),
             destination_config,
+            event_filter: config.controls.event_filter.as_ref().map(|f| f.to_body()),
+            redaction: config.controls.redaction.as_ref().map(|r| r.to_body()),
             streaming_status: config.state.status,
             enabled_at: config.state.enabled_at,
             suspended_at: suspension.map(|s| s.at),
@@ -118,6 +143,7 @@ impl From<&StoredStream> for ConfigView {
                 recent_errors: health.recent_errors.iter().map(ErrorView::from).collect(),
                 events_delivered: health.events_delivered,
                 events_failed: health.events_failed,
+                events_filtered: health.events_filtered,
             },
         }
     }

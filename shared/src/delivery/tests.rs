@@ -46,12 +46,18 @@ async fn configure_at(
     let project = project(name);
     let stream_id = new_stream_id();
     let credential = store
-        .create_secret(&project, &stream_id, &Secret::new("glc_token-0123456789"))
+        .create_secret(
+            &project,
+            &stream_id,
+            &Secret::new("glc_token-0123456789").into(),
+        )
         .await
         .unwrap();
     let endpoint = Endpoint::GrafanaLoki {
         hostname: LokiHostname::parse(hostname).unwrap(),
         username: "u".into(),
+        tenant_id: None,
+        labels: Default::default(),
     };
     let mut config = StreamConfig::with_id(stream_id, project, endpoint, credential, START);
     if active {

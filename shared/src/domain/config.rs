@@ -5,11 +5,16 @@
 //! state table with the rest of the [`StreamConfig`], and the credential in a secret of its
 //! own, referred to by version ([`CredentialRef`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::controls::{
+    DatadogTags, EventFilter, EventFilterBody, KeyGenerationError, LokiLabels, LokiTenantId,
+    Redaction, RedactionBody, RedactionKey, RedactionMode,
+};
 use super::{
     DatadogApiKey, DatadogDestination, DatadogSite, LokiDestination, LokiHostname, ProjectId,
     StreamState, ValidationError,
@@ -83,10 +88,15 @@ impl Destination {
 
     pub fn endpoint(&self) -> Endpoint {
         match self {
-            Self::Datadog(d) => Endpoint::Datadog { site: d.site },
+            Self::Datadog(d) => Endpoint::Datadog {
+                site: d.site,
+                tags: d.tags.clone(),
+            },
             Self::GrafanaLoki(l) => Endpoint::GrafanaLoki {
                 hostname: l.hostname.clone(),
                 username: l.username.clone(),
+                tenant_id: l.tenant_id.clone(),
+                labels: l.labels.clone(),
             },
         }
     }
@@ -102,30 +112,43 @@ impl Destination {
     /// Joins the two halves again, checking the credential as the API did when it was saved.
     pub fn assemble(endpoint: &Endpoint, credential: Secret) -> Result<Self, ValidationError> {
         match endpoint {
-            Endpoint::Datadog { site } => Ok(Self::Datadog(DatadogDestination {
+            Endpoint::Datadog { site, tags } => Ok(Self::Datadog(DatadogDestination {
                 site: *site,
                 api_key: DatadogApiKey::parse(credential.expose())?,
+                tags: tags.clone(),
             })),
-            Endpoint::GrafanaLoki { hostname, username } => {
-                Ok(Self::GrafanaLoki(LokiDestination {
-                    hostname: hostname.clone(),
-                    username: username.clone(),
-                    password: credential,
-                }))
-            }
+            Endpoint::GrafanaLoki {
+                hostname,
+                username,
+                tenant_id,
+                labels,
+            } => Ok(Self::GrafanaLoki(LokiDestination {
+                hostname: hostname.clone(),
+                username: username.clone(),
+                password: credential,
+                tenant_id: tenant_id.clone(),
+                labels: labels.clone(),
+            })),
         }
     }
 }
 
-/// The non-secret half of a destination: what the state table holds.
+/// The non-secret half of a destination: what the state table holds. Besides where to push,
+/// it says how logs land there: a Loki tenant and extra labels, Datadog tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Datadog {
         site: DatadogSite,
+        /// Sent as `ddtags` on every log, after the product's `project_id` tag.
+        tags: DatadogTags,
     },
     GrafanaLoki {
         hostname: LokiHostname,
         username: String,
+        /// Sent as `X-Scope-OrgID`, for a multi-tenant Loki.
+        tenant_id: Option<LokiTenantId>,
+        /// Added to the product's `source` and `service_name`.
+        labels: LokiLabels,
     },
 }
 
@@ -139,6 +162,8 @@ impl Endpoint {
         match (destination_type, &body.datadog, &body.grafana_loki) {
             (DestinationType::Datadog, Some(datadog), None) => Ok(Self::Datadog {
                 site: DatadogSite::parse(&datadog.site)?,
+                tags: DatadogTags::parse(datadog.tags.as_deref().unwrap_or_default())
+                    .map_err(|e| e.under("destination_config.datadog"))?,
             }),
             (DestinationType::GrafanaLoki, None, Some(loki)) => {
                 let username = "destination_config.grafana_loki.username";
@@ -152,9 +177,23 @@ impl Endpoint {
                         "must not contain ':' (HTTP Basic authentication cannot carry it)",
                     ));
                 }
+                let under = |e: ValidationError| e.under("destination_config.grafana_loki");
                 Ok(Self::GrafanaLoki {
                     hostname: LokiHostname::parse(&loki.hostname)?,
                     username: loki.username.clone(),
+                    tenant_id: loki
+                        .tenant_id
+                        .as_deref()
+                        .map(LokiTenantId::parse)
+                        .transpose()
+                        .map_err(under)?,
+                    labels: loki
+                        .labels
+                        .as_ref()
+                        .map(LokiLabels::parse)
+                        .transpose()
+                        .map_err(under)?
+                        .unwrap_or_default(),
                 })
             }
             (destination_type, _, _) => Err(ValidationError::new(
@@ -219,16 +258,18 @@ pub struct DestinationConfigBody {
     pub grafana_loki: Option<LokiBody>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatadogBody {
     pub site: String,
     /// Required on create; on update, absent or empty keeps the stored key.
     #[serde(default)]
     pub api_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiBody {
     pub hostname: String,
@@ -237,6 +278,80 @@ pub struct LokiBody {
     /// hostname changes (see [`Endpoint::keeps_credential_for`]).
     #[serde(default)]
     pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// What a customer chose about which of the project's records leave the platform, and what of
+/// them: applied by the streamer before a record is written into a push. The default (neither)
+/// is today's path, on which records are not read beyond what delivery needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamControls {
+    /// Never one that passes every record: that is no filter.
+    pub event_filter: Option<EventFilter>,
+    pub redaction: Option<Redaction>,
+}
+
+impl StreamControls {
+    /// The controls of a request body; an `event_filter` without either list is no filter.
+    pub fn parse(
+        event_filter: Option<&EventFilterBody>,
+        redaction: Option<&RedactionBody>,
+    ) -> Result<Self, ValidationError> {
+        Ok(Self {
+            event_filter: event_filter
+                .map(EventFilter::parse)
+                .transpose()?
+                .filter(|filter| !filter.passes_all()),
+            redaction: redaction.map(Redaction::parse).transpose()?,
+        })
+    }
+
+    /// Whether the redaction hashes values, and so needs the project's redaction key.
+    pub fn hashes(&self) -> bool {
+        self.redaction
+            .as_ref()
+            .is_some_and(|r| r.mode() == RedactionMode::Hash)
+    }
+}
+
+/// What a stream's secret holds: the destination's credential, and the project's redaction
+/// key (generated with the stream; secrets saved before keys existed have none until the
+/// config API next saves one). Neither is ever in the table; `Debug` prints neither.
+#[derive(Debug, Clone)]
+pub struct StreamSecret {
+    pub credential: Secret,
+    pub redaction_key: Option<RedactionKey>,
+}
+
+/// A secret without a redaction key, as saved before keys existed.
+impl From<Secret> for StreamSecret {
+    fn from(credential: Secret) -> Self {
+        Self {
+            credential,
+            redaction_key: None,
+        }
+    }
+}
+
+impl StreamSecret {
+    /// A new stream's secret: `credential` and a new redaction key.
+    pub fn with_new_key(credential: Secret) -> Result<Self, KeyGenerationError> {
+        Ok(Self {
+            credential,
+            redaction_key: Some(RedactionKey::generate()?),
+        })
+    }
+
+    /// `self` with `credential` in place of its own, the redaction key kept.
+    pub fn with_credential(&self, credential: Secret) -> Self {
+        Self {
+            credential,
+            redaction_key: self.redaction_key.clone(),
+        }
+    }
 }
 
 /// Where a stream's credential is: one secret per project, read by version so that a
@@ -259,6 +374,7 @@ pub struct StreamConfig {
     /// a container still holding the old one can neither write its health nor suspend it.
     pub stream_id: String,
     pub endpoint: Endpoint,
+    pub controls: StreamControls,
     pub credential: CredentialRef,
     pub state: StreamState,
     pub created_at: OffsetDateTime,
@@ -291,6 +407,7 @@ impl StreamConfig {
             project_id,
             stream_id,
             endpoint,
+            controls: StreamControls::default(),
             credential,
             state: StreamState::created(),
             created_at: now,
@@ -333,10 +450,12 @@ mod tests {
             hostname: "h.example.com".into(),
             username: "u".into(),
             password: "p".into(),
+            ..Default::default()
         };
         let datadog = DatadogBody {
             site: "US".into(),
             api_key: "0123456789abcdef0123456789abcdef".into(),
+            ..Default::default()
         };
         let both = DestinationConfigBody {
             datadog: Some(datadog.clone()),
@@ -358,6 +477,7 @@ mod tests {
             datadog: Some(DatadogBody {
                 site: "EU".into(),
                 api_key: "0123456789abcdef0123456789abcdef".into(),
+                tags: Some(vec!["team:identity".into()]),
             }),
             grafana_loki: None,
         };

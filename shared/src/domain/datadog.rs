@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
+use super::controls::DatadogTags;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +120,7 @@ impl DatadogApiKey {
 pub struct DatadogDestination {
     pub site: DatadogSite,
     pub api_key: DatadogApiKey,
+    pub tags: DatadogTags,
 }
 
 #[cfg(test)]

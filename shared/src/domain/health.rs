@@ -38,6 +38,8 @@ pub struct DeliveryHealth {
     pub recent_errors: Vec<DeliveryError>,
     pub events_delivered: u64,
     pub events_failed: u64,
+    /// Records the stream's `event_filter` kept from leaving: acknowledged, never sent.
+    pub events_filtered: u64,
 }
 
 /// When the streamer suspends a stream whose credentials keep being refused.
@@ -80,6 +82,7 @@ impl DeliveryHealth {
     pub fn apply(&mut self, update: &DeliveryHealth) {
         self.events_delivered += update.events_delivered;
         self.events_failed += update.events_failed;
+        self.events_filtered += update.events_filtered;
         if let Some(at) = update.last_success_at {
             self.last_success_at = self.last_success_at.max(Some(at));
             self.consecutive_failures = update.consecutive_failures;

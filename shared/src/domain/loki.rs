@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::ValidationError;
+use super::controls::{LokiLabels, LokiTenantId};
 use crate::secret::Secret;
 
 const FIELD: &str = "destination_config.grafana_loki.hostname";
@@ -122,6 +123,8 @@ pub struct LokiDestination {
     pub hostname: LokiHostname,
     pub username: String,
     pub password: Secret,
+    pub tenant_id: Option<LokiTenantId>,
+    pub labels: LokiLabels,
 }
 
 /// A port written one way only: digits, no sign, no leading zero, 1 to 65535. `+443` and

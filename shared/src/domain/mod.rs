@@ -11,7 +11,7 @@ mod status;
 
 pub use config::{
     CredentialRef, DatadogBody, Destination, DestinationConfigBody, DestinationType, Endpoint,
-    LokiBody, StreamConfig, legacy_stream_id, new_stream_id,
+    LokiBody, StreamConfig, StreamControls, StreamSecret, legacy_stream_id, new_stream_id,
 };
 pub use datadog::{DatadogApiKey, DatadogDestination, DatadogSite};
 pub use health::{DeliveryError, DeliveryHealth, MAX_RECENT_ERRORS, SuspendPolicy};

@@ -28,14 +28,16 @@ use tokio::time::Instant;
 
 use super::{CredentialRead, Found, StoredStream, StreamLookup, error_chain, joined};
 use crate::clock::Clock;
-use crate::domain::{Destination, ProjectId, StreamingStatus};
-use crate::secret::Secret;
+use crate::domain::controls::Redactor;
+use crate::domain::{Destination, ProjectId, StreamSecret, StreamingStatus};
 
-/// A project's stream, with its destination when it is ACTIVE.
+/// A project's stream, with its destination when it is ACTIVE, and its redactor when it
+/// redacts: both made once per configuration version and credential, not per batch.
 #[derive(Debug)]
 pub struct ResolvedStream {
     pub stored: Arc<StoredStream>,
     pub destination: Option<Destination>,
+    pub redactor: Option<Redactor>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ pub struct StreamDirectory {
     clock: Arc<dyn Clock>,
     ttl: Duration,
     streams: Mutex<LruCache<ProjectId, CachedStream>>,
-    secrets: Mutex<LruCache<CredentialKey, Secret>>,
+    secrets: Mutex<LruCache<CredentialKey, StreamSecret>>,
 }
 
 impl StreamDirectory {
@@ -187,6 +189,7 @@ impl StreamDirectory {
             return Resolved::Stream(Arc::new(ResolvedStream {
                 stored: Arc::clone(stream),
                 destination: None,
+                redactor: None,
             }));
         }
         let key = (
@@ -215,9 +218,10 @@ impl StreamDirectory {
             }
         };
         match joined(config, secret) {
-            Ok(destination) => Resolved::Stream(Arc::new(ResolvedStream {
+            Ok((destination, redactor)) => Resolved::Stream(Arc::new(ResolvedStream {
                 stored: Arc::clone(stream),
                 destination: Some(destination),
+                redactor,
             })),
             Err(err) => no_credential(error_chain(&err)),
         }
@@ -249,6 +253,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::Secret;
     use crate::domain::{CredentialRef, Endpoint, LokiHostname, StreamConfig, StreamingStatus};
     use crate::store::StoreError;
     use crate::store::{CredentialWrite, MemoryStateStore, StreamWrite};
@@ -271,7 +276,7 @@ mod tests {
 
     #[async_trait]
     impl CredentialRead for Counting {
-        async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError> {
+        async fn get(&self, credential: &CredentialRef) -> Result<StreamSecret, StoreError> {
             self.credential_reads.fetch_add(1, Ordering::SeqCst);
             CredentialRead::get(&self.store, credential).await
         }
@@ -280,12 +285,18 @@ mod tests {
     async fn configure(counting: &Counting, project: &ProjectId, active: bool) -> StreamConfig {
         let credential = counting
             .store
-            .create_secret(project, "stream", &Secret::new("glc_token-0123456789"))
+            .create_secret(
+                project,
+                "stream",
+                &Secret::new("glc_token-0123456789").into(),
+            )
             .await
             .unwrap();
         let endpoint = Endpoint::GrafanaLoki {
             hostname: LokiHostname::parse("logs.example.com").unwrap(),
             username: "u".into(),
+            tenant_id: None,
+            labels: Default::default(),
         };
         let now = datetime!(2026-11-24 10:00 UTC);
         let mut config = StreamConfig::new(project.clone(), endpoint, credential, now);
@@ -448,7 +459,7 @@ mod tests {
             .store
             .put_version(
                 &config.credential.secret_id,
-                &Secret::new("glc_token-new-version"),
+                &Secret::new("glc_token-new-version").into(),
             )
             .await
             .unwrap();

@@ -21,10 +21,13 @@ use super::{
     CredentialRead, CredentialWrite, Found, HealthWrite, StoreError, StoreResult, StoredStream,
     StreamLookup, StreamWrite, error_chain,
 };
+use crate::domain::controls::{
+    DatadogTags, EventFilterBody, LokiLabels, LokiTenantId, RedactionBody, RedactionKey,
+};
 use crate::domain::{
     CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
-    LokiHostname, ProjectId, StreamConfig, StreamState, StreamingStatus, Suspension,
-    legacy_stream_id,
+    LokiHostname, ProjectId, StreamConfig, StreamControls, StreamSecret, StreamState,
+    StreamingStatus, Suspension, legacy_stream_id,
 };
 use crate::secret::Secret;
 
@@ -145,7 +148,7 @@ impl HealthWrite for FileStateStore {
 
 #[async_trait]
 impl CredentialRead for FileStateStore {
-    async fn get(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+    async fn get(&self, credential: &CredentialRef) -> StoreResult<StreamSecret> {
         self.view(|state| state.credential(credential)).await?
     }
 }
@@ -156,17 +159,17 @@ impl CredentialWrite for FileStateStore {
         &self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
-        self.change(|state| state.create_credential(project, stream_id, credential))
+        self.change(|state| state.create_credential(project, stream_id, secret))
             .await
     }
     async fn put_version(
         &self,
         secret_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
-        self.change(|state| state.put_version(secret_id, credential))
+        self.change(|state| state.put_version(secret_id, secret))
             .await
     }
     async fn delete_secret(&self, secret_id: &str) -> StoreResult<()> {
@@ -195,6 +198,9 @@ struct FileRecords {
 struct CredentialRecord {
     version_id: String,
     value: String,
+    /// Absent in files written before redaction keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redaction_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -206,6 +212,16 @@ struct StreamRecord {
     username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     site: Option<DatadogSite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_filter: Option<EventFilterBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redaction: Option<RedactionBody>,
     streaming_status: StreamingStatus,
     #[serde(default, with = "time::serde::rfc3339::option")]
     enabled_at: Option<OffsetDateTime>,
@@ -243,6 +259,8 @@ struct HealthRecord {
     recent_errors: Vec<ErrorRecord>,
     events_delivered: u64,
     events_failed: u64,
+    #[serde(default)]
+    events_filtered: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -269,7 +287,11 @@ impl From<&State> for FileRecords {
                         .iter()
                         .map(|(version_id, secret)| CredentialRecord {
                             version_id: version_id.clone(),
-                            value: secret.expose().to_owned(),
+                            value: secret.credential.expose().to_owned(),
+                            redaction_key: secret
+                                .redaction_key
+                                .as_ref()
+                                .map(|key| key.to_secret().expose().to_owned()),
                         })
                         .collect();
                     (secret_id.clone(), versions)
@@ -294,8 +316,21 @@ impl FileRecords {
         for (secret_id, versions) in self.credentials {
             let versions = versions
                 .into_iter()
-                .map(|v| (v.version_id, Secret::new(v.value)))
-                .collect();
+                .map(|v| {
+                    let redaction_key = v
+                        .redaction_key
+                        .map(|key| RedactionKey::from_secret(&Secret::new(key)))
+                        .transpose()
+                        .map_err(|_| {
+                            StoreError::Corrupt(format!("the redaction key of {secret_id}"))
+                        })?;
+                    let secret = StreamSecret {
+                        credential: Secret::new(v.value),
+                        redaction_key,
+                    };
+                    Ok((v.version_id, secret))
+                })
+                .collect::<StoreResult<_>>()?;
             state.credentials.insert(secret_id, versions);
         }
         Ok(state)
@@ -305,18 +340,66 @@ impl FileRecords {
 impl From<&StoredStream> for StreamRecord {
     fn from(stream: &StoredStream) -> Self {
         let config = &stream.config;
-        let (hostname, username, site) = match &config.endpoint {
-            Endpoint::GrafanaLoki { hostname, username } => {
-                (Some(hostname.to_string()), Some(username.clone()), None)
-            }
-            Endpoint::Datadog { site } => (None, None, Some(*site)),
-        };
+        let mut record = Self::of_config(config);
         let health = &stream.health;
+        record.health = HealthRecord {
+            last_success_at: health.last_success_at,
+            consecutive_failures: health.consecutive_failures,
+            consecutive_auth_failures: health.consecutive_auth_failures,
+            auth_failures_since: health.auth_failures_since,
+            auth_failures_version: health.auth_failures_version,
+            recent_errors: health
+                .recent_errors
+                .iter()
+                .map(|e| ErrorRecord {
+                    at: e.at,
+                    destination_status: e.destination_status,
+                    message: e.message.clone(),
+                })
+                .collect(),
+            events_delivered: health.events_delivered,
+            events_failed: health.events_failed,
+            events_filtered: health.events_filtered,
+        };
+        record
+    }
+}
+
+impl StreamRecord {
+    /// The record of `config`, with no health.
+    fn of_config(config: &StreamConfig) -> Self {
+        let (mut hostname, mut username, mut site) = (None, None, None);
+        let (mut tenant_id, mut labels, mut tags) = (None, BTreeMap::new(), Vec::new());
+        match &config.endpoint {
+            Endpoint::GrafanaLoki {
+                hostname: host,
+                username: user,
+                tenant_id: tenant,
+                labels: extra,
+            } => {
+                hostname = Some(host.to_string());
+                username = Some(user.clone());
+                tenant_id = tenant.as_ref().map(|t| t.as_str().to_owned());
+                labels = extra.to_body();
+            }
+            Endpoint::Datadog {
+                site: at,
+                tags: all,
+            } => {
+                site = Some(*at);
+                tags = all.to_body();
+            }
+        }
         Self {
             destination_type: config.destination_type(),
             hostname,
             username,
             site,
+            tenant_id,
+            labels,
+            tags,
+            event_filter: config.controls.event_filter.as_ref().map(|f| f.to_body()),
+            redaction: config.controls.redaction.as_ref().map(|r| r.to_body()),
             streaming_status: config.state.status,
             enabled_at: config.state.enabled_at,
             suspended_at: config.state.suspension.as_ref().map(|s| s.at),
@@ -328,29 +411,10 @@ impl From<&StoredStream> for StreamRecord {
             credential_secret_id: Some(config.credential.secret_id.clone()),
             credential_version_id: config.credential.version_id.clone(),
             credential_last_four: config.credential.last_four.clone(),
-            health: HealthRecord {
-                last_success_at: health.last_success_at,
-                consecutive_failures: health.consecutive_failures,
-                consecutive_auth_failures: health.consecutive_auth_failures,
-                auth_failures_since: health.auth_failures_since,
-                auth_failures_version: health.auth_failures_version,
-                recent_errors: health
-                    .recent_errors
-                    .iter()
-                    .map(|e| ErrorRecord {
-                        at: e.at,
-                        destination_status: e.destination_status,
-                        message: e.message.clone(),
-                    })
-                    .collect(),
-                events_delivered: health.events_delivered,
-                events_failed: health.events_failed,
-            },
+            health: HealthRecord::default(),
         }
     }
-}
 
-impl StreamRecord {
     fn into_stream(self, project_id: ProjectId) -> StoreResult<StoredStream> {
         let corrupt =
             |field: &str| StoreError::Corrupt(format!("{field} of {project_id} is invalid"));
@@ -364,11 +428,23 @@ impl StreamRecord {
                 Endpoint::GrafanaLoki {
                     hostname: LokiHostname::parse(&hostname).map_err(|_| corrupt("hostname"))?,
                     username,
+                    tenant_id: self
+                        .tenant_id
+                        .as_deref()
+                        .map(LokiTenantId::parse)
+                        .transpose()
+                        .map_err(|_| corrupt("tenant_id"))?,
+                    labels: LokiLabels::parse(&self.labels).map_err(|_| corrupt("labels"))?,
                 }
             }
-            (DestinationType::Datadog, None, None, Some(site)) => Endpoint::Datadog { site },
+            (DestinationType::Datadog, None, None, Some(site)) => Endpoint::Datadog {
+                site,
+                tags: DatadogTags::parse(&self.tags).map_err(|_| corrupt("tags"))?,
+            },
             _ => return Err(corrupt("the destination")),
         };
+        let controls = StreamControls::parse(self.event_filter.as_ref(), self.redaction.as_ref())
+            .map_err(|e| corrupt(&e.field))?;
         let suspension = match (self.suspended_at, self.suspended_reason) {
             (Some(at), Some(reason)) => Some(Suspension { at, reason }),
             _ => None,
@@ -388,6 +464,7 @@ impl StreamRecord {
                     .stream_id
                     .unwrap_or_else(|| legacy_stream_id(self.created_at)),
                 endpoint,
+                controls,
                 state: StreamState {
                     status: self.streaming_status,
                     enabled_at: self.enabled_at,
@@ -414,6 +491,7 @@ impl StreamRecord {
                     .collect(),
                 events_delivered: health.events_delivered,
                 events_failed: health.events_failed,
+                events_filtered: health.events_filtered,
             },
         })
     }
@@ -444,18 +522,17 @@ mod tests {
         let now = datetime!(2026-11-24 10:00 UTC);
 
         let store = FileStateStore::new(&path);
+        let secret = StreamSecret::with_new_key(Secret::new("glc_a-long-loki-token-1a2b")).unwrap();
         let credential = store
-            .create_secret(
-                &project,
-                "stream",
-                &Secret::new("glc_a-long-loki-token-1a2b"),
-            )
+            .create_secret(&project, "stream", &secret)
             .await
             .unwrap();
         assert_eq!(credential.last_four, "1a2b");
         let endpoint = Endpoint::GrafanaLoki {
             hostname: LokiHostname::parse("logs.example.com").unwrap(),
             username: "123".into(),
+            tenant_id: None,
+            labels: Default::default(),
         };
         let config = StreamConfig::new(project.clone(), endpoint, credential.clone(), now);
         store.create(&config).await.unwrap();
@@ -489,13 +566,10 @@ mod tests {
             .unwrap();
         assert_eq!(stream.config, config);
         assert_eq!(stream.health.consecutive_auth_failures, 1);
-        assert_eq!(
-            CredentialRead::get(&reopened, &credential)
-                .await
-                .unwrap()
-                .expose(),
-            "glc_a-long-loki-token-1a2b"
-        );
+        let read = CredentialRead::get(&reopened, &credential).await.unwrap();
+        assert_eq!(read.credential.expose(), "glc_a-long-loki-token-1a2b");
+        let key = |s: &StreamSecret| s.redaction_key.as_ref().map(|k| k.to_secret());
+        assert_eq!(key(&read), key(&secret));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!path.with_extension("tmp").exists());

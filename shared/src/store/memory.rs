@@ -11,8 +11,9 @@ use super::{
     CredentialRead, CredentialWrite, Found, HealthWrite, StoreError, StoreResult, StoredStream,
     StreamLookup, StreamWrite,
 };
-use crate::domain::{CredentialRef, DeliveryHealth, ProjectId, StreamConfig, Suspension};
-use crate::secret::Secret;
+use crate::domain::{
+    CredentialRef, DeliveryHealth, ProjectId, StreamConfig, StreamSecret, Suspension,
+};
 
 /// Versions of a credential kept: the current one and the one before, which a streamer may
 /// still be reading while a change reaches every container.
@@ -23,8 +24,8 @@ const CREDENTIAL_VERSIONS_KEPT: usize = 2;
 pub(super) struct State {
     pub streams: BTreeMap<ProjectId, StoredStream>,
     /// Per secret (one per stream, `{project}/{stream_id}`; `{project}` for streams made
-    /// before), versions oldest first: (version id, credential).
-    pub credentials: BTreeMap<String, Vec<(String, Secret)>>,
+    /// before), versions oldest first: (version id, secret).
+    pub credentials: BTreeMap<String, Vec<(String, StreamSecret)>>,
 }
 
 impl State {
@@ -108,38 +109,38 @@ impl State {
         &mut self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
         let secret_id = format!("{project}/{stream_id}");
         if self.credentials.contains_key(&secret_id) {
             return Err(StoreError::AlreadyExists);
         }
         self.credentials.insert(secret_id.clone(), Vec::new());
-        self.put_version(&secret_id, credential)
+        self.put_version(&secret_id, secret)
     }
 
     /// A new version of an existing secret; [`StoreError::NotFound`] if it is gone.
     pub fn put_version(
         &mut self,
         secret_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
         let versions = self
             .credentials
             .get_mut(secret_id)
             .ok_or(StoreError::NotFound)?;
         let version_id = format!("{:032x}", fastrand::u128(..));
-        versions.push((version_id.clone(), credential.clone()));
+        versions.push((version_id.clone(), secret.clone()));
         let excess = versions.len().saturating_sub(CREDENTIAL_VERSIONS_KEPT);
         versions.drain(..excess);
         Ok(CredentialRef {
             secret_id: secret_id.to_owned(),
             version_id,
-            last_four: credential.last_four(),
+            last_four: secret.credential.last_four(),
         })
     }
 
-    pub fn credential(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+    pub fn credential(&self, credential: &CredentialRef) -> StoreResult<StreamSecret> {
         self.credentials
             .get(&credential.secret_id)
             .and_then(|versions| versions.iter().find(|(v, _)| *v == credential.version_id))
@@ -203,7 +204,7 @@ impl HealthWrite for MemoryStateStore {
 
 #[async_trait]
 impl CredentialRead for MemoryStateStore {
-    async fn get(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+    async fn get(&self, credential: &CredentialRef) -> StoreResult<StreamSecret> {
         self.state.lock().unwrap().credential(credential)
     }
 }
@@ -214,20 +215,17 @@ impl CredentialWrite for MemoryStateStore {
         &self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
         let mut state = self.state.lock().unwrap();
-        state.create_credential(project, stream_id, credential)
+        state.create_credential(project, stream_id, secret)
     }
     async fn put_version(
         &self,
         secret_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
-        self.state
-            .lock()
-            .unwrap()
-            .put_version(secret_id, credential)
+        self.state.lock().unwrap().put_version(secret_id, secret)
     }
     async fn delete_secret(&self, secret_id: &str) -> StoreResult<()> {
         self.state.lock().unwrap().credentials.remove(secret_id);

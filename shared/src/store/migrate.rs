@@ -19,7 +19,7 @@ use super::secrets_manager::SecretsManagerCredentials;
 use super::{StoreError, StoreResult, StreamWrite};
 use crate::domain::{
     CredentialRef, Destination, DestinationConfigBody, DestinationType, ProjectId, StreamConfig,
-    StreamState, StreamingStatus,
+    StreamSecret, StreamState, StreamingStatus,
 };
 
 pub const MIGRATED_STAGE: &str = "ELS_MIGRATED";
@@ -138,13 +138,13 @@ impl Migration<'_> {
         let migrated_now = match self.streams.get(project).await.map_err(store_error)? {
             Some(_) => false,
             None => {
+                let secret = StreamSecret::with_new_key(destination.credential().clone())
+                    .map_err(|e| e.to_string())?;
                 let version = self
                     .secrets
                     .put_secret_value()
                     .secret_id(name)
-                    .secret_string(SecretsManagerCredentials::secret_string(
-                        destination.credential(),
-                    ))
+                    .secret_string(SecretsManagerCredentials::secret_string(&secret))
                     .version_stages(MIGRATED_STAGE)
                     .send()
                     .await

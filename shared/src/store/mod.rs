@@ -28,10 +28,11 @@ pub use file::{FileStateStore, write_private_atomically};
 pub use memory::MemoryStateStore;
 pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerCredentials};
 
+use crate::domain::controls::Redactor;
 use crate::domain::{
-    CredentialRef, DeliveryHealth, Destination, ProjectId, StreamConfig, Suspension, new_stream_id,
+    CredentialRef, DeliveryHealth, Destination, ProjectId, StreamConfig, StreamControls,
+    StreamSecret, Suspension, new_stream_id,
 };
-use crate::secret::Secret;
 
 /// A stream as the table holds it: its configuration and its delivery health.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +99,7 @@ pub trait HealthWrite: Send + Sync {
 
 #[async_trait]
 pub trait CredentialRead: Send + Sync {
-    async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError>;
+    async fn get(&self, credential: &CredentialRef) -> Result<StreamSecret, StoreError>;
 }
 
 /// Each stream's credential lives in a secret of its own, named by the stream's identity:
@@ -107,19 +108,19 @@ pub trait CredentialRead: Send + Sync {
 /// (a project's next stream included).
 #[async_trait]
 pub trait CredentialWrite: Send + Sync {
-    /// Saves the credential of the new stream `stream_id` of `project` in a new secret.
+    /// Saves the secret of the new stream `stream_id` of `project` in a new secret.
     async fn create_secret(
         &self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> Result<CredentialRef, StoreError>;
     /// Saves a new version of the secret `secret_id`. [`StoreError::NotFound`] when the
     /// secret is gone (its stream was deleted): it is never created again.
     async fn put_version(
         &self,
         secret_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> Result<CredentialRef, StoreError>;
     /// Deletes the secret `secret_id` at once, every version; deleting nothing is fine.
     async fn delete_secret(&self, secret_id: &str) -> Result<(), StoreError>;
@@ -129,28 +130,32 @@ pub trait CredentialWrite: Send + Sync {
 pub trait CredentialStore: CredentialRead + CredentialWrite {}
 impl<T: CredentialRead + CredentialWrite> CredentialStore for T {}
 
-/// A new stream for `destination`: its credential saved first, in a secret of its own, then
-/// the configuration that refers to it, DISABLED until enabled. If the project has a stream
-/// already, the new secret is deleted again (nothing else refers to it) and the answer is
-/// [`StoreError::AlreadyExists`].
+/// A new stream for `destination`: its credential and a new redaction key saved first, in a
+/// secret of its own, then the configuration that refers to it, DISABLED until enabled. If the
+/// project has a stream already, the new secret is deleted again (nothing else refers to it)
+/// and the answer is [`StoreError::AlreadyExists`].
 pub async fn create_stream(
     streams: &dyn StreamWrite,
     credentials: &dyn CredentialWrite,
     project: &ProjectId,
     destination: &Destination,
+    controls: &StreamControls,
     now: time::OffsetDateTime,
 ) -> StoreResult<StreamConfig> {
     let stream_id = new_stream_id();
+    let secret = StreamSecret::with_new_key(destination.credential().clone())
+        .map_err(|e| StoreError::unavailable("generate a redaction key", e))?;
     let credential = credentials
-        .create_secret(project, &stream_id, destination.credential())
+        .create_secret(project, &stream_id, &secret)
         .await?;
-    let config = StreamConfig::with_id(
+    let mut config = StreamConfig::with_id(
         stream_id,
         project.clone(),
         destination.endpoint(),
         credential,
         now,
     );
+    config.controls = controls.clone();
     if let Err(err) = streams.create(&config).await {
         credentials
             .delete_secret(&config.credential.secret_id)
@@ -160,18 +165,37 @@ pub async fn create_stream(
     Ok(config)
 }
 
-/// The destination of a stream: its endpoint joined with its credential.
+/// The destination of a stream, and the redactor of its records.
 pub async fn destination_of(
     config: &StreamConfig,
     credentials: &dyn CredentialRead,
-) -> Result<Destination, StoreError> {
+) -> Result<(Destination, Option<Redactor>), StoreError> {
     let secret = credentials.get(&config.credential).await?;
     joined(config, secret)
 }
 
-/// A stream's endpoint joined with its credential; a mismatch is a corrupt record.
-pub(crate) fn joined(config: &StreamConfig, secret: Secret) -> Result<Destination, StoreError> {
-    Destination::assemble(&config.endpoint, secret).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// A stream's endpoint joined with its credential (a mismatch is a corrupt record), and its
+/// redactor under its key. A stream that hashes without a key has no redactor and sends
+/// nothing: never values in clear.
+pub(crate) fn joined(
+    config: &StreamConfig,
+    secret: StreamSecret,
+) -> Result<(Destination, Option<Redactor>), StoreError> {
+    let redactor = match &config.controls.redaction {
+        None => None,
+        Some(redaction) => Some(
+            Redactor::new(redaction, secret.redaction_key.as_ref()).ok_or_else(|| {
+                StoreError::Corrupt(
+                    "the stream has no redaction key to HASH with: save its configuration \
+                     again to make one"
+                        .into(),
+                )
+            })?,
+        ),
+    };
+    let destination = Destination::assemble(&config.endpoint, secret.credential)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((destination, redactor))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

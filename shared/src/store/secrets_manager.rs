@@ -19,7 +19,8 @@ use aws_sdk_secretsmanager::types::Tag;
 use serde::{Deserialize, Serialize};
 
 use super::{CredentialRead, CredentialWrite, StoreError, StoreResult};
-use crate::domain::{CredentialRef, ProjectId};
+use crate::domain::controls::RedactionKey;
+use crate::domain::{CredentialRef, ProjectId, StreamSecret};
 use crate::secret::Secret;
 
 pub const DEFAULT_SECRET_PREFIX: &str = "event-log-streaming/";
@@ -28,6 +29,9 @@ pub const DEFAULT_SECRET_PREFIX: &str = "event-log-streaming/";
 #[serde(deny_unknown_fields)]
 struct SecretValue<'a> {
     credential: &'a str,
+    /// Absent in secrets saved before redaction keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redaction_key: Option<&'a str>,
 }
 
 pub struct SecretsManagerCredentials {
@@ -48,25 +52,34 @@ impl SecretsManagerCredentials {
         format!("{}{project}/{stream_id}", self.prefix)
     }
 
-    /// The secret string of a credential.
-    pub fn secret_string(credential: &Secret) -> String {
+    /// The secret string of a stream's secret: `{"credential":…,"redaction_key":…}`.
+    pub fn secret_string(secret: &StreamSecret) -> String {
+        let key = secret.redaction_key.as_ref().map(RedactionKey::to_secret);
         serde_json::to_string(&SecretValue {
-            credential: credential.expose(),
+            credential: secret.credential.expose(),
+            redaction_key: key.as_ref().map(Secret::expose),
         })
         .expect("a string serializes")
     }
 
-    /// The credential in a secret string, if it has the credential-only shape.
-    pub fn parse_secret_string(value: &str) -> Option<Secret> {
-        serde_json::from_str::<SecretValue>(value)
-            .ok()
-            .map(|v| Secret::new(v.credential))
+    /// The stream's secret in a secret string, if it has the shape [`Self::secret_string`]
+    /// writes (a redaction key included, if any, that is well formed).
+    pub fn parse_secret_string(value: &str) -> Option<StreamSecret> {
+        let value = serde_json::from_str::<SecretValue>(value).ok()?;
+        let redaction_key = match value.redaction_key {
+            Some(key) => Some(RedactionKey::from_secret(&Secret::new(key)).ok()?),
+            None => None,
+        };
+        Some(StreamSecret {
+            credential: Secret::new(value.credential),
+            redaction_key,
+        })
     }
 }
 
 #[async_trait]
 impl CredentialRead for SecretsManagerCredentials {
-    async fn get(&self, credential: &CredentialRef) -> StoreResult<Secret> {
+    async fn get(&self, credential: &CredentialRef) -> StoreResult<StreamSecret> {
         let result = self
             .client
             .get_secret_value()
@@ -112,7 +125,7 @@ impl CredentialWrite for SecretsManagerCredentials {
         &self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
         let name = self.secret_name(project, stream_id);
         let result = self
@@ -120,7 +133,7 @@ impl CredentialWrite for SecretsManagerCredentials {
             .create_secret()
             .name(&name)
             .description("Event log streaming credential of one stream")
-            .secret_string(Self::secret_string(credential))
+            .secret_string(Self::secret_string(secret))
             .tags(
                 Tag::builder()
                     .key("project_id")
@@ -133,7 +146,7 @@ impl CredentialWrite for SecretsManagerCredentials {
             Ok(output) => saved(
                 name,
                 output.version_id,
-                credential,
+                &secret.credential,
                 "Secrets Manager CreateSecret",
             ),
             // A stream identity is 128 random bits: another secret of that name is a bug.
@@ -152,20 +165,20 @@ impl CredentialWrite for SecretsManagerCredentials {
     async fn put_version(
         &self,
         secret_id: &str,
-        credential: &Secret,
+        secret: &StreamSecret,
     ) -> StoreResult<CredentialRef> {
         let result = self
             .client
             .put_secret_value()
             .secret_id(secret_id)
-            .secret_string(Self::secret_string(credential))
+            .secret_string(Self::secret_string(secret))
             .send()
             .await;
         match result {
             Ok(output) => saved(
                 secret_id.to_owned(),
                 output.version_id,
-                credential,
+                &secret.credential,
                 "Secrets Manager PutSecretValue",
             ),
             // Gone, or still being deleted (AWS deletes in the background, even when forced):

@@ -196,7 +196,8 @@ async fn a_configuration_goes_through_its_whole_lifecycle() {
     assert_eq!(
         config["delivery_health"],
         json!({"last_success_at": null, "last_failure_at": null, "consecutive_failures": 0,
-               "last_error": null, "recent_errors": [], "events_delivered": 0, "events_failed": 0})
+               "last_error": null, "recent_errors": [], "events_delivered": 0, "events_failed": 0,
+               "events_filtered": 0})
     );
     assert_eq!(
         config["destination_config"],
@@ -672,7 +673,7 @@ async fn a_field_given_twice_is_refused_in_every_body_by_name_and_neither_value_
 }
 
 mod failing_store {
-    use event_log_streaming::Secret;
+    use event_log_streaming::domain::StreamSecret;
     use event_log_streaming::domain::{CredentialRef, StreamConfig};
     use event_log_streaming::store::{CredentialRead, CredentialWrite, StoredStream};
 
@@ -712,7 +713,7 @@ mod failing_store {
 
     #[async_trait::async_trait]
     impl CredentialRead for FailingStore {
-        async fn get(&self, _: &CredentialRef) -> Result<Secret, StoreError> {
+        async fn get(&self, _: &CredentialRef) -> Result<StreamSecret, StoreError> {
             Err((self.0)())
         }
     }
@@ -723,11 +724,15 @@ mod failing_store {
             &self,
             _: &ProjectId,
             _: &str,
-            _: &Secret,
+            _: &StreamSecret,
         ) -> Result<CredentialRef, StoreError> {
             Err((self.0)())
         }
-        async fn put_version(&self, _: &str, _: &Secret) -> Result<CredentialRef, StoreError> {
+        async fn put_version(
+            &self,
+            _: &str,
+            _: &StreamSecret,
+        ) -> Result<CredentialRef, StoreError> {
             Err((self.0)())
         }
         async fn delete_secret(&self, _: &str) -> Result<(), StoreError> {
@@ -1062,18 +1067,19 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
         secret_name,
         format!("{}proj-a/{}", state.prefix, stored.config.stream_id)
     );
-    // The secret holds the credential alone; the item refers to its version and holds no
-    // credential.
+    // The secret holds the credential and the stream's redaction key (64 hex digits); the
+    // item refers to its version and holds neither.
     let current = secrets
         .get_secret_value()
         .secret_id(&secret_name)
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        current.secret_string().unwrap(),
-        json!({"credential": LOKI_PASSWORD}).to_string()
-    );
+    let held: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+    assert_eq!(held["credential"], LOKI_PASSWORD);
+    let key = held["redaction_key"].as_str().unwrap();
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(held.as_object().unwrap().len(), 2);
     assert_eq!(
         current.version_id().unwrap(),
         stored.config.credential.version_id

@@ -86,7 +86,7 @@ async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version(
         .credentials
         .put_version(
             &stored.config.credential.secret_id,
-            &event_log_streaming::Secret::new(LOKI_PASSWORD),
+            &event_log_streaming::Secret::new(LOKI_PASSWORD).into(),
         )
         .await
         .unwrap();
@@ -548,6 +548,7 @@ async fn the_migration_moves_old_secrets_into_the_table_and_is_idempotent() {
         CredentialRead::get(state.credentials.as_ref(), &loki.config.credential)
             .await
             .unwrap()
+            .credential
             .expose(),
         LOKI_PASSWORD
     );
@@ -562,10 +563,9 @@ async fn the_migration_moves_old_secrets_into_the_table_and_is_idempotent() {
         current.version_id().unwrap(),
         loki.config.credential.version_id
     );
-    assert_eq!(
-        current.secret_string().unwrap(),
-        json!({"credential": LOKI_PASSWORD}).to_string()
-    );
+    let held: serde_json::Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+    assert_eq!(held["credential"], LOKI_PASSWORD);
+    assert_eq!(held["redaction_key"].as_str().map(str::len), Some(64));
     let dd = state.stored("dd-project").await.unwrap();
     assert_eq!(dd.config.state.status, StreamingStatus::Disabled);
     assert!(MIGRATED_STAGE.starts_with("ELS"));
@@ -696,7 +696,10 @@ async fn an_update_meeting_its_secret_being_deleted_finds_no_stream_and_creates_
     );
 
     let saved = credentials
-        .put_version(&created.credential.secret_id, &Secret::new(DATADOG_KEY))
+        .put_version(
+            &created.credential.secret_id,
+            &Secret::new(DATADOG_KEY).into(),
+        )
         .await;
 
     assert!(matches!(saved, Err(StoreError::NotFound)), "{saved:?}");

@@ -23,6 +23,7 @@ fn loki(hostname: &str, password: &str) -> Destination {
             hostname: hostname.into(),
             username: "123456".into(),
             password: password.into(),
+            ..Default::default()
         }),
     };
     Destination::parse(DestinationType::GrafanaLoki, &body).unwrap()
@@ -33,10 +34,16 @@ fn datadog() -> Destination {
         datadog: Some(DatadogBody {
             site: "EU".into(),
             api_key: DATADOG_KEY.into(),
+            ..Default::default()
         }),
         grafana_loki: None,
     };
     Destination::parse(DestinationType::Datadog, &body).unwrap()
+}
+
+/// No stream controls.
+fn none() -> StreamControls {
+    StreamControls::default()
 }
 
 fn commands(store: &MemoryStateStore) -> Streams<'_> {
@@ -50,6 +57,7 @@ async fn credential_of(store: &MemoryStateStore, stream: &StoredStream) -> Strin
     CredentialRead::get(store, &stream.config.credential)
         .await
         .unwrap()
+        .credential
         .expose()
         .to_owned()
 }
@@ -59,7 +67,7 @@ async fn a_new_stream_is_disabled_and_refers_to_the_credential_it_saved() {
     let store = MemoryStateStore::new();
 
     let created = commands(&store)
-        .create(&project(), &loki("h.example.com", TOKEN), NOW)
+        .create(&project(), &loki("h.example.com", TOKEN), &none(), NOW)
         .await
         .unwrap();
 
@@ -73,11 +81,11 @@ async fn a_second_create_is_refused_and_leaves_the_first_streams_secret_alone() 
     let store = MemoryStateStore::new();
     let app = commands(&store);
     let first = app
-        .create(&project(), &loki("h.example.com", TOKEN), NOW)
+        .create(&project(), &loki("h.example.com", TOKEN), &none(), NOW)
         .await
         .unwrap();
 
-    let second = app.create(&project(), &datadog(), NOW).await;
+    let second = app.create(&project(), &datadog(), &none(), NOW).await;
 
     assert!(matches!(
         second,
@@ -95,7 +103,9 @@ async fn a_second_create_is_refused_and_leaves_the_first_streams_secret_alone() 
 async fn a_path_naming_another_destination_type_finds_no_stream() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
-    app.create(&project(), &datadog(), NOW).await.unwrap();
+    app.create(&project(), &datadog(), &none(), NOW)
+        .await
+        .unwrap();
 
     let read = app.read(&project(), DestinationType::GrafanaLoki).await;
     let deleted = app.delete(&project(), DestinationType::GrafanaLoki).await;
@@ -113,7 +123,7 @@ async fn a_path_naming_another_destination_type_finds_no_stream() {
 async fn an_update_without_a_credential_keeps_the_stored_one_and_the_status() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
-    app.create(&project(), &loki("h.example.com", TOKEN), NOW)
+    app.create(&project(), &loki("h.example.com", TOKEN), &none(), NOW)
         .await
         .unwrap();
     app.set_status(
@@ -130,6 +140,8 @@ async fn an_update_without_a_credential_keeps_the_stored_one_and_the_status() {
     let endpoint = Endpoint::GrafanaLoki {
         hostname: event_log_streaming::domain::LokiHostname::parse("h.example.com").unwrap(),
         username: "654321".into(),
+        tenant_id: None,
+        labels: Default::default(),
     };
 
     let updated = app
@@ -137,6 +149,7 @@ async fn an_update_without_a_credential_keeps_the_stored_one_and_the_status() {
             &project(),
             DestinationType::GrafanaLoki,
             endpoint.clone(),
+            none(),
             None,
             later,
         )
@@ -158,7 +171,7 @@ async fn an_update_without_a_credential_keeps_the_stored_one_and_the_status() {
 async fn a_loki_stream_moved_to_another_host_needs_its_credential_again() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
-    app.create(&project(), &loki("h.example.com", TOKEN), NOW)
+    app.create(&project(), &loki("h.example.com", TOKEN), &none(), NOW)
         .await
         .unwrap();
     let elsewhere = loki("other.example.com", OTHER_TOKEN);
@@ -168,6 +181,7 @@ async fn a_loki_stream_moved_to_another_host_needs_its_credential_again() {
             &project(),
             DestinationType::GrafanaLoki,
             elsewhere.endpoint(),
+            none(),
             None,
             NOW,
         )
@@ -177,6 +191,7 @@ async fn a_loki_stream_moved_to_another_host_needs_its_credential_again() {
             &project(),
             DestinationType::GrafanaLoki,
             elsewhere.endpoint(),
+            none(),
             Some(elsewhere.credential().clone()),
             NOW,
         )
@@ -197,7 +212,7 @@ async fn enabling_dates_the_start_ahead_and_enabling_again_writes_nothing() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
     let id = project();
-    app.create(&id, &datadog(), NOW).await.unwrap();
+    app.create(&id, &datadog(), &none(), NOW).await.unwrap();
     let enable = StatusCommand::Enable {
         start_delay: Duration::seconds(30),
     };
@@ -241,7 +256,10 @@ async fn enabling_dates_the_start_ahead_and_enabling_again_writes_nothing() {
 async fn a_delete_removes_the_secret_and_the_stream() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
-    let created = app.create(&project(), &datadog(), NOW).await.unwrap();
+    let created = app
+        .create(&project(), &datadog(), &none(), NOW)
+        .await
+        .unwrap();
 
     let deleted = app
         .delete(&project(), DestinationType::Datadog)
@@ -259,7 +277,9 @@ async fn a_delete_removes_the_secret_and_the_stream() {
             .is_err()
     );
     // The project may stream again at once.
-    app.create(&project(), &datadog(), NOW).await.unwrap();
+    app.create(&project(), &datadog(), &none(), NOW)
+        .await
+        .unwrap();
 }
 
 /// A real in-memory store, with the steps of a racing delete (and of another create) played
@@ -299,7 +319,7 @@ impl RacedStore {
     async fn saved_secret(&self) -> Option<String> {
         let saved = self.saved.lock().unwrap().clone()?;
         let read = CredentialRead::get(&self.store, &saved).await.ok()?;
-        Some(read.expose().to_owned())
+        Some(read.credential.expose().to_owned())
     }
 
     fn remember(&self, saved: &CredentialRef) {
@@ -313,9 +333,16 @@ impl StreamWrite for RacedStore {
         let read = StreamWrite::get(&self.store, project).await;
         let other = self.created_after_read.lock().unwrap().take();
         if let Some(destination) = other {
-            create_stream(&self.store, &self.store, project, &destination, NOW)
-                .await
-                .unwrap();
+            create_stream(
+                &self.store,
+                &self.store,
+                project,
+                &destination,
+                &none(),
+                NOW,
+            )
+            .await
+            .unwrap();
         }
         read
     }
@@ -342,7 +369,7 @@ impl StreamWrite for RacedStore {
 
 #[async_trait::async_trait]
 impl CredentialRead for RacedStore {
-    async fn get(&self, credential: &CredentialRef) -> Result<Secret, StoreError> {
+    async fn get(&self, credential: &CredentialRef) -> Result<StreamSecret, StoreError> {
         CredentialRead::get(&self.store, credential).await
     }
 }
@@ -353,7 +380,7 @@ impl CredentialWrite for RacedStore {
         &self,
         project: &ProjectId,
         stream_id: &str,
-        credential: &Secret,
+        credential: &StreamSecret,
     ) -> Result<CredentialRef, StoreError> {
         let saved = self
             .store
@@ -365,7 +392,7 @@ impl CredentialWrite for RacedStore {
     async fn put_version(
         &self,
         secret_id: &str,
-        credential: &Secret,
+        credential: &StreamSecret,
     ) -> Result<CredentialRef, StoreError> {
         if self.secret_deleted_before_save {
             self.delete_stream(true).await;
@@ -396,6 +423,7 @@ async fn update_token(store: &RacedStore) -> Result<StoredStream, StreamError> {
         &store.store,
         &project(),
         &loki("h.example.com", TOKEN),
+        &none(),
         NOW,
     )
     .await
@@ -406,6 +434,7 @@ async fn update_token(store: &RacedStore) -> Result<StoredStream, StreamError> {
             &project(),
             DestinationType::GrafanaLoki,
             new.endpoint(),
+            none(),
             Some(new.credential().clone()),
             NOW,
         )
@@ -454,7 +483,9 @@ async fn a_create_that_lost_to_another_create_deletes_only_its_own_new_secret() 
         ..Default::default()
     };
 
-    let created = raced(&store).create(&project(), &datadog(), NOW).await;
+    let created = raced(&store)
+        .create(&project(), &datadog(), &none(), NOW)
+        .await;
 
     assert!(
         matches!(created, Err(StreamError::Store(StoreError::AlreadyExists))),
@@ -470,7 +501,9 @@ async fn a_create_that_lost_to_a_live_stream_leaves_that_streams_secret_alone() 
         ..Default::default()
     };
 
-    let created = raced(&store).create(&project(), &datadog(), NOW).await;
+    let created = raced(&store)
+        .create(&project(), &datadog(), &none(), NOW)
+        .await;
 
     assert!(matches!(
         created,
@@ -488,12 +521,18 @@ async fn a_create_that_lost_to_a_live_stream_leaves_that_streams_secret_alone() 
 async fn each_stream_of_a_project_has_a_secret_of_its_own() {
     let store = MemoryStateStore::new();
     let app = commands(&store);
-    let first = app.create(&project(), &datadog(), NOW).await.unwrap();
+    let first = app
+        .create(&project(), &datadog(), &none(), NOW)
+        .await
+        .unwrap();
     app.delete(&project(), DestinationType::Datadog)
         .await
         .unwrap();
 
-    let second = app.create(&project(), &datadog(), NOW).await.unwrap();
+    let second = app
+        .create(&project(), &datadog(), &none(), NOW)
+        .await
+        .unwrap();
 
     let (a, b) = (
         &first.config.credential.secret_id,

@@ -14,8 +14,9 @@ use crate::domain::ValidationError;
 pub const MAX_TAGS: usize = 20;
 /// Datadog's bound on a tag, in characters.
 pub const MAX_TAG_LEN: usize = 200;
-/// Keys the product sets (`ddsource`, `service`) or Datadog assigns (`host`).
-pub const RESERVED_TAG_KEYS: [&str; 3] = ["source", "service", "host"];
+/// Keys the product sets (`ddsource`, `service`, the `project_id` tag) or Datadog assigns
+/// (`host`).
+pub const RESERVED_TAG_KEYS: [&str; 4] = ["source", "service", "host", "project_id"];
 
 /// One `key:value` tag, lowercased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,7 +57,7 @@ impl DatadogTag {
         if RESERVED_TAG_KEYS.contains(&key) {
             return Err(ValidationError::new(
                 field,
-                "must not use the key source, service or host: the product sets them",
+                "must not use the key source, service, host or project_id: the product sets them",
             ));
         }
         Ok(Self(tag))
@@ -147,6 +148,7 @@ mod tests {
             ("source:web", None),
             ("Service:web", None),
             ("host:h1", None),
+            ("project_id:p1", None),
             ("hostname:h1", Some("hostname:h1")),
         ] {
             let result = DatadogTag::parse(tag, "tags[0]");

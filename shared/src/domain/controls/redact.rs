@@ -48,16 +48,17 @@ enum Action {
 }
 
 impl Redactor {
-    pub fn new(redaction: &Redaction, key: &RedactionKey) -> Self {
+    /// The redactor of `redaction`; `None` when it hashes and there is no key to hash under.
+    pub fn new(redaction: &Redaction, key: Option<&RedactionKey>) -> Option<Self> {
         let action = match redaction.mode() {
             RedactionMode::Mask => Action::Mask,
-            RedactionMode::Hash => Action::Hash(key.hasher()),
+            RedactionMode::Hash => Action::Hash(key?.hasher()),
             RedactionMode::Remove => Action::Remove,
         };
-        Self {
+        Some(Self {
             tree: redaction.tree().clone(),
             action,
-        }
+        })
     }
 
     /// `record` (a JSON object) with the redaction applied; borrowed when nothing changed.
@@ -258,7 +259,7 @@ mod tests {
         })
         .unwrap();
         let key = RedactionKey::from_secret(&crate::Secret::new(key)).unwrap();
-        Redactor::new(&redaction, &key)
+        Redactor::new(&redaction, Some(&key)).unwrap()
     }
 
     fn hash(value: &[u8], key: &str) -> String {

@@ -1,7 +1,8 @@
 //! The item format of a stream: one item per project, every attribute named once in
 //! [`attr`]. The item's attributes are owned by two writers that never touch each other's:
 //! the configuration ([`config_attributes`]) and the health ([`health_attributes`]).
-//! Times are RFC 3339 strings. No credential is ever in the item.
+//! Times are RFC 3339 strings; the stream controls are maps and lists of strings, absent when
+//! unused. No credential (nor redaction key) is ever in the item.
 
 use std::collections::HashMap;
 
@@ -9,10 +10,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::domain::controls::{
+    DatadogTags, EventFilterBody, LokiLabels, LokiTenantId, RedactionBody,
+};
 use crate::domain::{
     CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
-    LokiHostname, ProjectId, StreamConfig, StreamState, StreamingStatus, Suspension,
-    legacy_stream_id,
+    LokiHostname, ProjectId, StreamConfig, StreamControls, StreamState, StreamingStatus,
+    Suspension, legacy_stream_id,
 };
 use crate::store::{StoreError, StoreResult, StoredStream};
 
@@ -36,6 +40,16 @@ pub mod attr {
     pub const CREDENTIAL_SECRET_ID: &str = "credential_secret_id";
     pub const CREDENTIAL_VERSION_ID: &str = "credential_version_id";
     pub const CREDENTIAL_LAST_FOUR: &str = "credential_last_four";
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const LABELS: &str = "labels";
+    pub const TAGS: &str = "tags";
+    pub const EVENT_FILTER: &str = "event_filter";
+    pub const REDACTION: &str = "redaction";
+    /// The fields of [`EVENT_FILTER`] and [`REDACTION`].
+    pub const FILTER_ACTIONS: &str = "actions";
+    pub const FILTER_STATUSES: &str = "statuses";
+    pub const REDACTION_FIELDS: &str = "fields";
+    pub const REDACTION_MODE: &str = "mode";
 
     pub const HEALTH_SEQ: &str = "health_seq";
     pub const LAST_SUCCESS_AT: &str = "last_success_at";
@@ -46,13 +60,14 @@ pub mod attr {
     pub const RECENT_ERRORS: &str = "recent_errors";
     pub const EVENTS_DELIVERED: &str = "events_delivered";
     pub const EVENTS_FAILED: &str = "events_failed";
+    pub const EVENTS_FILTERED: &str = "events_filtered";
     /// The fields of each entry of [`RECENT_ERRORS`].
     pub const ERROR_AT: &str = "at";
     pub const ERROR_DESTINATION_STATUS: &str = "destination_status";
     pub const ERROR_MESSAGE: &str = "message";
 
     /// What a health write reads: the health, and which stream at which version it is.
-    pub const HEALTH_READ: [&str; 13] = [
+    pub const HEALTH_READ: [&str; 14] = [
         PROJECT_ID,
         STREAM_ID,
         CREATED_AT,
@@ -66,6 +81,7 @@ pub mod attr {
         RECENT_ERRORS,
         EVENTS_DELIVERED,
         EVENTS_FAILED,
+        EVENTS_FILTERED,
     ];
 }
 
@@ -81,14 +97,59 @@ pub fn time_value(at: OffsetDateTime) -> AttributeValue {
     AttributeValue::S(at.format(&Rfc3339).expect("a time formats as RFC 3339"))
 }
 
+fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> AttributeValue {
+    AttributeValue::L(values.into_iter().map(s).collect())
+}
+
+fn map<'a>(pairs: impl IntoIterator<Item = (&'a str, AttributeValue)>) -> AttributeValue {
+    AttributeValue::M(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
 /// The configuration's attributes; `None` for those to remove.
 pub fn config_attributes(config: &StreamConfig) -> Vec<(&'static str, Option<AttributeValue>)> {
-    let (hostname, username, site) = match &config.endpoint {
-        Endpoint::GrafanaLoki { hostname, username } => {
-            (Some(s(&hostname.to_string())), Some(s(username)), None)
+    let (mut hostname, mut username, mut site) = (None, None, None);
+    let (mut tenant, mut labels, mut tags) = (None, None, None);
+    match &config.endpoint {
+        Endpoint::GrafanaLoki {
+            hostname: host,
+            username: user,
+            tenant_id,
+            labels: extra,
+        } => {
+            hostname = Some(s(&host.to_string()));
+            username = Some(s(user));
+            tenant = tenant_id.as_ref().map(|t| s(t.as_str()));
+            labels = (!extra.is_empty()).then(|| map(extra.iter().map(|(k, v)| (k, s(v)))));
         }
-        Endpoint::Datadog { site } => (None, None, Some(s(site.as_str()))),
-    };
+        Endpoint::Datadog {
+            site: at,
+            tags: all,
+        } => {
+            site = Some(s(at.as_str()));
+            tags = (!all.is_empty()).then(|| strings(all.iter().map(|t| t.as_str())));
+        }
+    }
+    let controls = &config.controls;
+    let event_filter = controls.event_filter.as_ref().map(|filter| {
+        let body = filter.to_body();
+        let lists = [
+            (attr::FILTER_ACTIONS, body.actions),
+            (attr::FILTER_STATUSES, body.statuses),
+        ];
+        map(lists
+            .into_iter()
+            .filter_map(|(name, list)| Some((name, strings(list?.iter().map(String::as_str))))))
+    });
+    let redaction = controls.redaction.as_ref().map(|redaction| {
+        let body = redaction.to_body();
+        map([
+            (
+                attr::REDACTION_FIELDS,
+                strings(body.fields.iter().map(String::as_str)),
+            ),
+            (attr::REDACTION_MODE, s(&body.mode)),
+        ])
+    });
     let suspension = config.state.suspension.as_ref();
     vec![
         (
@@ -98,6 +159,11 @@ pub fn config_attributes(config: &StreamConfig) -> Vec<(&'static str, Option<Att
         (attr::HOSTNAME, hostname),
         (attr::USERNAME, username),
         (attr::SITE, site),
+        (attr::TENANT_ID, tenant),
+        (attr::LABELS, labels),
+        (attr::TAGS, tags),
+        (attr::EVENT_FILTER, event_filter),
+        (attr::REDACTION, redaction),
         (
             attr::STREAMING_STATUS,
             Some(s(config.state.status.as_str())),
@@ -164,6 +230,7 @@ pub fn health_attributes(health: &DeliveryHealth) -> Vec<(&'static str, Option<A
         (attr::RECENT_ERRORS, Some(AttributeValue::L(errors))),
         (attr::EVENTS_DELIVERED, Some(n(health.events_delivered))),
         (attr::EVENTS_FAILED, Some(n(health.events_failed))),
+        (attr::EVENTS_FILTERED, Some(n(health.events_filtered))),
     ]
 }
 
@@ -195,6 +262,28 @@ pub fn number(item: &Item, name: &str) -> StoreResult<Option<u64>> {
     }
 }
 
+/// A list of strings; `None` when absent.
+fn string_list(item: &Item, name: &str) -> StoreResult<Option<Vec<String>>> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| v.as_s().cloned().map_err(|_| corrupt(item, name)))
+            .collect::<StoreResult<_>>()
+            .map(Some),
+        Some(_) => Err(corrupt(item, name)),
+    }
+}
+
+/// A map; `None` when absent.
+fn nested<'a>(item: &'a Item, name: &str) -> StoreResult<Option<&'a Item>> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::M(fields)) => Ok(Some(fields)),
+        Some(_) => Err(corrupt(item, name)),
+    }
+}
+
 pub fn time(item: &Item, name: &str) -> StoreResult<Option<OffsetDateTime>> {
     string(item, name)?
         .map(|value| OffsetDateTime::parse(value, &Rfc3339).map_err(|_| corrupt(item, name)))
@@ -212,9 +301,16 @@ pub fn stream_from_item(item: &Item) -> StoreResult<StoredStream> {
             hostname: LokiHostname::parse(required(item, attr::HOSTNAME)?)
                 .map_err(|_| bad(attr::HOSTNAME))?,
             username: required(item, attr::USERNAME)?.to_owned(),
+            tenant_id: string(item, attr::TENANT_ID)?
+                .map(LokiTenantId::parse)
+                .transpose()
+                .map_err(|_| bad(attr::TENANT_ID))?,
+            labels: labels_from_item(item)?,
         },
         DestinationType::Datadog => Endpoint::Datadog {
             site: DatadogSite::parse(required(item, attr::SITE)?).map_err(|_| bad(attr::SITE))?,
+            tags: DatadogTags::parse(&string_list(item, attr::TAGS)?.unwrap_or_default())
+                .map_err(|_| bad(attr::TAGS))?,
         },
     };
     let status = StreamingStatus::parse(required(item, attr::STREAMING_STATUS)?)
@@ -234,6 +330,7 @@ pub fn stream_from_item(item: &Item) -> StoreResult<StoredStream> {
         project_id,
         stream_id: stream_id(item, created_at)?,
         endpoint,
+        controls: controls_from_item(item)?,
         credential: CredentialRef {
             secret_id: required(item, attr::CREDENTIAL_SECRET_ID)?.to_owned(),
             version_id: required(item, attr::CREDENTIAL_VERSION_ID)?.to_owned(),
@@ -254,6 +351,41 @@ pub fn stream_from_item(item: &Item) -> StoreResult<StoredStream> {
         config,
         health: health_from_item(item)?,
     })
+}
+
+fn labels_from_item(item: &Item) -> StoreResult<LokiLabels> {
+    let Some(labels) = nested(item, attr::LABELS)? else {
+        return Ok(LokiLabels::default());
+    };
+    let pairs = labels
+        .keys()
+        .map(|name| Ok((name.clone(), required(labels, name)?.to_owned())))
+        .collect::<StoreResult<_>>()
+        .map_err(|_| corrupt(item, attr::LABELS))?;
+    LokiLabels::parse(&pairs).map_err(|_| corrupt(item, attr::LABELS))
+}
+
+fn controls_from_item(item: &Item) -> StoreResult<StreamControls> {
+    let event_filter = nested(item, attr::EVENT_FILTER)?
+        .map(|filter| {
+            Ok(EventFilterBody {
+                actions: string_list(filter, attr::FILTER_ACTIONS)?,
+                statuses: string_list(filter, attr::FILTER_STATUSES)?,
+            })
+        })
+        .transpose()
+        .map_err(|_: StoreError| corrupt(item, attr::EVENT_FILTER))?;
+    let redaction = nested(item, attr::REDACTION)?
+        .map(|redaction| {
+            Ok(RedactionBody {
+                fields: string_list(redaction, attr::REDACTION_FIELDS)?.unwrap_or_default(),
+                mode: required(redaction, attr::REDACTION_MODE)?.to_owned(),
+            })
+        })
+        .transpose()
+        .map_err(|_: StoreError| corrupt(item, attr::REDACTION))?;
+    StreamControls::parse(event_filter.as_ref(), redaction.as_ref())
+        .map_err(|e| StoreError::Corrupt(format!("{} of the item", e.field)))
 }
 
 /// The stream's identity; items written before streams had one are named by their creation.
@@ -292,6 +424,7 @@ pub fn health_from_item(item: &Item) -> StoreResult<DeliveryHealth> {
         recent_errors: errors,
         events_delivered: number(item, attr::EVENTS_DELIVERED)?.unwrap_or(0),
         events_failed: number(item, attr::EVENTS_FAILED)?.unwrap_or(0),
+        events_filtered: number(item, attr::EVENTS_FILTERED)?.unwrap_or(0),
     })
 }
 
@@ -309,7 +442,20 @@ mod tests {
             endpoint: Endpoint::GrafanaLoki {
                 hostname: LokiHostname::parse("logs.example.com:8443").unwrap(),
                 username: "123".into(),
+                tenant_id: Some(LokiTenantId::parse("team-a").unwrap()),
+                labels: LokiLabels::parse(&[("env".into(), "prod".into())].into()).unwrap(),
             },
+            controls: StreamControls::parse(
+                Some(&EventFilterBody {
+                    actions: Some(vec!["Passwords*".into(), "OAuthAuthenticate".into()]),
+                    statuses: None,
+                }),
+                Some(&RedactionBody {
+                    fields: vec!["email".into(), "telemetry.ip_address".into()],
+                    mode: "HASH".into(),
+                }),
+            )
+            .unwrap(),
             credential: CredentialRef {
                 secret_id: "event-log-streaming/p-1".into(),
                 version_id: "v-1".into(),
@@ -340,6 +486,7 @@ mod tests {
             }],
             events_delivered: 10,
             events_failed: 4,
+            events_filtered: 6,
         };
         let mut item: Item = config_attributes(&config)
             .into_iter()
@@ -350,6 +497,20 @@ mod tests {
         let stream = stream_from_item(&item).unwrap();
         assert_eq!(stream.config, config);
         assert_eq!(stream.health, health);
+
+        let mut datadog = config;
+        datadog.endpoint = Endpoint::Datadog {
+            site: DatadogSite::Eu,
+            tags: DatadogTags::parse(&["team:identity".into()]).unwrap(),
+        };
+        datadog.controls = StreamControls::default();
+        let mut item: Item = config_attributes(&datadog)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect();
+        item.insert(attr::PROJECT_ID.into(), s("p-1"));
+        assert!(!item.contains_key(attr::EVENT_FILTER) && !item.contains_key(attr::LABELS));
+        assert_eq!(stream_from_item(&item).unwrap().config, datadog);
     }
 
     #[test]
