@@ -25,13 +25,15 @@ use crate::secret::Secret;
 
 pub const DEFAULT_SECRET_PREFIX: &str = "event-log-streaming/";
 
+/// A secret's JSON. Owned strings: a credential may hold characters JSON escapes, and an
+/// escaped string cannot be borrowed from the text.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SecretValue<'a> {
-    credential: &'a str,
+struct SecretValue {
+    credential: String,
     /// Absent in secrets saved before redaction keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    redaction_key: Option<&'a str>,
+    redaction_key: Option<String>,
 }
 
 pub struct SecretsManagerCredentials {
@@ -54,10 +56,12 @@ impl SecretsManagerCredentials {
 
     /// The secret string of a stream's secret: `{"credential":…,"redaction_key":…}`.
     pub fn secret_string(secret: &StreamSecret) -> String {
-        let key = secret.redaction_key.as_ref().map(RedactionKey::to_secret);
         serde_json::to_string(&SecretValue {
-            credential: secret.credential.expose(),
-            redaction_key: key.as_ref().map(Secret::expose),
+            credential: secret.credential.expose().to_owned(),
+            redaction_key: secret
+                .redaction_key
+                .as_ref()
+                .map(|key| key.to_secret().expose().to_owned()),
         })
         .expect("a string serializes")
     }
@@ -238,4 +242,30 @@ fn saved(
         version_id,
         last_four: credential.last_four(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_string_round_trips_whatever_its_credential_holds() {
+        let key = |s: &StreamSecret| s.redaction_key.as_ref().map(|k| k.to_secret());
+        for credential in ["glc_plain", "quote \" backslash \\ tab \t é ✓ \u{1F600}"] {
+            let secret = StreamSecret::with_new_key(Secret::new(credential)).unwrap();
+            let text = SecretsManagerCredentials::secret_string(&secret);
+            let read = SecretsManagerCredentials::parse_secret_string(&text).unwrap();
+            assert_eq!(read.credential.expose(), credential);
+            assert_eq!(key(&read), key(&secret));
+        }
+        let without_key = SecretsManagerCredentials::parse_secret_string(r#"{"credential":"c"}"#);
+        assert!(without_key.unwrap().redaction_key.is_none());
+        for refused in [
+            r#"{"credential":"c","redaction_key":"short"}"#,
+            r#"{"other":1}"#,
+            "c",
+        ] {
+            assert!(SecretsManagerCredentials::parse_secret_string(refused).is_none());
+        }
+    }
 }

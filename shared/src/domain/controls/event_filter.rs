@@ -81,10 +81,10 @@ fn check_entry<'a>(entry: &'a str, field: &str) -> Result<&'a str, ValidationErr
     if entry.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
-    if entry.len() > MAX_FILTER_ENTRY_LEN {
+    if entry.chars().count() > MAX_FILTER_ENTRY_LEN {
         return Err(ValidationError::new(
             field,
-            format!("must be at most {MAX_FILTER_ENTRY_LEN} bytes"),
+            format!("must be at most {MAX_FILTER_ENTRY_LEN} characters"),
         ));
     }
     Ok(entry)

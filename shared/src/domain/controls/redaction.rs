@@ -19,7 +19,7 @@ use crate::domain::ValidationError;
 pub const MAX_REDACTED_FIELDS: usize = 20;
 /// No member of an event is nested this deep; bounds the work one path can ask for.
 pub const MAX_FIELD_PATH_DEPTH: usize = 8;
-/// Bytes of a whole path, dots included.
+/// Characters of a whole path, dots included.
 pub const MAX_FIELD_PATH_LEN: usize = 256;
 /// What `MASK` puts in place of a value (as a JSON string).
 pub const MASK: &str = "[REDACTED]";
@@ -77,10 +77,10 @@ impl FieldPath {
         if text.is_empty() {
             return Err(ValidationError::new(field, "must not be empty"));
         }
-        if text.len() > MAX_FIELD_PATH_LEN {
+        if text.chars().count() > MAX_FIELD_PATH_LEN {
             return Err(ValidationError::new(
                 field,
-                format!("must be at most {MAX_FIELD_PATH_LEN} bytes"),
+                format!("must be at most {MAX_FIELD_PATH_LEN} characters"),
             ));
         }
         let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
