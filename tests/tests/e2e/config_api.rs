@@ -78,7 +78,7 @@ impl Api {
         }
     }
 
-    fn in_memory(datadog_intake_url: Option<String>) -> Self {
+    pub(crate) fn in_memory(datadog_intake_url: Option<String>) -> Self {
         let store = Arc::new(MemoryStateStore::new());
         Self::with_stores(store.clone(), store, datadog_intake_url)
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, so one moto server serves them all.
 
 mod config_api;
+mod controls_api;
 mod cost;
 mod faults;
 mod handoff;
