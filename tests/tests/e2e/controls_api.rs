@@ -405,3 +405,81 @@ async fn the_test_event_goes_through_the_redaction_and_not_the_filter() {
         "{hashed}"
     );
 }
+
+/// DynamoDB and Secrets Manager on the emulator: the controls are maps and lists of the item
+/// (absent when unused), the key is in the secret only, and both read back as they were saved.
+#[tokio::test]
+async fn controls_round_trip_through_dynamodb_and_the_key_through_secrets_manager() {
+    let state = crate::helpers::StateEnv::new().await;
+    let api = Api::with_stores(state.streams.clone(), state.credentials.clone(), None);
+    let created = api
+        .admin("POST", COLLECTION, Some(loki_with_controls()))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let read = api.admin("GET", LOKI, None).await;
+    assert_eq!(
+        config(&read)["event_filter"],
+        config(&created)["event_filter"]
+    );
+    assert_eq!(config(&read)["redaction"], config(&created)["redaction"]);
+    assert_eq!(
+        config(&read)["destination_config"],
+        config(&created)["destination_config"]
+    );
+
+    let aws = integration_tests::moto::moto().sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let item = dynamodb
+        .get_item()
+        .table_name(&state.table)
+        .key(
+            "project_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let filter = item["event_filter"].as_m().unwrap();
+    assert_eq!(filter["actions"].as_l().unwrap().len(), 2);
+    assert_eq!(
+        item["redaction"].as_m().unwrap()["mode"].as_s().unwrap(),
+        "HASH"
+    );
+    assert_eq!(item["tenant_id"].as_s().unwrap(), "auth-team");
+    assert_eq!(
+        item["labels"].as_m().unwrap()["team"].as_s().unwrap(),
+        "identity"
+    );
+    assert!(!item.contains_key("redaction_key"));
+    let stored = state.stored("proj-a").await.unwrap();
+    let secret = CredentialRead::get(state.credentials.as_ref(), &stored.config.credential)
+        .await
+        .unwrap();
+    let key = secret.redaction_key.unwrap().to_secret();
+    assert!(!format!("{item:?}").contains(key.expose()));
+
+    // A save without controls removes their attributes.
+    api.admin(
+        "PUT",
+        LOKI,
+        Some(json!({"destination_config": loki_config("logs-prod-021.grafana.net", "")})),
+    )
+    .await;
+    let item = dynamodb
+        .get_item()
+        .table_name(&state.table)
+        .key(
+            "project_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for gone in ["event_filter", "redaction", "tenant_id", "labels", "tags"] {
+        assert!(!item.contains_key(gone), "{gone}");
+    }
+}
