@@ -1033,7 +1033,6 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
     let resource = format!("{COLLECTION}/GRAFANA_LOKI");
     let aws = moto().sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
 
     assert_eq!(
         api.admin(
@@ -1084,18 +1083,7 @@ async fn the_table_and_credential_secrets_work_against_the_emulator() {
         current.version_id().unwrap(),
         stored.config.credential.version_id
     );
-    let item = dynamodb
-        .get_item()
-        .table_name(&state.table)
-        .key(
-            "project_id",
-            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = state.raw_item("proj-a").await;
     assert!(!format!("{item:?}").contains(LOKI_PASSWORD));
     assert_eq!(item["hostname"].as_s().unwrap(), "h.example.com");
     let described = secrets

@@ -427,20 +427,7 @@ async fn controls_round_trip_through_dynamodb_and_the_key_through_secrets_manage
         config(&created)["destination_config"]
     );
 
-    let aws = integration_tests::moto::moto().sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let item = dynamodb
-        .get_item()
-        .table_name(&state.table)
-        .key(
-            "project_id",
-            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = state.raw_item("proj-a").await;
     let filter = item["event_filter"].as_m().unwrap();
     assert_eq!(filter["actions"].as_l().unwrap().len(), 2);
     assert_eq!(
@@ -467,18 +454,7 @@ async fn controls_round_trip_through_dynamodb_and_the_key_through_secrets_manage
         Some(json!({"destination_config": loki_config("logs-prod-021.grafana.net", "")})),
     )
     .await;
-    let item = dynamodb
-        .get_item()
-        .table_name(&state.table)
-        .key(
-            "project_id",
-            aws_sdk_dynamodb::types::AttributeValue::S("proj-a".into()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = state.raw_item("proj-a").await;
     for gone in ["event_filter", "redaction", "tenant_id", "labels", "tags"] {
         assert!(!item.contains_key(gone), "{gone}");
     }

@@ -181,6 +181,26 @@ impl StateEnv {
             .await
             .unwrap()
     }
+
+    /// The project's item as DynamoDB holds it, read past the store (and its call counter).
+    pub async fn raw_item(
+        &self,
+        project: &str,
+    ) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        let aws = moto().sdk_config().await;
+        aws_sdk_dynamodb::Client::new(&aws)
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                "project_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(project.into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    }
 }
 
 impl StreamerEnv {
