@@ -146,18 +146,16 @@
       show("form-error", true);
       return;
     }
+    // What follows the field's own path: `[2]` for a list's third entry, `.team` for a label.
     const reason = message.slice(separator + 2);
     const rest = path.slice(field.path.length);
     const index = /^\[(\d+)\]$/.exec(rest);
-    const sent = index ? (sentLists[field.input] || [])[Number(index[1])] : undefined;
     let text = reason;
-    if (!field.entry) {
-      text = reason;
-    } else if (index && sent !== undefined) {
-      text = `${field.entry} ${Number(index[1]) + 1}, “${sent}”: ${reason}`;
-    } else if (index) {
-      text = `${field.entry} ${Number(index[1]) + 1}: ${reason}`;
-    } else if (rest.startsWith(".")) {
+    if (field.entry && index) {
+      const sent = (sentLists[field.input] || [])[Number(index[1])];
+      const quoted = sent === undefined ? "" : `, “${sent}”`;
+      text = `${field.entry} ${Number(index[1]) + 1}${quoted}: ${reason}`;
+    } else if (field.entry && rest.startsWith(".")) {
       text = `${field.entry} ${rest.slice(1)}: ${reason}`;
     }
     const input = field.input;
