@@ -146,6 +146,33 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into #{id}: {e}"));
     }
 
+    /// An input's, textarea's or select's current value.
+    pub async fn value(&self, id: &str) -> String {
+        self.element(id)
+            .await
+            .prop("value")
+            .await
+            .unwrap_or_else(|e| panic!("value of #{id}: {e}"))
+            .unwrap_or_default()
+    }
+
+    pub async fn attribute(&self, id: &str, name: &str) -> Option<String> {
+        self.element(id)
+            .await
+            .attr(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name} of #{id}: {e}"))
+    }
+
+    /// Chooses the option of a select by its value, as a person would.
+    pub async fn select(&self, id: &str, value: &str) {
+        self.element(id)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("select {value:?} in #{id}: {e}"));
+    }
+
     /// With `PAGE_SCREENSHOTS=DIR`, saves what the page looks like now as `DIR/NAME.png`, for a
     /// person to look at.
     pub async fn screenshot(&self, name: &str) {

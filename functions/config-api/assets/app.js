@@ -15,17 +15,27 @@
     GRAFANA_LOKI: { key: "grafana_loki", name: "Grafana Loki", secretInput: "loki-password" },
     DATADOG: { key: "datadog", name: "Datadog", secretInput: "datadog-api-key" },
   };
-  // Where the API's field errors go: the field named at the start of `error_message`.
-  const FIELDS = {
-    "destination_config.grafana_loki.hostname": "loki-hostname",
-    "destination_config.grafana_loki.username": "loki-username",
-    "destination_config.grafana_loki.password": "loki-password",
-    "destination_config.datadog.site": "datadog-site",
-    "destination_config.datadog.api_key": "datadog-api-key",
-  };
+  // Where the API's field errors go: the input of the field named at the start of
+  // `error_message`, or of the list or map it is in (`event_filter.actions[2]`,
+  // `destination_config.grafana_loki.labels.team`). `entry` names one element of a list.
+  const FIELDS = [
+    { path: "destination_config.grafana_loki.hostname", input: "loki-hostname" },
+    { path: "destination_config.grafana_loki.username", input: "loki-username" },
+    { path: "destination_config.grafana_loki.password", input: "loki-password" },
+    { path: "destination_config.grafana_loki.tenant_id", input: "loki-tenant-id" },
+    { path: "destination_config.grafana_loki.labels", input: "loki-labels", entry: "Label" },
+    { path: "destination_config.datadog.site", input: "datadog-site" },
+    { path: "destination_config.datadog.api_key", input: "datadog-api-key" },
+    { path: "destination_config.datadog.tags", input: "datadog-tags", entry: "Tag" },
+    { path: "event_filter.actions", input: "filter-actions", entry: "Action" },
+    { path: "event_filter.statuses", input: "filter-statuses", entry: "Status" },
+    { path: "redaction.fields", input: "redaction-fields", entry: "Field" },
+    { path: "redaction.mode", input: "redaction-mode" },
+  ];
 
   let session = null; // { keyId, secret, project }
   let stream = null; // event_log_streaming_config, or null when nothing is configured
+  let sentLists = {}; // the lists of the last save, by input id, to name an entry in an error
 
   class SignedOut extends Error {}
 
@@ -114,7 +124,7 @@
   }
 
   function clearFieldErrors() {
-    for (const input of Object.values(FIELDS)) {
+    for (const { input } of FIELDS) {
       $(input).removeAttribute("aria-invalid");
       $(`${input}-error`).textContent = "";
       show(`${input}-error`, false);
@@ -124,19 +134,93 @@
   }
 
   // A 400's message names its field first ("destination_config.…: what is wrong"): it goes
-  // next to that field, the rest to the form.
+  // next to that field, the rest to the form. The API never quotes a value; the page may quote
+  // the entry it sent, which the customer typed.
   function showFieldError(message) {
     const separator = message.indexOf(": ");
-    const input = separator > 0 ? FIELDS[message.slice(0, separator)] : undefined;
-    if (input) {
-      $(`${input}-error`).textContent = message.slice(separator + 2);
-      show(`${input}-error`, true);
-      $(input).setAttribute("aria-invalid", "true");
-      $(input).focus();
-    } else {
+    const path = separator > 0 ? message.slice(0, separator) : "";
+    const field = FIELDS.find((f) => path === f.path
+      || path.startsWith(`${f.path}.`) || path.startsWith(`${f.path}[`));
+    if (!field) {
       $("form-error").textContent = message;
       show("form-error", true);
+      return;
     }
+    // What follows the field's own path: `[2]` for a list's third entry, `.team` for a label.
+    const reason = message.slice(separator + 2);
+    const rest = path.slice(field.path.length);
+    const index = /^\[(\d+)\]$/.exec(rest);
+    let text = reason;
+    if (field.entry && index) {
+      const sent = (sentLists[field.input] || [])[Number(index[1])];
+      const quoted = sent === undefined ? "" : `, “${sent}”`;
+      text = `${field.entry} ${Number(index[1]) + 1}${quoted}: ${reason}`;
+    } else if (field.entry && rest.startsWith(".")) {
+      text = `${field.entry} ${rest.slice(1)}: ${reason}`;
+    }
+    const input = field.input;
+    $(`${input}-error`).textContent = text;
+    show(`${input}-error`, true);
+    $(input).setAttribute("aria-invalid", "true");
+    $(input).focus();
+  }
+
+  // A list typed one entry per line or separated by commas, blanks dropped.
+  function listOf(id) {
+    return $(id).value.split(/[,\n]/).map((entry) => entry.trim()).filter(Boolean);
+  }
+
+  // Loki labels, one `name=value` a line (a value may hold commas and `=`), as [name, value]
+  // pairs; a line without `=` is a name with an empty value, which the API refuses.
+  function labelsOf(id) {
+    return $(id).value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+      const equals = line.indexOf("=");
+      return equals < 0
+        ? [line, ""]
+        : [line.slice(0, equals).trim(), line.slice(equals + 1).trim()];
+    });
+  }
+
+  // The controls as the API takes them; an empty control is left out, so a PUT clears it.
+  // Returns an error message in the API's shape when the page itself refuses them.
+  function controlsOf(type) {
+    const destination = {};
+    const body = {};
+    if (type === "GRAFANA_LOKI") {
+      const tenant = $("loki-tenant-id").value.trim();
+      if (tenant) destination.tenant_id = tenant;
+      const labels = labelsOf("loki-labels");
+      const names = labels.map(([name]) => name);
+      const repeated = names.find((name, i) => names.indexOf(name) !== i);
+      if (repeated !== undefined) {
+        return { error: `destination_config.grafana_loki.labels.${repeated}: is given more than once` };
+      }
+      // fromEntries defines own properties, so even a name such as __proto__ is sent as typed.
+      if (labels.length > 0) destination.labels = Object.fromEntries(labels);
+    } else {
+      const tags = listOf("datadog-tags");
+      sentLists["datadog-tags"] = tags;
+      if (tags.length > 0) destination.tags = tags;
+    }
+    const actions = listOf("filter-actions");
+    const statuses = listOf("filter-statuses");
+    sentLists["filter-actions"] = actions;
+    sentLists["filter-statuses"] = statuses;
+    if (actions.length > 0 || statuses.length > 0) {
+      body.event_filter = {
+        ...(actions.length > 0 ? { actions } : {}),
+        ...(statuses.length > 0 ? { statuses } : {}),
+      };
+    }
+    const fields = listOf("redaction-fields");
+    const mode = $("redaction-mode").value;
+    sentLists["redaction-fields"] = fields;
+    // Saving fields with no mode would redact nothing without a word: ask instead.
+    if (fields.length > 0 && !mode) {
+      return { error: "redaction.mode: choose MASK, HASH or REMOVE for these fields, or empty the list to redact nothing" };
+    }
+    if (mode) body.redaction = { fields, mode };
+    return { destination, body };
   }
 
   function render() {
@@ -177,9 +261,20 @@
     if (type === "GRAFANA_LOKI") {
       $("loki-hostname").value = config.hostname || "";
       $("loki-username").value = config.username || "";
+      $("loki-tenant-id").value = config.tenant_id || "";
+      $("loki-labels").value = Object.entries(config.labels || {})
+        .map(([name, value]) => `${name}=${value}`)
+        .join("\n");
     } else {
       $("datadog-site").value = config.site || "US";
+      $("datadog-tags").value = (config.tags || []).join("\n");
     }
+    const filter = stream.event_filter || {};
+    $("filter-actions").value = (filter.actions || []).join("\n");
+    $("filter-statuses").value = (filter.statuses || []).join("\n");
+    const redaction = stream.redaction || { fields: [], mode: "" };
+    $("redaction-fields").value = redaction.fields.join("\n");
+    $("redaction-mode").value = redaction.mode;
 
     const status = stream.streaming_status;
     const badge = $("status-badge");
@@ -202,6 +297,7 @@
     $("health-consecutive").textContent = String(health.consecutive_failures ?? 0);
     $("health-delivered").textContent = String(health.events_delivered ?? 0);
     $("health-failed").textContent = String(health.events_failed ?? 0);
+    $("health-filtered").textContent = String(health.events_filtered ?? 0);
     const list = $("health-recent-errors");
     list.replaceChildren(...(health.recent_errors || []).map((error) => {
       const item = document.createElement("li");
@@ -263,14 +359,20 @@
       $("type-loki").focus();
       return;
     }
+    sentLists = {};
+    const controls = controlsOf(type);
+    if (controls.error) {
+      showFieldError(controls.error);
+      return;
+    }
     const secret = $(TYPES[type].secretInput).value;
     const fields = type === "GRAFANA_LOKI"
       ? { hostname: $("loki-hostname").value.trim(), username: $("loki-username").value.trim(), password: secret }
       : { site: $("datadog-site").value, api_key: secret.trim() };
-    const destinationConfig = { [TYPES[type].key]: fields };
+    const destinationConfig = { [TYPES[type].key]: { ...fields, ...controls.destination } };
     const answer = stream
-      ? await api("PUT", `/${type}`, { destination_config: destinationConfig })
-      : await api("POST", "", { destination_type: type, destination_config: destinationConfig });
+      ? await api("PUT", `/${type}`, { destination_config: destinationConfig, ...controls.body })
+      : await api("POST", "", { destination_type: type, destination_config: destinationConfig, ...controls.body });
     // The secret leaves the page as soon as it has been sent.
     $(TYPES[type].secretInput).value = "";
     if (answer.status === 400) {
@@ -297,6 +399,7 @@
   async function sendTest() {
     const result = $("test-result");
     show("test-result", false);
+    show("test-note", false);
     const answer = await api("POST", `/${stream.destination_type}/test`);
     if (answer.status !== 200) throw new Error(failure(answer));
     result.textContent = answer.body.delivered
@@ -304,6 +407,9 @@
       : `Test event not delivered. ${answer.body.message}.`;
     result.className = `test-result ${answer.body.delivered ? "ok" : "failed"}`;
     show("test-result", true);
+    // What the stream's controls did to the test event (redaction, labels, tags; no filter).
+    $("test-note").textContent = answer.body.note || "";
+    show("test-note", Boolean(answer.body.note));
   }
 
   async function remove() {
@@ -311,6 +417,7 @@
     if (answer.status !== 200) throw new Error(failure(answer));
     stream = null;
     show("test-result", false);
+    show("test-note", false);
     $("destination-form").reset();
     render();
     say("Deleted. Nothing is streamed any more.");

@@ -1,23 +1,28 @@
 //! The Stream Settings page in a real headless Chromium, against the local runner (config
 //! API, page and `POST /v1/events`) on a loopback port and a strict local Loki.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use config_api::auth::ManagementKey;
-use event_log_streaming::store::MemoryStateStore;
+use event_log_streaming::domain::controls::{EventFilterBody, HASH_PREFIX, RedactionBody};
+use event_log_streaming::domain::{DeliveryHealth, Endpoint, ProjectId, StreamConfig};
+use event_log_streaming::store::{HealthWrite, MemoryStateStore, StreamWrite};
 use fantoccini::Locator;
 use fantoccini::key::Key;
 use integration_tests::browser::Browser;
 use integration_tests::fake_destination::FakeDestination;
+use serde_json::json;
 
 use crate::helpers::*;
 
 const PROJECT: &str = "proj-page";
+const CONTROLS_PROJECT: &str = "proj-page-controls";
 
-/// The local runner on a free loopback port; its base URL.
-async fn serve_runner() -> String {
+/// The local runner on `store` and a free loopback port; its base URL.
+async fn serve_runner(store: Arc<MemoryStateStore>) -> String {
     let app = local_runner_app(
-        Arc::new(MemoryStateStore::new()),
+        store,
         vec![
             ManagementKey::new("local-admin", "admin-secret-0001", &["*"]),
             ManagementKey::new("other-team", "other-secret-0002", &["proj-other"]),
@@ -41,7 +46,7 @@ async fn sign_in(browser: &Browser, key_id: &str, secret: &str, project: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the_browser() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let base = serve_runner().await;
+    let base = serve_runner(Arc::new(MemoryStateStore::new())).await;
     let browser = Browser::start().await;
     browser.client.goto(&base).await.unwrap();
 
@@ -187,7 +192,7 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
     let unlabelled = browser
         .client
         .execute(
-            "return [...document.querySelectorAll('input, select')]
+            "return [...document.querySelectorAll('input, select, textarea')]
                .filter(i => !document.querySelector(`label[for=\"${i.id}\"]`))
                .map(i => i.id)",
             vec![],
@@ -207,5 +212,363 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
         .unwrap();
     assert!(overflow.as_i64().unwrap() <= 0, "{overflow}");
     browser.screenshot("3-deleted-at-360px").await;
+    browser.close().await;
+}
+
+/// The configuration the API stored for `project`.
+async fn stored(store: &MemoryStateStore, project: &str) -> StreamConfig {
+    let project = ProjectId::parse(project).unwrap();
+    StreamWrite::get(store, &project)
+        .await
+        .unwrap()
+        .expect("a stored stream")
+        .config
+}
+
+/// Saves, and expects the API's refusal next to `input` only: under it, the input marked
+/// invalid and focused, nothing at the foot of the form.
+async fn save_is_refused_at(browser: &Browser, input: &str, wanted: &str) {
+    browser.click("save").await;
+    browser
+        .text_containing(&format!("{input}-error"), wanted)
+        .await;
+    assert_eq!(
+        browser.attribute(input, "aria-invalid").await.as_deref(),
+        Some("true"),
+        "#{input}"
+    );
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!(input));
+    let shown = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.field-error, #form-error')]
+               .filter(e => !e.hidden).map(e => e.id)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, json!([format!("{input}-error")]));
+}
+
+async fn save(browser: &Browser) {
+    browser.click("save").await;
+    browser.text_containing("notice", "Saved").await;
+}
+
+/// Opens the page afresh (the key lives only in the page's memory, so it asks again) and
+/// waits for the stream to be shown.
+async fn reopen(browser: &Browser, base: &str) {
+    browser.client.goto(base).await.unwrap();
+    sign_in(
+        browser,
+        "local-admin",
+        "admin-secret-0001",
+        CONTROLS_PROJECT,
+    )
+    .await;
+    browser.text_containing("status-badge", "Disabled").await;
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_browser() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let store = Arc::new(MemoryStateStore::new());
+    let base = serve_runner(store.clone()).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&base).await.unwrap();
+    sign_in(
+        &browser,
+        "local-admin",
+        "admin-secret-0001",
+        CONTROLS_PROJECT,
+    )
+    .await;
+    browser
+        .text_containing("empty-title", "Nothing is streamed yet")
+        .await;
+
+    // Loki with every control, created in one save.
+    browser.click("type-loki").await;
+    browser.fill("loki-hostname", &loki.hostname()).await;
+    browser.fill("loki-username", LOKI_USER).await;
+    browser.fill("loki-password", LOKI_PASSWORD).await;
+    browser.fill("loki-tenant-id", "tenant-a").await;
+    browser
+        .fill("loki-labels", "team = identity\nenv=prod eu, west\n")
+        .await;
+    browser
+        .fill(
+            "filter-actions",
+            "Passwords*, MagicLinksEmailLoginOrCreate\nOAuthAuthenticate",
+        )
+        .await;
+    browser.fill("filter-statuses", "success").await;
+    browser
+        .fill("redaction-fields", "request_id\ntelemetry.ip_address")
+        .await;
+    browser.select("redaction-mode", "HASH").await;
+    save(&browser).await;
+    browser.screenshot("controls-0-saved").await;
+
+    let config = stored(&store, CONTROLS_PROJECT).await;
+    let Endpoint::GrafanaLoki {
+        tenant_id,
+        labels: saved_labels,
+        ..
+    } = &config.endpoint
+    else {
+        panic!("{:?}", config.endpoint)
+    };
+    assert_eq!(tenant_id.as_ref().map(|t| t.as_str()), Some("tenant-a"));
+    assert_eq!(
+        saved_labels.to_body(),
+        labels(&[("team", "identity"), ("env", "prod eu, west")])
+    );
+    assert_eq!(
+        config.controls.event_filter.as_ref().map(|f| f.to_body()),
+        Some(EventFilterBody {
+            actions: Some(strings(&[
+                "Passwords*",
+                "MagicLinksEmailLoginOrCreate",
+                "OAuthAuthenticate"
+            ])),
+            statuses: Some(strings(&["success"])),
+        })
+    );
+    assert_eq!(
+        config.controls.redaction.as_ref().map(|r| r.to_body()),
+        Some(RedactionBody {
+            fields: strings(&["request_id", "telemetry.ip_address"]),
+            mode: "HASH".into(),
+        })
+    );
+
+    // The test event goes through the redaction; the page says what applies to it.
+    browser.click("send-test").await;
+    browser
+        .text_containing("test-result", "Test event delivered")
+        .await;
+    browser
+        .text_containing("test-note", "the event filter does not apply")
+        .await;
+    let sent = loki.accepted().pop().expect("the test event");
+    assert!(
+        sent.field("request_id")
+            .as_str()
+            .unwrap()
+            .starts_with(HASH_PREFIX),
+        "{}",
+        sent.line
+    );
+
+    // What the streamer counts of the filter shows in the health panel.
+    let filtered = DeliveryHealth {
+        events_filtered: 3,
+        ..Default::default()
+    };
+    HealthWrite::record(store.as_ref(), &config, &filtered)
+        .await
+        .unwrap();
+
+    // Opened again, the page shows every control as saved.
+    reopen(&browser, &base).await;
+    let kept = [
+        ("loki-tenant-id", "tenant-a"),
+        ("loki-labels", "env=prod eu, west\nteam=identity"),
+        (
+            "filter-actions",
+            "Passwords*\nMagicLinksEmailLoginOrCreate\nOAuthAuthenticate",
+        ),
+        ("filter-statuses", "success"),
+        ("redaction-fields", "request_id\ntelemetry.ip_address"),
+        ("redaction-mode", "HASH"),
+    ];
+    for (input, value) in kept {
+        assert_eq!(browser.value(input).await, value, "#{input}");
+    }
+    browser.text_when("health-filtered", |t| t == "3").await;
+
+    // Each bad value: the API's refusal next to its field, nothing saved, and the good value
+    // saves again (which hides the error).
+    let version = stored(&store, CONTROLS_PROJECT).await.version;
+    let too_many_statuses: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
+    let too_many_statuses = too_many_statuses.join("\n");
+    let refusals = [
+        (
+            "filter-actions",
+            "Passwords*\nPass*word",
+            "Action 2, “Pass*word”: may hold * only as its last character",
+        ),
+        (
+            "filter-statuses",
+            &too_many_statuses,
+            "must hold at most 100 entries",
+        ),
+        (
+            "loki-labels",
+            "team=identity\n9team=x",
+            "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
+        ),
+        (
+            "loki-labels",
+            "source=mine",
+            "Label source: is set by the product",
+        ),
+        (
+            "loki-tenant-id",
+            "tenant a",
+            "may hold only A-Z, a-z, 0-9 and ! - _ . * ' ( )",
+        ),
+        (
+            "redaction-fields",
+            "request_id\n.email",
+            "Field 2, “.email”: must be member names joined by single dots",
+        ),
+    ];
+    for (input, bad, wanted) in refusals {
+        let good = browser.value(input).await;
+        browser.fill(input, bad).await;
+        save_is_refused_at(&browser, input, wanted).await;
+        browser.fill(input, &good).await;
+    }
+    let too_many: Vec<String> = (0..21).map(|i| format!("field_{i}")).collect();
+    browser.fill("redaction-fields", &too_many.join(", ")).await;
+    save_is_refused_at(&browser, "redaction-fields", "must hold at most 20 fields").await;
+    // Fields without a mode would redact nothing: the page asks rather than drop them.
+    browser.fill("redaction-fields", "request_id").await;
+    browser.select("redaction-mode", "").await;
+    save_is_refused_at(&browser, "redaction-mode", "choose MASK, HASH or REMOVE").await;
+    browser.screenshot("controls-1-refused-in-place").await;
+    browser.fill("redaction-fields", "").await;
+    browser.select("redaction-mode", "MASK").await;
+    save_is_refused_at(&browser, "redaction-fields", "must not be empty").await;
+    assert_eq!(stored(&store, CONTROLS_PROJECT).await.version, version);
+
+    // Clearing: one list of the filter, then every control.
+    browser
+        .fill("redaction-fields", "request_id\ntelemetry.ip_address")
+        .await;
+    browser.fill("filter-statuses", "").await;
+    save(&browser).await;
+    assert!(!browser.is_displayed("redaction-fields-error").await);
+    let config = stored(&store, CONTROLS_PROJECT).await;
+    assert_eq!(
+        config.controls.event_filter.as_ref().map(|f| f.to_body()),
+        Some(EventFilterBody {
+            actions: Some(strings(&[
+                "Passwords*",
+                "MagicLinksEmailLoginOrCreate",
+                "OAuthAuthenticate"
+            ])),
+            statuses: None,
+        })
+    );
+    assert_eq!(
+        config.controls.redaction.map(|r| r.mode().as_str()),
+        Some("MASK")
+    );
+    for input in [
+        "loki-tenant-id",
+        "loki-labels",
+        "filter-actions",
+        "redaction-fields",
+    ] {
+        browser.fill(input, "").await;
+    }
+    browser.select("redaction-mode", "").await;
+    save(&browser).await;
+    let config = stored(&store, CONTROLS_PROJECT).await;
+    let Endpoint::GrafanaLoki {
+        tenant_id,
+        labels: saved_labels,
+        ..
+    } = &config.endpoint
+    else {
+        panic!("{:?}", config.endpoint)
+    };
+    assert!(tenant_id.is_none() && saved_labels.is_empty());
+    assert!(config.controls.event_filter.is_none() && config.controls.redaction.is_none());
+    reopen(&browser, &base).await;
+    for (input, _) in kept {
+        assert_eq!(browser.value(input).await, "", "#{input}");
+    }
+
+    // Datadog tags, on a stream of their own.
+    browser.click("delete").await;
+    browser.click("delete-confirm").await;
+    browser.text_containing("notice", "Deleted").await;
+    browser.click("type-datadog").await;
+    browser.select("datadog-site", "EU").await;
+    browser.fill("datadog-api-key", DATADOG_KEY).await;
+    browser
+        .fill("datadog-tags", "team:identity, Env:Prod\n")
+        .await;
+    save(&browser).await;
+    let tags = |config: &StreamConfig| match &config.endpoint {
+        Endpoint::Datadog { tags, .. } => tags.to_body(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        tags(&stored(&store, CONTROLS_PROJECT).await),
+        ["team:identity", "env:prod"]
+    );
+    browser
+        .fill("datadog-tags", "team:identity, 9lives:x")
+        .await;
+    save_is_refused_at(
+        &browser,
+        "datadog-tags",
+        "Tag 2, “9lives:x”: must start with a letter",
+    )
+    .await;
+    browser.fill("datadog-tags", "service:mine").await;
+    save_is_refused_at(
+        &browser,
+        "datadog-tags",
+        "must not use the key source, service",
+    )
+    .await;
+    reopen(&browser, &base).await;
+    assert_eq!(
+        browser.value("datadog-tags").await,
+        "team:identity\nenv:prod"
+    );
+    browser.fill("datadog-tags", "").await;
+    save(&browser).await;
+    assert!(tags(&stored(&store, CONTROLS_PROJECT).await).is_empty());
+
+    // Every field that can show an error is described by it, and by its help.
+    let undescribed = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('input, select, textarea')]
+               .filter(i => document.getElementById(`${i.id}-error`))
+               .filter(i => {
+                 const by = (i.getAttribute('aria-describedby') || '').split(' ');
+                 return !by.includes(`${i.id}-error`)
+                   || (document.getElementById(`${i.id}-help`) && !by.includes(`${i.id}-help`));
+               })
+               .map(i => i.id)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(undescribed, json!([]));
     browser.close().await;
 }
