@@ -410,7 +410,7 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
         let mut next = 0;
         while next < records.len() {
             let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
-            payload.reserve_for(records[next..].iter());
+            payload.reserve_for(records[next..].iter().map(EventRecord::line));
             while next < records.len() && payload.try_add(&records[next]) {
                 next += 1;
             }
