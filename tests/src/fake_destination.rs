@@ -312,7 +312,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
             answer(202, "{}")
         };
     }
-    state.headers.lock().unwrap().push(request.headers().clone());
+    state
+        .headers
+        .lock()
+        .unwrap()
+        .push(request.headers().clone());
     let scripted = state
         .script
         .lock()
@@ -562,7 +566,12 @@ fn datadog(
             {
                 return violation(400, "ddsource, service and ddtags must be strings");
             }
-            if !log["ddtags"].as_str().unwrap().split(',').all(is_datadog_tag) {
+            if !log["ddtags"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .all(is_datadog_tag)
+            {
                 return violation(400, "ddtags must be key:value tags (Datadog's tag rules)");
             }
             if message.len() > DATADOG_MAX_LOG_BYTES {

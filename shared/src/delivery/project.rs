@@ -481,7 +481,10 @@ mod tests {
         // The longest does not fit as written; with `action` removed, it does.
         let limits = loki_with_max_record(longest - 1);
         let mut unredacted = delivery();
-        assert_eq!(screen(slotted(), None, loki, limits, &mut unredacted).len(), 1);
+        assert_eq!(
+            screen(slotted(), None, loki, limits, &mut unredacted).len(),
+            1
+        );
         let remove = redactor("REMOVE", &["action"]);
         let mut removed = delivery();
         let sendable = screen(slotted(), Some(&remove), loki, limits, &mut removed);
@@ -494,11 +497,17 @@ mod tests {
     fn without_a_redaction_the_lines_are_the_records_own_borrowed() {
         let limits = destination::loki::LIMITS;
         let mut screened = delivery();
-        let sendable = screen(slotted(), None, DestinationType::GrafanaLoki, limits, &mut screened);
+        let sendable = screen(
+            slotted(),
+            None,
+            DestinationType::GrafanaLoki,
+            limits,
+            &mut screened,
+        );
         assert!(
-            sendable
-                .iter()
-                .all(|o| matches!(o.line, Cow::Borrowed(line) if std::ptr::eq(line, o.record.line())))
+            sendable.iter().all(
+                |o| matches!(o.line, Cow::Borrowed(line) if std::ptr::eq(line, o.record.line()))
+            )
         );
     }
 
@@ -539,7 +548,10 @@ mod tests {
         assert_eq!([lines(&halves[0]), lines(&halves[1])].concat(), expected);
         for line in &expected {
             assert!(line.contains(r#""event_id":"[REDACTED]""#), "{line}");
-            assert!(!line.contains("\"e-1\"") && !line.contains("quote"), "{line}");
+            assert!(
+                !line.contains("\"e-1\"") && !line.contains("quote"),
+                "{line}"
+            );
         }
     }
 }

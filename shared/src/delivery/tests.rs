@@ -270,7 +270,11 @@ impl HealthWrite for CountingHealth {
         self.store.record(seen, update).await
     }
 
-    async fn suspend(&self, seen: &StreamConfig, suspension: &Suspension) -> Result<bool, StoreError> {
+    async fn suspend(
+        &self,
+        seen: &StreamConfig,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError> {
         self.store.suspend(seen, suspension).await
     }
 }
@@ -325,7 +329,10 @@ async fn filtered_records_are_acknowledged_unsent_and_counted_with_the_trackers_
             )
             .await;
         assert!(report.failed_message_ids.is_empty());
-        assert_eq!((report.summary.skipped_filtered, report.summary.delivered), (2, 0));
+        assert_eq!(
+            (report.summary.skipped_filtered, report.summary.delivered),
+            (2, 0)
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     assert_eq!(health.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -334,13 +341,19 @@ async fn filtered_records_are_acknowledged_unsent_and_counted_with_the_trackers_
     // Once the interval has passed, the next batch carries every count so far.
     tokio::time::advance(Duration::from_secs(11)).await;
     streamer
-        .process_batch(&[message("last", &["p"])], Instant::now() + Duration::from_secs(30))
+        .process_batch(
+            &[message("last", &["p"])],
+            Instant::now() + Duration::from_secs(30),
+        )
         .await;
     assert_eq!(health.writes.load(std::sync::atomic::Ordering::SeqCst), 1);
     let written = stored().await;
     assert_eq!(written.events_filtered, 101);
     assert_eq!((written.events_delivered, written.events_failed), (0, 0));
-    assert_eq!(written.last_success_at, None, "a filtered record is no delivery");
+    assert_eq!(
+        written.last_success_at, None,
+        "a filtered record is no delivery"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -354,11 +367,17 @@ async fn records_of_a_disabled_stream_are_skipped_as_disabled_not_filtered() {
     });
 
     let report = streamer
-        .process_batch(&[message("m1", &["p"])], Instant::now() + Duration::from_secs(30))
+        .process_batch(
+            &[message("m1", &["p"])],
+            Instant::now() + Duration::from_secs(30),
+        )
         .await;
 
     assert_eq!(
-        (report.summary.skipped_disabled, report.summary.skipped_filtered),
+        (
+            report.summary.skipped_disabled,
+            report.summary.skipped_filtered
+        ),
         (1, 0)
     );
 }

@@ -737,7 +737,11 @@ async fn loki_blocking_ingestion_is_no_delivery_the_records_go_back_and_the_heal
 }
 
 /// A Loki stream with its own tenant and labels, as the config API would parse them.
-fn loki_with(loki: &FakeDestination, tenant_id: Option<&str>, labels: &[(&str, &str)]) -> StreamSpec {
+fn loki_with(
+    loki: &FakeDestination,
+    tenant_id: Option<&str>,
+    labels: &[(&str, &str)],
+) -> StreamSpec {
     let body = DestinationConfigBody {
         datadog: None,
         grafana_loki: Some(LokiBody {
@@ -804,10 +808,16 @@ async fn loki_pushes_carry_the_streams_tenant_and_labels_and_others_neither() {
     let plain_loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     let env = StreamerEnv::new(Options::default()).await;
     let labels = [("team", "identity"), ("env", "prod")];
-    env.configure("proj-tenant", loki_with(&tenant_loki, Some("acme-prod"), &labels))
-        .await;
-    env.configure("proj-plain", loki_config(&plain_loki.hostname(), LOKI_PASSWORD))
-        .await;
+    env.configure(
+        "proj-tenant",
+        loki_with(&tenant_loki, Some("acme-prod"), &labels),
+    )
+    .await;
+    env.configure(
+        "proj-plain",
+        loki_config(&plain_loki.hostname(), LOKI_PASSWORD),
+    )
+    .await;
 
     let response = env
         .invoke(vec![
@@ -834,10 +844,12 @@ async fn loki_pushes_carry_the_streams_tenant_and_labels_and_others_neither() {
         assert_eq!(entry.tenant.as_deref(), Some("acme-prod"));
     }
     // A stream without controls is pushed as before.
-    assert!(plain_loki
-        .request_headers()
-        .iter()
-        .all(|h| !h.contains_key("x-scope-orgid")));
+    assert!(
+        plain_loki
+            .request_headers()
+            .iter()
+            .all(|h| !h.contains_key("x-scope-orgid"))
+    );
     assert_eq!(
         plain_loki.accepted()[0].meta,
         json!({"source": "stytch", "service_name": "stytch.auth"})
@@ -848,9 +860,13 @@ async fn loki_pushes_carry_the_streams_tenant_and_labels_and_others_neither() {
 async fn datadog_logs_carry_the_streams_tags_after_the_project_id() {
     let datadog = FakeDestination::datadog(DATADOG_KEY).await;
     let env = StreamerEnv::with_datadog(&datadog).await;
-    env.configure("proj-tags", datadog_with_tags(&["Team:Identity", "env:prod"]))
+    env.configure(
+        "proj-tags",
+        datadog_with_tags(&["Team:Identity", "env:prod"]),
+    )
+    .await;
+    env.configure("proj-plain", datadog_config(DATADOG_KEY))
         .await;
-    env.configure("proj-plain", datadog_config(DATADOG_KEY)).await;
 
     let response = env
         .invoke(vec![
@@ -910,7 +926,11 @@ async fn the_event_filter_streams_only_matching_records_and_counts_the_others() 
         with("sent-prefix", Some("PasswordsAuthenticate"), "success"),
         with("sent-exact", Some("OAuthAuthenticate"), "success"),
         with("wrong-status", Some("PasswordsAuthenticate"), "error"),
-        with("wrong-action", Some("MagicLinksEmailLoginOrCreate"), "success"),
+        with(
+            "wrong-action",
+            Some("MagicLinksEmailLoginOrCreate"),
+            "success"
+        ),
         with("no-action", None, "success"),
         with("exact-only", Some("OAuthAuthenticateX"), "success"),
     ]);
@@ -924,7 +944,11 @@ async fn the_event_filter_streams_only_matching_records_and_counts_the_others() 
     let mut ids = loki.accepted_event_ids();
     ids.sort();
     assert_eq!(ids, ["sent-exact", "sent-prefix"]);
-    assert_eq!(env.dead_letters().await.len(), 0, "filtered is not rejected");
+    assert_eq!(
+        env.dead_letters().await.len(),
+        0,
+        "filtered is not rejected"
+    );
     let summary = summary_line(&logs);
     assert_eq!(summary["fields"]["skipped_filtered"], 4);
     assert_eq!(summary["fields"]["delivered"], 2);
@@ -975,7 +999,11 @@ async fn redaction_masks_hashes_or_removes_fields_before_they_leave_and_logs_hol
     assert_eq!(loki.violations(), Vec::<String>::new());
     assert_eq!(datadog.violations(), Vec::<String>::new());
     let lines = |project: &str| -> Vec<String> {
-        let fake = if project == "proj-dd" { &datadog } else { &loki };
+        let fake = if project == "proj-dd" {
+            &datadog
+        } else {
+            &loki
+        };
         fake.accepted()
             .into_iter()
             .filter(|a| a.field("project_id") == project)
@@ -995,7 +1023,10 @@ async fn redaction_masks_hashes_or_removes_fields_before_they_leave_and_logs_hol
     }
     for line in lines("proj-mask") {
         assert!(line.contains(r#""ip_address":"[REDACTED]""#), "{line}");
-        assert!(line.contains(r#""user":{"email":"[REDACTED]","user_id""#), "{line}");
+        assert!(
+            line.contains(r#""user":{"email":"[REDACTED]","user_id""#),
+            "{line}"
+        );
     }
     for project in ["proj-hash", "proj-dd"] {
         for line in lines(project) {
@@ -1011,17 +1042,32 @@ async fn redaction_masks_hashes_or_removes_fields_before_they_leave_and_logs_hol
         }
     }
     for line in lines("proj-remove") {
-        assert!(!line.contains("ip_address") && !line.contains("email"), "{line}");
-        assert!(line.contains(r#""user":{"user_id":"user-live-1"}"#), "{line}");
+        assert!(
+            !line.contains("ip_address") && !line.contains("email"),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""user":{"user_id":"user-live-1"}"#),
+            "{line}"
+        );
     }
 
     use event_log_streaming::store::CredentialRead;
     let secret = env.credentials.get(&hashed.credential).await.unwrap();
-    let key = secret.redaction_key.expect("a HASH stream has a key").to_secret();
+    let key = secret
+        .redaction_key
+        .expect("a HASH stream has a key")
+        .to_secret();
     let text = logs.text();
     assert!(!text.is_empty());
-    for secret in PERSONAL.iter().chain([&key.expose(), &LOKI_PASSWORD, &DATADOG_KEY]) {
-        assert!(!text.contains(secret), "the logs hold a secret or a redacted value");
+    for secret in PERSONAL
+        .iter()
+        .chain([&key.expose(), &LOKI_PASSWORD, &DATADOG_KEY])
+    {
+        assert!(
+            !text.contains(secret),
+            "the logs hold a secret or a redacted value"
+        );
     }
 }
 
@@ -1042,13 +1088,20 @@ async fn a_refused_push_is_split_and_resends_the_same_redacted_bytes() {
     .await;
     let records: Vec<Value> = (0..8)
         .map(|i| {
-            let id = if i == 5 { "bad-5".to_owned() } else { format!("e-{i}") };
+            let id = if i == 5 {
+                "bad-5".to_owned()
+            } else {
+                format!("e-{i}")
+            };
             personal_event("proj", &id)
         })
         .collect();
 
     let response = env
-        .invoke(vec![SqsRecord::new("m1", Value::Array(records).to_string())])
+        .invoke(vec![SqsRecord::new(
+            "m1",
+            Value::Array(records).to_string(),
+        )])
         .await;
 
     assert_eq!(failed_ids(&response), Vec::<String>::new());
@@ -1057,10 +1110,16 @@ async fn a_refused_push_is_split_and_resends_the_same_redacted_bytes() {
     let mut by_id: std::collections::BTreeMap<String, Vec<(String, i128)>> = Default::default();
     for a in &accepted {
         let id = a.field("event_id").as_str().unwrap().to_owned();
-        by_id.entry(id).or_default().push((a.line.clone(), a.timestamp));
+        by_id
+            .entry(id)
+            .or_default()
+            .push((a.line.clone(), a.timestamp));
     }
     assert_eq!(by_id.len(), 7);
-    assert!(by_id.values().any(|copies| copies.len() > 1), "some entries were resent");
+    assert!(
+        by_id.values().any(|copies| copies.len() > 1),
+        "some entries were resent"
+    );
     for (id, copies) in &by_id {
         // Same bytes and timestamp on every copy: Loki keeps one.
         assert!(copies.windows(2).all(|w| w[0] == w[1]), "{id}: {copies:?}");
