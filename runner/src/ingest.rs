@@ -107,7 +107,7 @@ async fn ingest(
     let mut totals = json!({
         "messages": 0, "records": 0, "delivered": 0, "skipped_not_configured": 0,
         "skipped_disabled": 0, "skipped_suspended": 0, "skipped_before_enabled": 0,
-        "dead_lettered": 0, "failed_messages": 0,
+        "skipped_filtered": 0, "dead_lettered": 0, "failed_messages": 0,
     });
     let mut rejected = Vec::new();
     let mut failed = Vec::new();
@@ -133,6 +133,7 @@ async fn ingest(
             ("skipped_disabled", s.skipped_disabled),
             ("skipped_suspended", s.skipped_suspended),
             ("skipped_before_enabled", s.skipped_before_enabled),
+            ("skipped_filtered", s.skipped_filtered),
             ("dead_lettered", s.dead_lettered),
             ("failed_messages", s.failed_messages),
         ] {

@@ -54,11 +54,8 @@ pub async fn send_test_event(
         .and_then(Result::ok)
         .expect("the synthetic event is a valid record");
     let destination_type = destination.destination_type();
-    let mut payload = Payload::new(
-        destination_type,
-        labels,
-        destination::limits(destination_type),
-    );
+    // With the stream's own labels or tags, as its records will carry them.
+    let mut payload = Payload::new(destination, labels, destination::limits(destination_type));
     match redactor {
         Some(redactor) => payload.add_line(&record, &redactor.apply(record.line())),
         None => payload.add(&record),

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use event_log_streaming::destination::{self, LogLabels, Payload};
-use event_log_streaming::domain::{DeliveryHealth, DestinationType};
+use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
+use event_log_streaming::domain::{DeliveryHealth, DestinationType, StreamControls};
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
 use event_log_streaming::gzip::{Gzip, gzip};
 use event_log_streaming::store::HealthWrite;
@@ -49,15 +50,69 @@ struct Case {
     projects: usize,
     events_per_message: usize,
     messages_per_batch: usize,
+    /// The stream controls of the case's project (1 project, Loki, only).
+    controls: Controls,
 }
 
-const CASES: [Case; 6] = [
+/// Stream controls of a case, against the same case without: the targets are at least
+/// 0.8x with a filter of 5 actions and 0.5x with HASH on 4 fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Controls {
+    None,
+    /// `event_filter` on 5 actions that pass every bench record (its own cost, not the saving
+    /// of the records it would drop).
+    Filter,
+    /// HASH on `ip_address`, `user_agent`, `request_id` and `project_name`.
+    Hash,
+}
+
+impl Controls {
+    /// The project provisioned with these controls.
+    fn project(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::Filter => Some("bench-filter"),
+            Self::Hash => Some("bench-hash"),
+        }
+    }
+
+    fn stream_controls(self) -> StreamControls {
+        let filter = EventFilterBody {
+            actions: Some(
+                [
+                    "MagicLinks*",
+                    "Passwords*",
+                    "OTPs*",
+                    "SessionsAuthenticate",
+                    "OAuthGoogleStart",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            statuses: None,
+        };
+        let hash = RedactionBody {
+            fields: ["ip_address", "user_agent", "request_id", "project_name"]
+                .map(String::from)
+                .to_vec(),
+            mode: "HASH".into(),
+        };
+        match self {
+            Self::None => StreamControls::default(),
+            Self::Filter => StreamControls::parse(Some(&filter), None).unwrap(),
+            Self::Hash => StreamControls::parse(None, Some(&hash)).unwrap(),
+        }
+    }
+}
+
+const CASES: [Case; 8] = [
     Case {
         name: "Loki, 1 project, batches of 100 one-event messages",
         destination: DestinationType::GrafanaLoki,
         projects: 1,
         events_per_message: 1,
         messages_per_batch: 100,
+        controls: Controls::None,
     },
     Case {
         name: "Datadog, 1 project, batches of 100 one-event messages",
@@ -65,6 +120,7 @@ const CASES: [Case; 6] = [
         projects: 1,
         events_per_message: 1,
         messages_per_batch: 100,
+        controls: Controls::None,
     },
     Case {
         name: "Loki, 500 projects (Zipf), batches of 100",
@@ -72,6 +128,7 @@ const CASES: [Case; 6] = [
         projects: ZIPF_PROJECTS,
         events_per_message: 1,
         messages_per_batch: 100,
+        controls: Controls::None,
     },
     Case {
         name: "Loki, 500 projects (Zipf), batches of 1,000",
@@ -79,6 +136,7 @@ const CASES: [Case; 6] = [
         projects: ZIPF_PROJECTS,
         events_per_message: 1,
         messages_per_batch: 1_000,
+        controls: Controls::None,
     },
     Case {
         name: "Loki, 1 project, messages of 10 events",
@@ -86,6 +144,7 @@ const CASES: [Case; 6] = [
         projects: 1,
         events_per_message: 10,
         messages_per_batch: 100,
+        controls: Controls::None,
     },
     Case {
         name: "Loki, 500 projects, 6 MB batches (5,000 messages)",
@@ -93,6 +152,23 @@ const CASES: [Case; 6] = [
         projects: ZIPF_PROJECTS,
         events_per_message: 1,
         messages_per_batch: 5_000,
+        controls: Controls::None,
+    },
+    Case {
+        name: "Loki, 1 project, batches of 100, filter on 5 actions",
+        destination: DestinationType::GrafanaLoki,
+        projects: 1,
+        events_per_message: 1,
+        messages_per_batch: 100,
+        controls: Controls::Filter,
+    },
+    Case {
+        name: "Loki, 1 project, batches of 100, HASH on 4 fields",
+        destination: DestinationType::GrafanaLoki,
+        projects: 1,
+        events_per_message: 1,
+        messages_per_batch: 100,
+        controls: Controls::Hash,
     },
 ];
 
@@ -147,9 +223,10 @@ fn record(rng: &mut fastrand::Rng, project: &str) -> String {
 fn events_of(case: Case, rng: &mut fastrand::Rng, batches: usize) -> Vec<String> {
     // One project, or Zipf(1) over [`ZIPF_PROJECTS`].
     let projects = Zipf::new(case.projects);
-    let project_of = |rng: &mut fastrand::Rng| match case.destination {
-        DestinationType::Datadog => "bench-datadog".to_owned(),
-        DestinationType::GrafanaLoki => format!("bench-{}", projects.sample(rng)),
+    let project_of = |rng: &mut fastrand::Rng| match (case.destination, case.controls.project()) {
+        (DestinationType::Datadog, _) => "bench-datadog".to_owned(),
+        (DestinationType::GrafanaLoki, Some(project)) => project.to_owned(),
+        (DestinationType::GrafanaLoki, None) => format!("bench-{}", projects.sample(rng)),
     };
     (0..batches)
         .map(|b| {
@@ -342,6 +419,13 @@ async fn provision_projects(sink: &FakeDestination) -> Environment {
         .await;
         streams.record(&config, &delivered).await.unwrap();
     }
+    for controls in [Controls::Filter, Controls::Hash] {
+        let mut spec = loki_config(&sink.hostname(), "user", "token-for-the-bench");
+        spec.controls = controls.stream_controls();
+        let project = controls.project().unwrap();
+        let config = provision(&streams, &credentials, project, spec).await;
+        streams.record(&config, &delivered).await.unwrap();
+    }
     provision(
         &streams,
         &credentials,
@@ -410,7 +494,7 @@ fn reference_events_per_second(rng: &mut fastrand::Rng) -> f64 {
         let mut next = 0;
         while next < records.len() {
             let mut payload = Payload::new(DestinationType::GrafanaLoki, &labels, limits);
-            payload.reserve_for(records[next..].iter());
+            payload.reserve_for(records[next..].iter().map(EventRecord::line));
             while next < records.len() && payload.try_add(&records[next]) {
                 next += 1;
             }
@@ -648,6 +732,7 @@ fn main() {
         );
         // `BENCH_CASE=zipf` (a part of a case's name, any case) runs only the cases it names.
         let only = std::env::var("BENCH_CASE").ok().map(|c| c.to_lowercase());
+        let mut rates = Vec::new();
         for case in CASES {
             if only
                 .as_ref()
@@ -666,6 +751,21 @@ fn main() {
                 m.bytes_per_event,
                 m.init_ms
             );
+            rates.push((case, m.events_per_cpu_second));
+        }
+        // The controls' cost: each case with controls against the same case without.
+        let without = |case: &Case| {
+            rates.iter().find(|(other, _)| {
+                other.controls == Controls::None
+                    && (other.destination, other.projects, other.messages_per_batch)
+                        == (case.destination, case.projects, case.messages_per_batch)
+                    && other.events_per_message == case.events_per_message
+            })
+        };
+        for (case, rate) in rates.iter().filter(|(c, _)| c.controls != Controls::None) {
+            if let Some((_, base)) = without(case) {
+                println!("{}: {:.2}x without controls", case.name, rate / base);
+            }
         }
     });
 }

@@ -1,8 +1,9 @@
 //! Strict local stand-ins for Grafana Loki and the Datadog logs intake, over real TLS.
 //!
 //! They check what the real services check (method, path, headers, credentials, gzip, body
-//! shape, timestamps as strings, sorted values, size limits) and record every breach as a
-//! violation, so a test can assert the streamer never sends what a real server would refuse.
+//! shape, timestamps as strings, sorted values, size limits, Loki's label names and tenant
+//! IDs, Datadog's tags) and record every breach as a violation, so a test can assert the
+//! streamer never sends what a real server would refuse. They keep each request's headers.
 //! Scripted answers (429, 500, 401, 400, slow, connection reset) play the failure modes.
 
 use std::collections::VecDeque;
@@ -18,7 +19,7 @@ use flate2::read::GzDecoder;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
@@ -35,6 +36,10 @@ pub const LOKI_GATEWAY_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DATADOG_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 pub const DATADOG_MAX_ITEMS: usize = 1000;
 pub const DATADOG_MAX_LOG_BYTES: usize = 1024 * 1024;
+/// Loki 3.x's default `max_label_names_per_series`.
+pub const LOKI_MAX_LABELS: usize = 15;
+/// Loki's bound on a tenant ID (`X-Scope-OrgID`).
+pub const LOKI_MAX_TENANT_BYTES: usize = 150;
 
 #[derive(Clone)]
 pub enum Kind {
@@ -111,6 +116,8 @@ pub struct Accepted {
     pub timestamp: i128,
     /// Loki: the stream labels; Datadog: the log object without `message`.
     pub meta: Value,
+    /// Loki: the tenant the push named (`X-Scope-OrgID`); Datadog: none.
+    pub tenant: Option<String>,
 }
 
 impl Accepted {
@@ -128,6 +135,8 @@ struct State {
     /// Bytes of request bodies as sent (gzipped), counted by the sink.
     body_bytes: AtomicUsize,
     accepted: Mutex<Vec<Accepted>>,
+    /// The headers of every request, in the order they came.
+    headers: Mutex<Vec<HeaderMap>>,
     violations: Mutex<Vec<String>>,
     max_body_bytes: Mutex<Option<usize>>,
     invalid_marker: Mutex<Option<String>>,
@@ -185,6 +194,7 @@ impl FakeDestination {
             requests: AtomicUsize::new(0),
             body_bytes: AtomicUsize::new(0),
             accepted: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             max_body_bytes: Mutex::new(None),
             invalid_marker: Mutex::new(None),
@@ -272,6 +282,11 @@ impl FakeDestination {
             .collect()
     }
 
+    /// The headers of every request but the sink's, in the order they came.
+    pub fn request_headers(&self) -> Vec<HeaderMap> {
+        self.state.headers.lock().unwrap().clone()
+    }
+
     pub fn violations(&self) -> Vec<String> {
         self.state.violations.lock().unwrap().clone()
     }
@@ -297,6 +312,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
             answer(202, "{}")
         };
     }
+    state
+        .headers
+        .lock()
+        .unwrap()
+        .push(request.headers().clone());
     let scripted = state
         .script
         .lock()
@@ -444,6 +464,12 @@ fn loki(
             "/loki/api/v1/push",
             LOKI_GATEWAY_MAX_BODY_BYTES,
         )?;
+        let tenant = header(parts, "x-scope-orgid").map(str::to_owned);
+        if let Some(tenant) = &tenant
+            && !is_tenant_id(tenant)
+        {
+            return violation(400, "X-Scope-OrgID is not one valid tenant ID");
+        }
         let push: Value = serde_json::from_slice(&json)
             .or_else(|e| violation(400, format!("body is not JSON: {e}")))?;
         let Some(streams) = push["streams"].as_array() else {
@@ -455,13 +481,18 @@ fn loki(
         let mut accepted = Vec::new();
         for stream in streams {
             let labels = stream["stream"].as_object().cloned().unwrap_or_default();
-            let mut names: Vec<&str> = labels.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            if names != ["service_name", "source"] || labels.values().any(|v| !v.is_string()) {
+            let names: Vec<&str> = labels.keys().map(String::as_str).collect();
+            if !names.contains(&"source")
+                || !names.contains(&"service_name")
+                || labels.values().any(|v| !v.is_string())
+            {
                 return violation(
                     400,
-                    format!("labels must be source and service_name: {labels:?}"),
+                    format!("labels must hold source and service_name: {labels:?}"),
                 );
+            }
+            if names.len() > LOKI_MAX_LABELS || !names.iter().all(|n| is_label_name(n)) {
+                return violation(400, format!("invalid label names: {names:?}"));
             }
             let Some(values) = stream["values"].as_array().filter(|v| !v.is_empty()) else {
                 return violation(400, "a stream without values");
@@ -492,6 +523,7 @@ fn loki(
                     line: line.to_owned(),
                     timestamp,
                     meta: Value::Object(labels.clone()),
+                    tenant: tenant.clone(),
                 });
             }
         }
@@ -534,6 +566,14 @@ fn datadog(
             {
                 return violation(400, "ddsource, service and ddtags must be strings");
             }
+            if !log["ddtags"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .all(is_datadog_tag)
+            {
+                return violation(400, "ddtags must be key:value tags (Datadog's tag rules)");
+            }
             if message.len() > DATADOG_MAX_LOG_BYTES {
                 return violation(400, "log larger than 1 MB (Datadog would truncate it)");
             }
@@ -543,8 +583,39 @@ fn datadog(
                 line: message.to_owned(),
                 timestamp: i128::from(timestamp),
                 meta,
+                tenant: None,
             });
         }
         Ok(accepted)
     }
+}
+
+/// Loki's label names: `[a-zA-Z_][a-zA-Z0-9_]*`, `__` kept for Loki itself.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+/// One tenant ID as Loki reads `X-Scope-OrgID` (several, `a|b`, are refused on push).
+fn is_tenant_id(tenant: &str) -> bool {
+    (1..=LOKI_MAX_TENANT_BYTES).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b))
+        && tenant != "."
+        && tenant != ".."
+}
+
+/// A tag as Datadog keeps it unchanged: a letter first, then letters, digits and `_-:./`, at
+/// most 200 characters.
+fn is_datadog_tag(tag: &str) -> bool {
+    tag.starts_with(char::is_alphabetic)
+        && tag.chars().count() <= 200
+        && tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/'))
 }

@@ -1,6 +1,12 @@
 //! Which records of a project are streamed: none when the project has no stream or it is
-//! disabled or suspended, none produced before the last enable (no backfill), and none, for
-//! now, when the store or the stream's credential could not be read (they are retried).
+//! disabled or suspended, none produced before the last enable (no backfill), none that the
+//! stream's `event_filter` does not pass, and none, for now, when the store or the stream's
+//! credential could not be read (they are retried).
+//!
+//! The filter is asked last, so only records that would otherwise be streamed are read for
+//! their `action` and `status`, and a stream without a filter reads nothing more of them.
+//! Filtered records are acknowledged and counted, as they would be if the credential could be
+//! read: retrying them would only filter them again.
 
 use std::sync::Arc;
 
@@ -8,7 +14,8 @@ use tracing::warn;
 
 use super::Slotted;
 use super::outcome::{RecordOutcome, SkipReason};
-use crate::domain::{ProjectId, StreamState};
+use crate::domain::controls::EventFilter;
+use crate::domain::{ProjectId, StreamConfig};
 use crate::event::{EventRecord, FailedRecord};
 use crate::store::Resolved;
 
@@ -18,6 +25,8 @@ pub struct Eligible<'a> {
     /// Records settled without sending: skipped, or failed for want of a configuration or a
     /// credential.
     pub settled: Vec<(usize, RecordOutcome)>,
+    /// Of those, the records the stream's filter did not pass.
+    pub filtered: u64,
 }
 
 pub fn partition<'a>(
@@ -28,6 +37,7 @@ pub fn partition<'a>(
     let settle_all = |outcome: &dyn Fn(&EventRecord) -> RecordOutcome| Eligible {
         streamable: Vec::new(),
         settled: records.iter().map(|(i, r)| (*i, outcome(r))).collect(),
+        filtered: 0,
     };
     match resolved {
         Resolved::NotConfigured => {
@@ -38,9 +48,9 @@ pub fn partition<'a>(
             let detail: Arc<str> = format!("configuration lookup failed: {error}").into();
             settle_all(&|r| RecordOutcome::Failed(FailedRecord::new(r, &detail)))
         }
-        Resolved::Stream(stream) => by_state(&stream.stored.config.state, records),
+        Resolved::Stream(stream) => by_config(&stream.stored.config, records),
         Resolved::NoCredential { stored, error } => {
-            let mut eligible = by_state(&stored.config.state, records);
+            let mut eligible = by_config(&stored.config, records);
             let detail: Arc<str> = format!("the credential could not be read: {error}").into();
             let failed = eligible
                 .streamable
@@ -52,19 +62,34 @@ pub fn partition<'a>(
     }
 }
 
-/// Records of a configured project, judged by its status and enable time.
-fn by_state<'a>(state: &StreamState, records: Vec<Slotted<'a>>) -> Eligible<'a> {
+/// Records of a configured project, judged by its status and enable time, then by its filter.
+fn by_config<'a>(config: &StreamConfig, records: Vec<Slotted<'a>>) -> Eligible<'a> {
+    let filter = config
+        .controls
+        .event_filter
+        .as_ref()
+        .filter(|f| !f.passes_all());
     let mut eligible = Eligible {
         streamable: Vec::with_capacity(records.len()),
         settled: Vec::new(),
+        filtered: 0,
     };
     for (index, record) in records {
-        match SkipReason::of(state.eligibility(record.sent_at)) {
+        let reason = SkipReason::of(config.state.eligibility(record.sent_at))
+            .or_else(|| filtered_out(filter, &record).then_some(SkipReason::Filtered));
+        match reason {
             None => eligible.streamable.push((index, record)),
-            Some(reason) => eligible
-                .settled
-                .push((index, RecordOutcome::Skipped(reason))),
+            Some(reason) => {
+                eligible.filtered += u64::from(reason == SkipReason::Filtered);
+                eligible
+                    .settled
+                    .push((index, RecordOutcome::Skipped(reason)));
+            }
         }
     }
     eligible
+}
+
+fn filtered_out(filter: Option<&EventFilter>, record: &EventRecord) -> bool {
+    filter.is_some_and(|filter| !filter.matches(record.raw))
 }

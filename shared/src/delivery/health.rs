@@ -5,6 +5,10 @@
 //!   successes, a first success after failures) or when it should be suspended;
 //! - otherwise at most once per stream per `HEALTH_WRITE_INTERVAL_SECONDS`.
 //!
+//! Counts never make a write due on their own: records delivered, failed or filtered out by
+//! the stream's `event_filter` ride along with the next write. A stream whose records are all
+//! filtered (no push, so no change of state) is written at most once per interval.
+//!
 //! After a write, the stored health (all containers' observations) decides suspension: the
 //! destination refused the configuration on `SUSPEND_AFTER_AUTH_FAILURES` consecutive
 //! attempts spanning `SUSPEND_AFTER_SECONDS`. Suspension belongs to a configuration: only

@@ -6,11 +6,12 @@
 //!   [`LOOKUP_TIMEOUT`]; a project whose read fails or runs out of time fails only its own
 //!   records;
 //! - **deliver**: each project's records are judged ([`eligibility`]: not configured,
-//!   disabled, suspended or produced before the enable → acknowledged and skipped) and
-//!   delivered ([`project`]), every project concurrently, each push retried as the retry
-//!   policy says ([`retry`]), so one project's slow or failing destination never holds up
-//!   another's. What each delivery saw goes to the stream's health ([`health`]), which may
-//!   suspend the stream;
+//!   disabled, suspended, produced before the enable or not passed by the stream's
+//!   `event_filter` → acknowledged and skipped) and delivered ([`project`]: redacted first when
+//!   the stream redacts), every project concurrently, each push retried as the retry policy
+//!   says ([`retry`]), so one project's slow or failing destination never holds up another's.
+//!   What each delivery saw, filtered records included, goes to the stream's health
+//!   ([`health`]), which may suspend the stream;
 //! - **hand off**: what was not delivered leaves each message once ([`handoff`]): failed
 //!   records back to the retry queue, rejected ones to the dead-letter queue; a message is
 //!   left to SQS whole only when none of its records went anywhere.
@@ -41,11 +42,13 @@ use crate::clock::Clock;
 use crate::dead_letter::DeadLetterQueue;
 use crate::destination::LogLabels;
 use crate::destination::client::{ClientBuildError, DestinationClient};
-use crate::domain::{DeliveryError, DeliveryHealth, ProjectId, SuspendPolicy};
-use crate::event::{EventRecord, QueueMessage, parse_message};
+use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId, SuspendPolicy};
+use crate::event::{EventRecord, FailedRecord, QueueMessage, parse_message};
 use crate::event_queue::EventQueue;
 use crate::settings::{SettingsError, StreamerSettings};
-use crate::store::{CredentialRead, HealthWrite, Resolved, StreamDirectory, StreamLookup};
+use crate::store::{
+    CredentialRead, HealthWrite, Resolved, ResolvedStream, StreamDirectory, StreamLookup,
+};
 use handoff::MessageLedger;
 use health::{HealthOptions, HealthTracker, Written};
 use outcome::RecordOutcome;
@@ -283,51 +286,48 @@ impl Streamer {
     ) -> (Vec<(usize, RecordOutcome)>, usize) {
         let eligible = eligibility::partition(&project, resolved, records);
         let mut outcomes = eligible.settled;
-        let (stored, seen, retries) = match resolved {
-            Resolved::Stream(stream) => {
-                let (Some(destination), false) =
-                    (&stream.destination, eligible.streamable.is_empty())
-                else {
-                    return (outcomes, 0);
-                };
-                let pusher = Pusher {
-                    client: &self.client,
-                    pushes: &self.pushes,
-                    labels: &self.labels,
-                    request_timeout: self.request_timeout,
-                    policy: &self.retry,
-                    clock: self.clock.as_ref(),
-                };
-                let delivery = pusher
-                    .deliver(&project, destination, eligible.streamable, deadline)
-                    .await;
-                outcomes.extend(delivery.outcomes);
-                (&stream.stored, delivery.health, delivery.retries)
-            }
+        let (stored, mut seen, retries) = match resolved {
+            Resolved::Stream(stream) => match &stream.destination {
+                Some(destination) if !eligible.streamable.is_empty() => {
+                    let delivery = self
+                        .deliver(&project, stream, destination, eligible.streamable, deadline)
+                        .await;
+                    outcomes.extend(delivery.outcomes);
+                    (&stream.stored, delivery.health, delivery.retries)
+                }
+                Some(_) if eligible.filtered > 0 => (&stream.stored, DeliveryHealth::default(), 0),
+                _ => return (outcomes, 0),
+            },
             // The customer sees why nothing arrives, as for any failed delivery.
             Resolved::NoCredential { stored, error } => {
                 let failed = outcomes
                     .iter()
                     .filter(|(_, outcome)| matches!(outcome, RecordOutcome::Failed(_)))
                     .count();
-                if failed == 0 {
+                if failed == 0 && eligible.filtered == 0 {
                     return (outcomes, 0);
                 }
-                tracing::warn!(project_id = %project, error = %error, "credential read failed; the records will be retried");
                 let mut health = DeliveryHealth {
                     events_failed: failed as u64,
                     ..Default::default()
                 };
-                let error = DeliveryError {
-                    at: self.clock.utc(),
-                    destination_status: None,
-                    message: "the stream's credential could not be read; its events are kept and sent again later".into(),
-                };
-                health.failure(error, false);
+                if failed > 0 {
+                    tracing::warn!(project_id = %project, error = %error, "credential read failed; the records will be retried");
+                    let error = DeliveryError {
+                        at: self.clock.utc(),
+                        destination_status: None,
+                        message: "the stream's credential could not be read; its events are kept and sent again later".into(),
+                    };
+                    health.failure(error, false);
+                }
                 (stored, health, 0)
             }
             Resolved::NotConfigured | Resolved::Unavailable(_) => return (outcomes, 0),
         };
+        // Filtered records cost no write of their own: the tracker adds them to what it writes
+        // anyway (a change of state, or at most once per interval), so a project whose records
+        // are all filtered is written no more often than one whose records are delivered.
+        seen.events_filtered += eligible.filtered;
         let written = self
             .health
             .observe(&stored.config, &stored.health, &seen, deadline)
@@ -336,6 +336,44 @@ impl Streamer {
             self.directory.forget(&project);
         }
         (outcomes, retries)
+    }
+
+    /// The streamable records of a project with a destination, through its redaction.
+    async fn deliver(
+        &self,
+        project: &ProjectId,
+        stream: &ResolvedStream,
+        destination: &Destination,
+        records: Vec<Slotted<'_>>,
+        deadline: Instant,
+    ) -> project::ProjectDelivery {
+        if stream.stored.config.controls.redaction.is_some() && stream.redactor.is_none() {
+            // The directory never resolves such a stream (it is `NoCredential`); were it to,
+            // its records must wait rather than leave unredacted.
+            let detail: Arc<str> = "the stream's redaction could not be prepared".into();
+            let outcomes = records
+                .iter()
+                .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, &detail))))
+                .collect();
+            return project::ProjectDelivery {
+                outcomes,
+                status: ProjectStatus::Failed,
+                retries: 0,
+                health: DeliveryHealth::default(),
+            };
+        }
+        let pusher = Pusher {
+            client: &self.client,
+            pushes: &self.pushes,
+            labels: &self.labels,
+            request_timeout: self.request_timeout,
+            policy: &self.retry,
+            clock: self.clock.as_ref(),
+        };
+        let redactor = stream.redactor.as_ref();
+        pusher
+            .deliver(project, destination, redactor, records, deadline)
+            .await
     }
 }
 

@@ -11,6 +11,8 @@ pub enum SkipReason {
     Suspended,
     /// Produced before the last enable: re-enabling never backfills.
     BeforeEnabled,
+    /// Not passed by the stream's `event_filter`: counted in its health, never sent.
+    Filtered,
 }
 
 impl SkipReason {
@@ -80,6 +82,8 @@ pub struct BatchSummary {
     pub skipped_disabled: usize,
     pub skipped_suspended: usize,
     pub skipped_before_enabled: usize,
+    /// Records the stream's `event_filter` did not pass.
+    pub skipped_filtered: usize,
     /// Push attempts beyond the first.
     pub retries: usize,
     /// Records sent to the dead-letter queue.
@@ -104,6 +108,7 @@ impl BatchSummary {
                 SkipReason::Disabled => self.skipped_disabled += 1,
                 SkipReason::Suspended => self.skipped_suspended += 1,
                 SkipReason::BeforeEnabled => self.skipped_before_enabled += 1,
+                SkipReason::Filtered => self.skipped_filtered += 1,
             },
             RecordOutcome::Failed(_) => self.failed_records += 1,
             RecordOutcome::Rejected(_) => {}
@@ -119,6 +124,7 @@ impl BatchSummary {
             skipped_disabled = self.skipped_disabled,
             skipped_suspended = self.skipped_suspended,
             skipped_before_enabled = self.skipped_before_enabled,
+            skipped_filtered = self.skipped_filtered,
             retries = self.retries,
             dead_lettered = self.dead_lettered,
             failed_records = self.failed_records,

@@ -1,5 +1,8 @@
 //! One project's records of a batch, delivered to its destination in four steps:
-//! - **screen**: records larger than the destination accepts are set aside;
+//! - **screen**: each record's line is redacted, once, when the stream redacts (the redacted
+//!   line is what every push of the record carries, after a split or on a retry, so a resend
+//!   is byte-identical and an unredacted line is never sent); lines larger than the
+//!   destination accepts, as they would be sent, are set aside;
 //! - **chunk**: the others are encoded into pushes within the destination's limits, one push
 //!   at a time ([`Pushes`]);
 //! - **push**: each push is attempted, and after each attempt the retry policy
@@ -7,6 +10,7 @@
 //! - **settle**: every record gets its outcome, and every attempt is noted for the stream's
 //!   delivery health.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::clock::Clock;
 use crate::destination::classify::{Classification, advice, classify};
 use crate::destination::client::{Connection, DestinationClient, PushResponse};
 use crate::destination::{self, Limits, LogLabels, Payload};
+use crate::domain::controls::Redactor;
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, DestinationType, ProjectId};
 use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
 use crate::gzip::gzip;
@@ -61,11 +66,22 @@ struct Pushed {
     attempts: usize,
 }
 
+/// A record to push, with the line sent for it: its own text, or its redacted copy.
+struct Outgoing<'a> {
+    /// The index of the message that carried it.
+    index: usize,
+    record: EventRecord<'a>,
+    line: Cow<'a, str>,
+}
+
 impl Pusher<'_> {
+    /// Delivers `records` to `destination`, each line through `redactor` when the stream
+    /// redacts.
     pub async fn deliver(
         &self,
         project: &ProjectId,
         destination: &Destination,
+        redactor: Option<&Redactor>,
         records: Vec<Slotted<'_>>,
         deadline: Instant,
     ) -> ProjectDelivery {
@@ -78,14 +94,14 @@ impl Pusher<'_> {
             retries: 0,
             health: DeliveryHealth::default(),
         };
-        let sendable = screen(records, destination_type, limits, &mut delivery);
+        let sendable = screen(records, redactor, destination_type, limits, &mut delivery);
 
         let mut pushes = Pushes::new(&sendable);
         let mut splits_left = MAX_REJECTION_SPLITS;
         let (mut attempts, mut bytes) = (0, 0);
         let mut failure: Option<Arc<str>> = None;
         while let Some((range, body)) =
-            pushes.next(|| Payload::new(destination_type, self.labels, limits))
+            pushes.next(|| Payload::new(destination, self.labels, limits))
         {
             bytes += body.len();
             // The uncompressed body is dropped before the push waits on the network: a 6 MB
@@ -107,7 +123,7 @@ impl Pusher<'_> {
             let chunk = &sendable[range.clone()];
             match pushed.decision {
                 Decision::Delivered => {
-                    let delivered = chunk.iter().map(|(i, _)| (*i, RecordOutcome::Delivered));
+                    let delivered = chunk.iter().map(|o| (o.index, RecordOutcome::Delivered));
                     delivery.outcomes.extend(delivered);
                 }
                 Decision::Split { uses_budget } => {
@@ -120,7 +136,7 @@ impl Pusher<'_> {
                     }
                     let rejected = chunk
                         .iter()
-                        .map(|(i, r)| (*i, reject(r, reason, pushed.detail.clone())));
+                        .map(|o| (o.index, reject(&o.record, reason, pushed.detail.clone())));
                     delivery.outcomes.extend(rejected);
                 }
                 // `push` retries inside and never ends on a retry; were it to, the records
@@ -128,10 +144,10 @@ impl Pusher<'_> {
                 Decision::FailNow | Decision::Retry { .. } => {
                     delivery.status = ProjectStatus::Failed;
                     let detail: Arc<str> = pushed.detail.into();
-                    let failed = chunk
-                        .iter()
-                        .chain(pushes.rest())
-                        .map(|(i, r)| (*i, RecordOutcome::Failed(FailedRecord::new(r, &detail))));
+                    let failed = chunk.iter().chain(pushes.rest()).map(|o| {
+                        let record = FailedRecord::new(&o.record, &detail);
+                        (o.index, RecordOutcome::Failed(record))
+                    });
                     delivery.outcomes.extend(failed);
                     failure = Some(detail);
                     break;
@@ -259,29 +275,41 @@ impl Pusher<'_> {
     }
 }
 
-/// Sets aside the records larger than the destination accepts; the others, sorted by event
-/// time (Loki wants each stream's values in time order; a stable sort keeps queue order among
-/// equal timestamps), are returned to be pushed.
+/// Redacts each record's line when the stream redacts, and sets aside the records whose line
+/// is larger than the destination accepts; the others, sorted by event time (Loki wants each
+/// stream's values in time order; a stable sort keeps queue order among equal timestamps), are
+/// returned to be pushed. A record set aside goes to the dead-letter queue as the producer
+/// wrote it, like every record that leaves a batch undelivered.
 fn screen<'a>(
     mut records: Vec<Slotted<'a>>,
+    redactor: Option<&Redactor>,
     destination_type: DestinationType,
     limits: Limits,
     delivery: &mut ProjectDelivery,
-) -> Vec<Slotted<'a>> {
+) -> Vec<Outgoing<'a>> {
     records.sort_by_key(|(_, r)| r.event_time);
     let mut sendable = Vec::with_capacity(records.len());
     for (index, record) in records {
-        let size = record.line().len();
+        let line = match redactor {
+            Some(redactor) => redactor.apply(record.line()),
+            None => Cow::Borrowed(record.line()),
+        };
+        let size = line.len();
         if size > limits.max_record_bytes {
+            let redacted = if redactor.is_some() { " redacted" } else { "" };
             let detail = format!(
-                "the record is {size} bytes; {destination_type} accepts at most {}",
+                "the record is {size} bytes{redacted}; {destination_type} accepts at most {}",
                 limits.max_record_bytes
             );
             delivery.status = ProjectStatus::Rejected;
             let outcome = reject(&record, RejectReason::RecordTooLarge, detail);
             delivery.outcomes.push((index, outcome));
         } else {
-            sendable.push((index, record));
+            sendable.push(Outgoing {
+                index,
+                record,
+                line,
+            });
         }
     }
     sendable
@@ -290,13 +318,13 @@ fn screen<'a>(
 /// The pushes of a project's records, encoded one at a time as they are needed: the halves
 /// of a refused push first, then as many of the next records as one push takes.
 struct Pushes<'r, 'a> {
-    records: &'r [Slotted<'a>],
+    records: &'r [Outgoing<'a>],
     next: usize,
     halves: VecDeque<Range<usize>>,
 }
 
 impl<'r, 'a> Pushes<'r, 'a> {
-    fn new(records: &'r [Slotted<'a>]) -> Self {
+    fn new(records: &'r [Outgoing<'a>]) -> Self {
         Self {
             records,
             next: 0,
@@ -312,15 +340,17 @@ impl<'r, 'a> Pushes<'r, 'a> {
         let mut payload = new_payload();
         let range = if let Some(half) = self.halves.pop_front() {
             let records = &self.records[half.clone()];
-            payload.reserve_for(records.iter().map(|(_, r)| r));
-            for (_, record) in records {
-                payload.add(record);
+            payload.reserve_for(records.iter().map(|o| o.line.as_ref()));
+            for o in records {
+                payload.add_line(&o.record, &o.line);
             }
             half
         } else if self.next < self.records.len() {
             let start = self.next;
-            payload.reserve_for(self.records[start..].iter().map(|(_, r)| r));
-            while self.next < self.records.len() && payload.try_add(&self.records[self.next].1) {
+            payload.reserve_for(self.records[start..].iter().map(|o| o.line.as_ref()));
+            while let Some(o) = self.records.get(self.next)
+                && payload.try_add_line(&o.record, &o.line)
+            {
                 self.next += 1;
             }
             start..self.next
@@ -338,7 +368,7 @@ impl<'r, 'a> Pushes<'r, 'a> {
     }
 
     /// Every record not pushed yet, and no more pushes after.
-    fn rest(&mut self) -> impl Iterator<Item = &'r Slotted<'a>> + use<'r, 'a> {
+    fn rest(&mut self) -> impl Iterator<Item = &'r Outgoing<'a>> + use<'r, 'a> {
         let records = self.records;
         let halves: Vec<Range<usize>> = self.halves.drain(..).collect();
         let tail = std::mem::replace(&mut self.next, records.len())..records.len();
@@ -389,4 +419,139 @@ fn reject(record: &EventRecord, reason: RejectReason, detail: String) -> RecordO
         reason,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::tests_support::records;
+    use crate::domain::controls::{Redaction, RedactionBody, RedactionKey};
+
+    fn redactor(mode: &str, fields: &[&str]) -> Redactor {
+        let redaction = Redaction::parse(&RedactionBody {
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            mode: mode.into(),
+        })
+        .unwrap();
+        Redactor::new(&redaction, Some(&RedactionKey::generate().unwrap())).unwrap()
+    }
+
+    fn delivery() -> ProjectDelivery {
+        ProjectDelivery {
+            outcomes: Vec::new(),
+            status: ProjectStatus::Delivered,
+            retries: 0,
+            health: DeliveryHealth::default(),
+        }
+    }
+
+    fn slotted() -> Vec<Slotted<'static>> {
+        records().into_iter().enumerate().collect()
+    }
+
+    fn loki_with_max_record(bytes: usize) -> Limits {
+        Limits {
+            max_record_bytes: bytes,
+            ..destination::loki::LIMITS
+        }
+    }
+
+    #[test]
+    fn screening_judges_each_line_as_it_will_be_sent() {
+        let loki = DestinationType::GrafanaLoki;
+        let longest = records().iter().map(|r| r.line().len()).max().unwrap();
+
+        // Both fit as written; hashed, both grow past the limit.
+        let hash = redactor("HASH", &["event_id"]);
+        let mut hashed = delivery();
+        let limits = loki_with_max_record(longest);
+        let sendable = screen(slotted(), Some(&hash), loki, limits, &mut hashed);
+        assert!(sendable.is_empty());
+        assert_eq!(hashed.outcomes.len(), 2);
+        for (_, outcome) in &hashed.outcomes {
+            let RecordOutcome::Rejected(rejected) = outcome else {
+                panic!("{outcome:?}");
+            };
+            assert_eq!(rejected.reason, RejectReason::RecordTooLarge);
+            assert!(rejected.detail.contains("redacted"), "{}", rejected.detail);
+            // The dead-letter queue keeps the record as the producer wrote it.
+            assert!(records().iter().any(|r| r.line() == rejected.body));
+        }
+
+        // The longest does not fit as written; with `action` removed, it does.
+        let limits = loki_with_max_record(longest - 1);
+        let mut unredacted = delivery();
+        assert_eq!(
+            screen(slotted(), None, loki, limits, &mut unredacted).len(),
+            1
+        );
+        let remove = redactor("REMOVE", &["action"]);
+        let mut removed = delivery();
+        let sendable = screen(slotted(), Some(&remove), loki, limits, &mut removed);
+        assert!(removed.outcomes.is_empty());
+        assert_eq!(sendable.len(), 2);
+        assert!(sendable.iter().all(|o| !o.line.contains("\"action\"")));
+    }
+
+    #[test]
+    fn without_a_redaction_the_lines_are_the_records_own_borrowed() {
+        let limits = destination::loki::LIMITS;
+        let mut screened = delivery();
+        let sendable = screen(
+            slotted(),
+            None,
+            DestinationType::GrafanaLoki,
+            limits,
+            &mut screened,
+        );
+        assert!(
+            sendable.iter().all(
+                |o| matches!(o.line, Cow::Borrowed(line) if std::ptr::eq(line, o.record.line()))
+            )
+        );
+    }
+
+    /// Redacted once, in the screen: the halves of a refused push carry the very lines the
+    /// whole push did, and no original value.
+    #[test]
+    fn every_push_of_a_record_carries_its_one_redacted_line() {
+        let labels = LogLabels {
+            source: "stytch".into(),
+            service: "stytch.auth".into(),
+        };
+        let loki = DestinationType::GrafanaLoki;
+        let mask = redactor("MASK", &["event_id", "note"]);
+        let limits = destination::limits(loki);
+        let sendable = screen(slotted(), Some(&mask), loki, limits, &mut delivery());
+        let mut pushes = Pushes::new(&sendable);
+        let new_payload = || Payload::new(loki, &labels, limits);
+
+        let (whole, body) = pushes.next(new_payload).unwrap();
+        assert_eq!(whole, 0..2);
+        pushes.split(whole);
+        let halves: Vec<Vec<u8>> = std::iter::from_fn(|| pushes.next(new_payload))
+            .map(|(_, body)| body)
+            .collect();
+        assert_eq!(halves.len(), 2);
+
+        let lines = |body: &[u8]| -> Vec<String> {
+            let push: serde_json::Value = serde_json::from_slice(body).unwrap();
+            push["streams"][0]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v[1].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let expected: Vec<String> = sendable.iter().map(|o| o.line.to_string()).collect();
+        assert_eq!(lines(&body), expected);
+        assert_eq!([lines(&halves[0]), lines(&halves[1])].concat(), expected);
+        for line in &expected {
+            assert!(line.contains(r#""event_id":"[REDACTED]""#), "{line}");
+            assert!(
+                !line.contains("\"e-1\"") && !line.contains("quote"),
+                "{line}"
+            );
+        }
+    }
 }

@@ -6,9 +6,12 @@ use time::macros::datetime;
 
 use super::*;
 use crate::clock::PausedClock;
-use crate::domain::{Endpoint, LokiHostname, StreamConfig, Suspension, new_stream_id};
+use crate::domain::controls::{EventFilter, EventFilterBody};
+use crate::domain::{
+    Endpoint, LokiHostname, StreamConfig, StreamControls, Suspension, new_stream_id,
+};
 use crate::secret::Secret;
-use crate::store::{CredentialWrite, Found, MemoryStateStore, StreamWrite};
+use crate::store::{CredentialWrite, Found, MemoryStateStore, StoreError, StreamWrite};
 
 const START: time::OffsetDateTime = datetime!(2026-12-07 10:00 UTC);
 
@@ -43,6 +46,16 @@ async fn configure_at(
     active: bool,
     hostname: &str,
 ) -> StreamConfig {
+    configure_with(store, name, active, hostname, StreamControls::default()).await
+}
+
+async fn configure_with(
+    store: &MemoryStateStore,
+    name: &str,
+    active: bool,
+    hostname: &str,
+    controls: StreamControls,
+) -> StreamConfig {
     let project = project(name);
     let stream_id = new_stream_id();
     let credential = store
@@ -60,6 +73,7 @@ async fn configure_at(
         labels: Default::default(),
     };
     let mut config = StreamConfig::with_id(stream_id, project, endpoint, credential, START);
+    config.controls = controls;
     if active {
         config.state = config.state.enable(START, time::Duration::ZERO).unwrap();
     }
@@ -236,4 +250,134 @@ async fn a_container_holding_a_deleted_stream_neither_writes_nor_suspends_its_su
     assert_eq!(stored.config, new);
     // The container holding the new stream does write it.
     assert!(memory.record(&new, &refusals).await.unwrap().is_some());
+}
+
+/// Counts the health writes that reach the store.
+struct CountingHealth {
+    store: Arc<MemoryStateStore>,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl HealthWrite for CountingHealth {
+    async fn record(
+        &self,
+        seen: &StreamConfig,
+        update: &DeliveryHealth,
+    ) -> Result<Option<DeliveryHealth>, StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.record(seen, update).await
+    }
+
+    async fn suspend(
+        &self,
+        seen: &StreamConfig,
+        suspension: &Suspension,
+    ) -> Result<bool, StoreError> {
+        self.store.suspend(seen, suspension).await
+    }
+}
+
+fn only_actions(actions: &[&str]) -> StreamControls {
+    let body = EventFilterBody {
+        actions: Some(actions.iter().map(|a| a.to_string()).collect()),
+        statuses: None,
+    };
+    StreamControls {
+        event_filter: Some(EventFilter::parse(&body).unwrap()),
+        redaction: None,
+    }
+}
+
+/// The records of `message` carry no `action`: a filter on actions passes none of them.
+#[tokio::test(start_paused = true)]
+async fn filtered_records_are_acknowledged_unsent_and_counted_with_the_trackers_own_writes() {
+    let memory = Arc::new(MemoryStateStore::new());
+    // Nothing listens there: a push would fail the batch.
+    let filtered = only_actions(&["Passwords*"]);
+    configure_with(&memory, "p", true, "127.0.0.1:1", filtered).await;
+    let health = Arc::new(CountingHealth {
+        store: memory.clone(),
+        writes: Default::default(),
+    });
+    let streamer = streamer_with(
+        StreamerStore {
+            lookup: memory.clone(),
+            credentials: memory.clone(),
+            health: health.clone(),
+        },
+        &[
+            ("ALLOW_PRIVATE_DESTINATIONS", "true"),
+            ("HEALTH_WRITE_INTERVAL_SECONDS", "60"),
+        ],
+    );
+    let stored = || async {
+        StreamWrite::get(memory.as_ref(), &project("p"))
+            .await
+            .unwrap()
+            .unwrap()
+            .health
+    };
+
+    // A batch every second for most of a write interval: no write of its own.
+    for batch in 0..50 {
+        let report = streamer
+            .process_batch(
+                &[message(&format!("m{batch}"), &["p", "p"])],
+                Instant::now() + Duration::from_secs(30),
+            )
+            .await;
+        assert!(report.failed_message_ids.is_empty());
+        assert_eq!(
+            (report.summary.skipped_filtered, report.summary.delivered),
+            (2, 0)
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(health.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(stored().await.events_filtered, 0);
+
+    // Once the interval has passed, the next batch carries every count so far.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    streamer
+        .process_batch(
+            &[message("last", &["p"])],
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(health.writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let written = stored().await;
+    assert_eq!(written.events_filtered, 101);
+    assert_eq!((written.events_delivered, written.events_failed), (0, 0));
+    assert_eq!(
+        written.last_success_at, None,
+        "a filtered record is no delivery"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_of_a_disabled_stream_are_skipped_as_disabled_not_filtered() {
+    let memory = Arc::new(MemoryStateStore::new());
+    configure_with(&memory, "p", false, "127.0.0.1:1", only_actions(&["X"])).await;
+    let streamer = streamer(StreamerStore {
+        lookup: memory.clone(),
+        credentials: memory.clone(),
+        health: memory.clone(),
+    });
+
+    let report = streamer
+        .process_batch(
+            &[message("m1", &["p"])],
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+
+    assert_eq!(
+        (
+            report.summary.skipped_disabled,
+            report.summary.skipped_filtered
+        ),
+        (1, 0)
+    );
 }

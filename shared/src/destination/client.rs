@@ -8,6 +8,9 @@
 //!
 //! A push goes on a pooled connection or a new one ([`Connection`]); which one a retry takes
 //! is the retry policy's choice ([`crate::delivery::retry`]).
+//!
+//! Every push to a Loki stream with a `tenant_id` carries it as `X-Scope-OrgID`
+//! ([`TENANT_HEADER`]): one tenant, validated to Loki's rules when it was configured.
 
 use std::error::Error as _;
 use std::net::IpAddr;
@@ -20,6 +23,7 @@ use reqwest::{Certificate, Client, Url, redirect};
 use time::OffsetDateTime;
 
 use super::datadog;
+use crate::domain::controls::TENANT_HEADER;
 use crate::domain::{Destination, Endpoint, LokiHostname};
 use crate::net::{
     AddressPolicy, DestinationRefusal, DnsFailure, PolicyResolver, RefusedAddress, check_port,
@@ -226,8 +230,13 @@ impl DestinationClient {
                         return PushResponse::Refused(format!("the Loki hostname {refused}"));
                     }
                 };
-                http.post(url)
-                    .basic_auth(&loki.username, Some(loki.password.expose()))
+                let request = http
+                    .post(url)
+                    .basic_auth(&loki.username, Some(loki.password.expose()));
+                match &loki.tenant_id {
+                    Some(tenant) => request.header(TENANT_HEADER, tenant.as_str()),
+                    None => request,
+                }
             }
             Destination::Datadog(datadog) => {
                 let base = match &self.options.datadog_intake_url {

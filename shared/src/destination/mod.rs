@@ -2,13 +2,18 @@
 //! pushes to it. A payload is a list of entries, one per record, wrapped in the destination's
 //! envelope, so a project's records can be cut at any record boundary (to respect limits, or
 //! to split after a 413).
+//!
+//! A stream's own labels (Loki) or tags (Datadog) come from its [`Destination`], assembled once
+//! per configuration version: a payload borrows them ([`Envelope`]) and writes them as it
+//! goes, without building anything per record.
 
 pub mod classify;
 pub mod client;
 pub mod datadog;
 pub mod loki;
 
-use crate::domain::DestinationType;
+use crate::domain::controls::{DatadogTags, LokiLabels};
+use crate::domain::{Destination, DestinationType};
 use crate::event::EventRecord;
 
 /// The two labels/attributes the product stamps on every log.
@@ -37,11 +42,42 @@ pub fn limits(destination: DestinationType) -> Limits {
     }
 }
 
+/// What a destination's payloads carry besides the records and the product's [`LogLabels`]:
+/// the stream's own Loki labels or Datadog tags, borrowed from its [`Destination`].
+#[derive(Debug, Clone, Copy)]
+pub enum Envelope<'a> {
+    GrafanaLoki { labels: Option<&'a LokiLabels> },
+    Datadog { tags: Option<&'a DatadogTags> },
+}
+
+/// A destination without labels or tags of its own (a test's, a benchmark's).
+impl From<DestinationType> for Envelope<'_> {
+    fn from(destination: DestinationType) -> Self {
+        match destination {
+            DestinationType::GrafanaLoki => Self::GrafanaLoki { labels: None },
+            DestinationType::Datadog => Self::Datadog { tags: None },
+        }
+    }
+}
+
+impl<'a> From<&'a Destination> for Envelope<'a> {
+    fn from(destination: &'a Destination) -> Self {
+        match destination {
+            Destination::GrafanaLoki(loki) => Self::GrafanaLoki {
+                labels: Some(&loki.labels).filter(|l| !l.is_empty()),
+            },
+            Destination::Datadog(datadog) => Self::Datadog {
+                tags: Some(&datadog.tags).filter(|t| !t.is_empty()),
+            },
+        }
+    }
+}
+
 /// A push body under construction: each record's entry is written straight into it, inside
 /// the destination's envelope, so a record is encoded only when its push is built and no
 /// copy of a batch is held apart from its pushes.
 pub struct Payload<'a> {
-    destination: DestinationType,
+    envelope: Envelope<'a>,
     labels: &'a LogLabels,
     limits: Limits,
     body: Vec<u8>,
@@ -51,14 +87,21 @@ pub struct Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
-    pub fn new(destination: DestinationType, labels: &'a LogLabels, limits: Limits) -> Self {
+    /// A payload for `destination`: a [`Destination`] (with its stream's labels or tags) or a
+    /// bare [`DestinationType`] (without).
+    pub fn new(
+        destination: impl Into<Envelope<'a>>,
+        labels: &'a LogLabels,
+        limits: Limits,
+    ) -> Self {
+        let envelope = destination.into();
         let mut body = Vec::with_capacity(4096);
-        match destination {
-            DestinationType::GrafanaLoki => loki::write_head(&mut body, labels),
-            DestinationType::Datadog => datadog::write_head(&mut body),
+        match envelope {
+            Envelope::GrafanaLoki { labels: extra } => loki::write_head(&mut body, labels, extra),
+            Envelope::Datadog { .. } => datadog::write_head(&mut body),
         }
         Self {
-            destination,
+            envelope,
             labels,
             limits,
             entries_start: body.len(),
@@ -70,11 +113,17 @@ impl<'a> Payload<'a> {
     /// Adds the record's entry if the payload stays within the limits, and says whether it
     /// did. A first entry always fits: records over `max_record_bytes` are refused before.
     pub fn try_add(&mut self, record: &EventRecord) -> bool {
+        self.try_add_line(record, record.line())
+    }
+
+    /// As [`Self::try_add`], with `line` in place of the record's own text (see
+    /// [`Self::add_line`]).
+    pub fn try_add_line(&mut self, record: &EventRecord, line: &str) -> bool {
         if self.entries == self.limits.max_entries {
             return false;
         }
         let before = self.body.len();
-        self.add(record);
+        self.add_line(record, line);
         if self.entries > 1 && self.body.len() - self.entries_start > self.limits.max_request_bytes
         {
             self.body.truncate(before);
@@ -95,28 +144,31 @@ impl<'a> Payload<'a> {
         if self.entries > 0 {
             self.body.push(b',');
         }
-        match self.destination {
-            DestinationType::GrafanaLoki => loki::write_entry(&mut self.body, record, line),
-            DestinationType::Datadog => {
-                datadog::write_entry(&mut self.body, record, line, self.labels)
+        match self.envelope {
+            Envelope::GrafanaLoki { .. } => loki::write_entry(&mut self.body, record, line),
+            Envelope::Datadog { tags } => {
+                datadog::write_entry(&mut self.body, record, line, self.labels, tags)
             }
         }
         self.entries += 1;
     }
 
-    /// Makes room for about `records`' entries, at most a full push: growing a large body
-    /// step by step copies it several times over.
-    pub fn reserve_for<'r>(&mut self, records: impl Iterator<Item = &'r EventRecord<'r>>) {
+    /// Makes room for about the entries of `lines` (the lines that will be written), at most a
+    /// full push: growing a large body step by step copies it several times over.
+    pub fn reserve_for<'r>(&mut self, lines: impl Iterator<Item = &'r str>) {
         // What an entry adds to its record: Loki's timestamp and brackets; Datadog's keys,
-        // labels and tag.
-        let envelope = match self.destination {
-            DestinationType::GrafanaLoki => 32,
-            DestinationType::Datadog => 128 + self.labels.source.len() + self.labels.service.len(),
+        // labels and tags.
+        let envelope = match self.envelope {
+            Envelope::GrafanaLoki { .. } => 32,
+            Envelope::Datadog { tags } => {
+                let tags = tags.map_or(0, |tags| tags.iter().map(|t| t.as_str().len() + 1).sum());
+                128 + self.labels.source.len() + self.labels.service.len() + tags
+            }
         };
         let mut expected = 0;
-        for record in records.take(self.limits.max_entries) {
+        for line in lines.take(self.limits.max_entries) {
             // Escaping adds a backslash per quote in the record: about an eighth in events.
-            expected += record.line().len() + record.line().len() / 8 + envelope;
+            expected += line.len() + line.len() / 8 + envelope;
             if expected >= self.limits.max_request_bytes {
                 break;
             }
@@ -127,9 +179,9 @@ impl<'a> Payload<'a> {
 
     /// The request body (uncompressed).
     pub fn finish(mut self) -> Vec<u8> {
-        match self.destination {
-            DestinationType::GrafanaLoki => loki::write_tail(&mut self.body),
-            DestinationType::Datadog => datadog::write_tail(&mut self.body),
+        match self.envelope {
+            Envelope::GrafanaLoki { .. } => loki::write_tail(&mut self.body),
+            Envelope::Datadog { .. } => datadog::write_tail(&mut self.body),
         }
         self.body
     }

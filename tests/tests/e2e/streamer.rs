@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
+use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
+use event_log_streaming::domain::{
+    DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, StreamControls,
+};
 use integration_tests::fake_destination::{FakeDestination, Script};
+use integration_tests::fixtures::{StreamSpec, active};
 use integration_tests::lambda::{SqsRecord, now_ms};
 use integration_tests::logs::capture_logs;
 use serde_json::{Value, json};
@@ -729,4 +734,399 @@ async fn loki_blocking_ingestion_is_no_delivery_the_records_go_back_and_the_heal
         health.consecutive_auth_failures, 0,
         "never towards suspension"
     );
+}
+
+/// A Loki stream with its own tenant and labels, as the config API would parse them.
+fn loki_with(
+    loki: &FakeDestination,
+    tenant_id: Option<&str>,
+    labels: &[(&str, &str)],
+) -> StreamSpec {
+    let body = DestinationConfigBody {
+        datadog: None,
+        grafana_loki: Some(LokiBody {
+            hostname: loki.hostname(),
+            username: LOKI_USER.into(),
+            password: LOKI_PASSWORD.into(),
+            tenant_id: tenant_id.map(str::to_owned),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }),
+    };
+    active(Destination::parse(DestinationType::GrafanaLoki, &body).unwrap())
+}
+
+fn datadog_with_tags(tags: &[&str]) -> StreamSpec {
+    let body = DestinationConfigBody {
+        datadog: Some(DatadogBody {
+            site: "US".into(),
+            api_key: DATADOG_KEY.into(),
+            tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        }),
+        grafana_loki: None,
+    };
+    active(Destination::parse(DestinationType::Datadog, &body).unwrap())
+}
+
+fn with_controls(
+    mut spec: StreamSpec,
+    filter: Option<EventFilterBody>,
+    redaction: Option<(&str, &[&str])>,
+) -> StreamSpec {
+    let redaction = redaction.map(|(mode, fields)| RedactionBody {
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        mode: mode.into(),
+    });
+    spec.controls = StreamControls::parse(filter.as_ref(), redaction.as_ref()).unwrap();
+    spec
+}
+
+/// An event with personal data in it: an address at the top and an email one level down.
+fn personal_event(project: &str, event_id: &str) -> Value {
+    let mut event = event(project, event_id);
+    event["ip_address"] = json!("203.0.113.77");
+    event["user"] = json!({"email": "alice.personal@example.com", "user_id": "user-live-1"});
+    event
+}
+
+const PERSONAL: [&str; 2] = ["203.0.113.77", "alice.personal@example.com"];
+
+fn summary_line(logs: &integration_tests::logs::CapturedLogs) -> Value {
+    logs.lines()
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "batch processed")
+        .expect("a summary line")
+}
+
+#[tokio::test]
+async fn loki_pushes_carry_the_streams_tenant_and_labels_and_others_neither() {
+    let tenant_loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let plain_loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    let labels = [("team", "identity"), ("env", "prod")];
+    env.configure(
+        "proj-tenant",
+        loki_with(&tenant_loki, Some("acme-prod"), &labels),
+    )
+    .await;
+    env.configure(
+        "proj-plain",
+        loki_config(&plain_loki.hostname(), LOKI_PASSWORD),
+    )
+    .await;
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", event("proj-tenant", "t-1").to_string()),
+            SqsRecord::new("m2", event("proj-plain", "p-1").to_string()),
+            SqsRecord::new("m3", event("proj-tenant", "t-2").to_string()),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(tenant_loki.violations(), Vec::<String>::new());
+    let headers = tenant_loki.request_headers();
+    assert!(!headers.is_empty());
+    for request in &headers {
+        assert_eq!(request["x-scope-orgid"], "acme-prod");
+    }
+    let accepted = tenant_loki.accepted();
+    assert_eq!(accepted.len(), 2);
+    for entry in &accepted {
+        assert_eq!(
+            entry.meta,
+            json!({"source": "stytch", "service_name": "stytch.auth", "env": "prod", "team": "identity"})
+        );
+        assert_eq!(entry.tenant.as_deref(), Some("acme-prod"));
+    }
+    // A stream without controls is pushed as before.
+    assert!(
+        plain_loki
+            .request_headers()
+            .iter()
+            .all(|h| !h.contains_key("x-scope-orgid"))
+    );
+    assert_eq!(
+        plain_loki.accepted()[0].meta,
+        json!({"source": "stytch", "service_name": "stytch.auth"})
+    );
+}
+
+#[tokio::test]
+async fn datadog_logs_carry_the_streams_tags_after_the_project_id() {
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    env.configure(
+        "proj-tags",
+        datadog_with_tags(&["Team:Identity", "env:prod"]),
+    )
+    .await;
+    env.configure("proj-plain", datadog_config(DATADOG_KEY))
+        .await;
+
+    let response = env
+        .invoke(vec![
+            SqsRecord::new("m1", event("proj-tags", "t-1").to_string()),
+            SqsRecord::new("m2", event("proj-plain", "p-1").to_string()),
+        ])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(datadog.violations(), Vec::<String>::new());
+    let log = |event_id: &str| {
+        datadog
+            .accepted()
+            .into_iter()
+            .find(|a| a.field("event_id") == event_id)
+            .unwrap()
+    };
+    let tagged = log("t-1");
+    assert_eq!(
+        tagged.meta["ddtags"],
+        "project_id:proj-tags,team:identity,env:prod"
+    );
+    assert_eq!(tagged.meta["ddsource"], "stytch");
+    assert_eq!(tagged.meta["service"], "stytch.auth");
+    assert_eq!(log("p-1").meta["ddtags"], "project_id:proj-plain");
+}
+
+#[tokio::test]
+async fn the_event_filter_streams_only_matching_records_and_counts_the_others() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let env = StreamerEnv::new(Options::default()).await;
+    let filter = EventFilterBody {
+        actions: Some(vec!["Passwords*".into(), "OAuthAuthenticate".into()]),
+        statuses: Some(vec!["success".into()]),
+    };
+    env.configure(
+        "proj",
+        with_controls(
+            loki_config(&loki.hostname(), LOKI_PASSWORD),
+            Some(filter),
+            None,
+        ),
+    )
+    .await;
+    let with = |id: &str, action: Option<&str>, status: &str| {
+        let mut e = event("proj", id);
+        match action {
+            Some(action) => e["action"] = json!(action),
+            None => {
+                e.as_object_mut().unwrap().remove("action");
+            }
+        }
+        e["status"] = json!(status);
+        e
+    };
+    let batch = json!([
+        with("sent-prefix", Some("PasswordsAuthenticate"), "success"),
+        with("sent-exact", Some("OAuthAuthenticate"), "success"),
+        with("wrong-status", Some("PasswordsAuthenticate"), "error"),
+        with(
+            "wrong-action",
+            Some("MagicLinksEmailLoginOrCreate"),
+            "success"
+        ),
+        with("no-action", None, "success"),
+        with("exact-only", Some("OAuthAuthenticateX"), "success"),
+    ]);
+    let (logs, _guard) = capture_logs();
+
+    let response = env
+        .invoke(vec![SqsRecord::new("m1", batch.to_string())])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    let mut ids = loki.accepted_event_ids();
+    ids.sort();
+    assert_eq!(ids, ["sent-exact", "sent-prefix"]);
+    assert_eq!(
+        env.dead_letters().await.len(),
+        0,
+        "filtered is not rejected"
+    );
+    let summary = summary_line(&logs);
+    assert_eq!(summary["fields"]["skipped_filtered"], 4);
+    assert_eq!(summary["fields"]["delivered"], 2);
+    // The first success is a change of state, written at once, the filtered count with it.
+    let health = env.stream("proj").await.health;
+    assert_eq!((health.events_delivered, health.events_filtered), (2, 4));
+}
+
+#[tokio::test]
+async fn redaction_masks_hashes_or_removes_fields_before_they_leave_and_logs_hold_none() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let datadog = FakeDestination::datadog(DATADOG_KEY).await;
+    let env = StreamerEnv::with_datadog(&datadog).await;
+    let fields: &[&str] = &["ip_address", "user.email"];
+    let spec = |mode| {
+        with_controls(
+            loki_config(&loki.hostname(), LOKI_PASSWORD),
+            None,
+            Some((mode, fields)),
+        )
+    };
+    env.configure("proj-mask", spec("MASK")).await;
+    let hashed = env.configure("proj-hash", spec("HASH")).await;
+    env.configure("proj-remove", spec("REMOVE")).await;
+    env.configure(
+        "proj-dd",
+        with_controls(datadog_config(DATADOG_KEY), None, Some(("HASH", fields))),
+    )
+    .await;
+    // The first push of each Loki project fails: its retry must carry the same lines.
+    loki.script([Script::Status(500, "down"), Script::Status(503, "down")]);
+    let (logs, _guard) = capture_logs();
+
+    let records = ["proj-mask", "proj-hash", "proj-remove", "proj-dd"]
+        .iter()
+        .enumerate()
+        .map(|(i, project)| {
+            let body = json!([
+                personal_event(project, &format!("{project}-1")),
+                personal_event(project, &format!("{project}-2"))
+            ]);
+            SqsRecord::new(format!("m{i}"), body.to_string())
+        })
+        .collect();
+    let response = env.invoke(records).await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(loki.violations(), Vec::<String>::new());
+    assert_eq!(datadog.violations(), Vec::<String>::new());
+    let lines = |project: &str| -> Vec<String> {
+        let fake = if project == "proj-dd" {
+            &datadog
+        } else {
+            &loki
+        };
+        fake.accepted()
+            .into_iter()
+            .filter(|a| a.field("project_id") == project)
+            .map(|a| a.line)
+            .collect()
+    };
+    for project in ["proj-mask", "proj-hash", "proj-remove", "proj-dd"] {
+        let lines = lines(project);
+        assert_eq!(lines.len(), 2, "{project}");
+        for line in &lines {
+            for value in PERSONAL {
+                assert!(!line.contains(value), "{project} sent {value}");
+            }
+            // Everything else is as the producer wrote it.
+            assert!(line.contains(r#""user_id":"user-live-1""#), "{line}");
+        }
+    }
+    for line in lines("proj-mask") {
+        assert!(line.contains(r#""ip_address":"[REDACTED]""#), "{line}");
+        assert!(
+            line.contains(r#""user":{"email":"[REDACTED]","user_id""#),
+            "{line}"
+        );
+    }
+    for project in ["proj-hash", "proj-dd"] {
+        for line in lines(project) {
+            let record: Value = serde_json::from_str(&line).unwrap();
+            for hash in [&record["ip_address"], &record["user"]["email"]] {
+                let hash = hash.as_str().unwrap();
+                let digits = hash.strip_prefix("hmac-sha256:").unwrap();
+                assert!(
+                    digits.len() == 64 && digits.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{hash}"
+                );
+            }
+        }
+    }
+    for line in lines("proj-remove") {
+        assert!(
+            !line.contains("ip_address") && !line.contains("email"),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""user":{"user_id":"user-live-1"}"#),
+            "{line}"
+        );
+    }
+
+    use event_log_streaming::store::CredentialRead;
+    let secret = env.credentials.get(&hashed.credential).await.unwrap();
+    let key = secret
+        .redaction_key
+        .expect("a HASH stream has a key")
+        .to_secret();
+    let text = logs.text();
+    assert!(!text.is_empty());
+    for secret in PERSONAL
+        .iter()
+        .chain([&key.expose(), &LOKI_PASSWORD, &DATADOG_KEY])
+    {
+        assert!(
+            !text.contains(secret),
+            "the logs hold a secret or a redacted value"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_push_is_split_and_resends_the_same_redacted_bytes() {
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    // Loki stores the valid entries of a push before its 400: the halves resend them.
+    loki.refuse_lines_containing("bad-");
+    let env = StreamerEnv::new(Options::default()).await;
+    env.configure(
+        "proj",
+        with_controls(
+            loki_config(&loki.hostname(), LOKI_PASSWORD),
+            None,
+            Some(("HASH", &["ip_address", "user.email"])),
+        ),
+    )
+    .await;
+    let records: Vec<Value> = (0..8)
+        .map(|i| {
+            let id = if i == 5 {
+                "bad-5".to_owned()
+            } else {
+                format!("e-{i}")
+            };
+            personal_event("proj", &id)
+        })
+        .collect();
+
+    let response = env
+        .invoke(vec![SqsRecord::new(
+            "m1",
+            Value::Array(records).to_string(),
+        )])
+        .await;
+
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert!(loki.requests() > 1);
+    let accepted = loki.accepted();
+    let mut by_id: std::collections::BTreeMap<String, Vec<(String, i128)>> = Default::default();
+    for a in &accepted {
+        let id = a.field("event_id").as_str().unwrap().to_owned();
+        by_id
+            .entry(id)
+            .or_default()
+            .push((a.line.clone(), a.timestamp));
+    }
+    assert_eq!(by_id.len(), 7);
+    assert!(
+        by_id.values().any(|copies| copies.len() > 1),
+        "some entries were resent"
+    );
+    for (id, copies) in &by_id {
+        // Same bytes and timestamp on every copy: Loki keeps one.
+        assert!(copies.windows(2).all(|w| w[0] == w[1]), "{id}: {copies:?}");
+        assert!(!copies[0].0.contains(PERSONAL[0]));
+    }
+    // The dead-letter queue holds the refused record as the producer wrote it.
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].0.contains("bad-5"));
 }
