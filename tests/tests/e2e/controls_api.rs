@@ -362,7 +362,10 @@ async fn the_test_event_goes_through_the_redaction_and_not_the_filter() {
     let api = Api::in_memory(None);
     let mut body = json!({
         "destination_type": "GRAFANA_LOKI",
-        "destination_config": loki_config(&loki.hostname(), LOKI_PASSWORD),
+        "destination_config": {"grafana_loki": {
+            "hostname": loki.hostname(), "username": LOKI_USER, "password": LOKI_PASSWORD,
+            "tenant_id": "auth-team", "labels": {"team": "identity"}
+        }},
         "event_filter": {"actions": ["PasswordsAuthenticate"]},
         "redaction": {"fields": ["request_id"], "mode": "MASK"}
     });
@@ -392,6 +395,8 @@ async fn the_test_event_goes_through_the_redaction_and_not_the_filter() {
     );
     assert_eq!(accepted[0].field("request_id"), "[REDACTED]");
     assert_eq!(accepted[0].field("action"), "EventLogStreamingTest");
+    assert_eq!(accepted[0].tenant.as_deref(), Some("auth-team"));
+    assert_eq!(accepted[0].meta["team"], "identity", "{}", accepted[0].meta);
 
     body["redaction"]["mode"] = json!("HASH");
     body.as_object_mut().unwrap().remove("destination_type");
