@@ -1,6 +1,8 @@
-//! `make migrate`: moves a deployment's per-project secrets of the old format (the whole
-//! configuration in one secret) into the state table and credential-only secrets. Idempotent:
-//! run it again after a failure, or to check that nothing is left.
+//! `make migrate`: brings a deployment's state up to date. Moves per-project secrets of the old
+//! format (the whole configuration in one secret) into the state table and credential-only
+//! secrets, then builds the index of configured projects, which the streamer trusts from then
+//! on (run it once after deploying a config API that keeps the index). Idempotent: run it
+//! again after a failure, or to check that nothing is left.
 //!
 //! Usage: migrate [--table NAME] [--prefix PREFIX]
 //! Defaults: `STREAM_TABLE_NAME` and `CONFIG_SECRET_PREFIX` (`event-log-streaming/`). AWS
@@ -54,6 +56,14 @@ async fn main() -> Result<(), Error> {
         report.migrated.len(),
         report.already_migrated.len(),
         report.skipped.len()
+    );
+    let built = streams
+        .build_index(time::OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| error_chain(&e))?;
+    println!(
+        "index of configured projects built: {} streams",
+        built.streams
     );
     if report.skipped.is_empty() {
         Ok(())

@@ -2,7 +2,11 @@
 //! destinations, with as few paid calls as possible.
 //!
 //! - Every project of a batch missing from the cache is looked up in one
-//!   [`StreamLookup::get_many`] (one BatchGetItem per 100 projects).
+//!   [`StreamLookup::get_many`] (one BatchGetItem per 100 projects), unless the store's index
+//!   of configured projects ([`StreamLookup::configured`], read once per TTL) says it has no
+//!   stream: then nothing is read for it, so reads do not grow with the projects that never
+//!   configured streaming. Without an index (not built, or its read failed), every project is
+//!   looked up, as before, until the next TTL.
 //! - Answers, "not configured" included, are cached for `CONFIG_CACHE_TTL_SECONDS`: most
 //!   traffic comes from projects that never configured streaming. Errors are not cached.
 //!   An answer is dated from when its read began, not when it came back: a read that
@@ -17,7 +21,7 @@
 //! - Both caches are LRUs of `CONFIG_CACHE_SIZE` entries, so memory stays bounded whatever the
 //!   number of projects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,6 +86,14 @@ pub struct StreamDirectory {
     ttl: Duration,
     streams: Mutex<LruCache<ProjectId, CachedStream>>,
     secrets: Mutex<LruCache<CredentialKey, StreamSecret>>,
+    index: Mutex<Option<CachedIndex>>,
+}
+
+/// The configured projects as the store's index last said, dated like a stream entry.
+struct CachedIndex {
+    fetched: Instant,
+    /// `None`: no index to trust until the next read.
+    projects: Option<Arc<HashSet<ProjectId>>>,
 }
 
 impl StreamDirectory {
@@ -99,7 +111,40 @@ impl StreamDirectory {
             ttl,
             streams: Mutex::new(LruCache::new(capacity)),
             secrets: Mutex::new(LruCache::new(capacity)),
+            index: Mutex::new(None),
         }
+    }
+
+    /// The configured projects, from the cached index while it is younger than the TTL, else
+    /// read again (by `deadline`), with when the read began. `None` when the store keeps no
+    /// index or it could not be read: the answer holds for a TTL either way, so a failing
+    /// index costs one attempt per TTL, not one per batch.
+    async fn index(&self, deadline: Instant) -> (Option<Arc<HashSet<ProjectId>>>, Instant) {
+        let now = self.clock.now();
+        if let Some(cached) = self.index.lock().unwrap().as_ref()
+            && now < cached.fetched + self.ttl
+        {
+            return (cached.projects.clone(), cached.fetched);
+        }
+        let read = self.lookup.configured(deadline);
+        let projects = match tokio::time::timeout_at(deadline + LOOKUP_GRACE, read).await {
+            Ok(Ok(projects)) => projects.map(Arc::new),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %error_chain(&err), "the index of configured projects could not be read; every project is looked up");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the index of configured projects did not answer in time; every project is looked up"
+                );
+                None
+            }
+        };
+        *self.index.lock().unwrap() = Some(CachedIndex {
+            fetched: now,
+            projects: projects.clone(),
+        });
+        (projects, now)
     }
 
     /// Every project's stream, read by `deadline`; `projects` holds no duplicates.
@@ -130,6 +175,22 @@ impl StreamDirectory {
                     _ => missing.push(project.clone()),
                 }
             }
+        }
+        if !missing.is_empty()
+            && let (Some(configured), fetched) = self.index(deadline).await
+        {
+            // Projects the index does not list have no stream: no read, and an answer dated
+            // from the index's read.
+            let mut cache = self.streams.lock().unwrap();
+            missing.retain(|project| {
+                let listed = configured.contains(project);
+                if !listed {
+                    resolved.insert(project.clone(), Resolved::NotConfigured);
+                    let entry = Entry::NotConfigured;
+                    cache.put(project.clone(), CachedStream { fetched, entry });
+                }
+                listed
+            });
         }
         if !missing.is_empty() {
             // Dated from before the read: see the module's comment.
@@ -480,5 +541,93 @@ mod tests {
         );
         directory.resolve(&project, far()).await;
         assert_eq!(counting.credential_reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// A store with an index of configured projects, counting what is read; its index read
+    /// fails while `index_fails` is set.
+    #[derive(Default)]
+    struct Indexed {
+        counting: Arc<Counting>,
+        keys_read: AtomicUsize,
+        index_reads: AtomicUsize,
+        index_fails: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl StreamLookup for Indexed {
+        async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found {
+            self.keys_read.fetch_add(projects.len(), Ordering::SeqCst);
+            self.counting.store.get_many(projects, deadline).await
+        }
+
+        async fn configured(
+            &self,
+            deadline: Instant,
+        ) -> Result<Option<HashSet<ProjectId>>, StoreError> {
+            self.index_reads.fetch_add(1, Ordering::SeqCst);
+            if self.index_fails.load(Ordering::SeqCst) {
+                return Err(StoreError::unavailable("index", "throttled"));
+            }
+            self.counting.store.configured(deadline).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_an_index_only_configured_projects_are_read_and_the_index_once_per_ttl() {
+        let ttl = Duration::from_secs(30);
+        let indexed = Arc::new(Indexed::default());
+        let projects: Vec<ProjectId> = (0..10)
+            .map(|i| ProjectId::parse(&format!("p-{i}")).unwrap())
+            .collect();
+        for project in &projects[..3] {
+            configure(&indexed.counting, project, true).await;
+        }
+        let clock = Arc::new(crate::clock::PausedClock::starting_at(
+            datetime!(2026-11-24 10:00 UTC),
+        ));
+        let directory = StreamDirectory::new(
+            indexed.clone(),
+            indexed.counting.clone(),
+            clock.clone(),
+            ttl,
+            NonZeroUsize::new(100).unwrap(),
+        );
+        let read = |keys, index| {
+            let counts = (
+                indexed.keys_read.load(Ordering::SeqCst),
+                indexed.index_reads.load(Ordering::SeqCst),
+            );
+            assert_eq!(counts, (keys, index), "(keys read, index reads)");
+        };
+
+        let resolved = directory.resolve(&projects, far()).await;
+        let configured = |r: &HashMap<ProjectId, Resolved>| {
+            projects
+                .iter()
+                .filter(|p| matches!(r[*p], Resolved::Stream(_)))
+                .count()
+        };
+        assert_eq!(configured(&resolved), 3);
+        read(3, 1);
+
+        // A project configured now is not seen until the index is read again, a TTL later
+        // (the config API dates an enable one TTL ahead for this).
+        configure(&indexed.counting, &projects[3], true).await;
+        tokio::time::advance(ttl / 2).await;
+        assert_eq!(configured(&directory.resolve(&projects, far()).await), 3);
+        read(3, 1);
+        tokio::time::advance(ttl).await;
+        assert_eq!(configured(&directory.resolve(&projects, far()).await), 4);
+        read(7, 2);
+
+        // An index that cannot be read: every project is looked up, and the index is not
+        // tried again before a TTL has passed.
+        indexed.index_fails.store(true, Ordering::SeqCst);
+        tokio::time::advance(ttl).await;
+        assert_eq!(configured(&directory.resolve(&projects, far()).await), 4);
+        read(17, 3);
+        directory.forget(&projects[9]);
+        directory.resolve(&projects, far()).await;
+        read(18, 3);
     }
 }

@@ -1,7 +1,7 @@
 //! Streams and credentials in memory, for unit tests; [`State`] is also the working copy of
 //! the local runner's file store, so both follow exactly the same rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -169,6 +169,13 @@ impl MemoryStateStore {
 impl StreamLookup for MemoryStateStore {
     async fn get_many(&self, projects: &[ProjectId], _deadline: Instant) -> Found {
         self.state.lock().unwrap().get_many(projects)
+    }
+
+    /// Every stream is at hand: the index is exact.
+    async fn configured(&self, _deadline: Instant) -> StoreResult<Option<HashSet<ProjectId>>> {
+        Ok(Some(
+            self.state.lock().unwrap().streams.keys().cloned().collect(),
+        ))
     }
 }
 

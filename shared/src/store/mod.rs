@@ -19,11 +19,14 @@ mod memory;
 pub mod migrate;
 mod secrets_manager;
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 pub use directory::{Resolved, ResolvedStream, StreamDirectory};
 pub use dynamodb::DynamoDbStreams;
+pub use dynamodb::index::Built as IndexBuilt;
 pub use file::{FileStateStore, write_private_atomically};
 pub use memory::MemoryStateStore;
 pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerCredentials};
@@ -58,6 +61,14 @@ pub trait StreamLookup: Send + Sync {
     /// item, one chunk of keys out of retries or out of time) affects only its projects.
     /// Ends by `deadline`: what is not read then is unread.
     async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found;
+
+    /// Every project that has a stream, when the store keeps an index of them; `None` when it
+    /// keeps none (or it is not built yet): then every project must be looked up. The index
+    /// may list a project whose stream was just deleted, never miss one that has a stream.
+    /// Ends by `deadline`.
+    async fn configured(&self, _deadline: Instant) -> StoreResult<Option<HashSet<ProjectId>>> {
+        Ok(None)
+    }
 }
 
 /// The config API's writes. Each is conditional on the version the caller read, so two

@@ -1,6 +1,8 @@
 //! What the streamer costs in AWS calls, counted by operation over a realistic mix: 5,000
 //! projects sending Zipf-distributed traffic, 500 of them configured, three containers with
-//! caches that expire between rounds. The README's cost section rests on these counts.
+//! caches that expire between rounds; and how the table's reads grow (they do not) when ten
+//! times as many projects emit events without a stream. The README's cost section rests on
+//! these counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,6 +31,8 @@ const EVENTS_PER_MESSAGE: usize = 10;
 /// The streamers' cache TTL. The test's clock is moved past it between rounds, so no round
 /// outlasts it however slow the machine, and no test waits for it.
 const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Keys of one read of the index of configured projects: its head and 16 shards.
+const INDEX_KEYS: usize = 17;
 
 #[tokio::test]
 async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
@@ -43,9 +47,12 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
             let state = &state;
             async move { state.configure(&format!("proj-{rank}"), spec).await }
         })
-        .buffer_unordered(8)
+        // One at a time: moto copies a whole table for each transaction, which a concurrent
+        // write to the table breaks (an answer 500; DynamoDB itself has no such limit).
+        .buffer_unordered(1)
         .collect::<Vec<_>>()
         .await;
+    state.build_index().await;
     let settings = StreamerSettings::from_lookup(|name| match name {
         "CONFIG_CACHE_TTL_SECONDS" => Some(CACHE_TTL.as_secs().to_string()),
         "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
@@ -95,8 +102,12 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                         )
                     })
                     .collect();
-                let uncached = batch_projects.difference(&seen_this_round).count();
-                batch_gets_bound += uncached.div_ceil(100);
+                let uncached = batch_projects
+                    .difference(&seen_this_round)
+                    .filter(|rank| configured.contains(rank))
+                    .count();
+                // The index, once a round, and the configured projects not cached yet.
+                batch_gets_bound += usize::from(b == 0) + uncached.div_ceil(100);
                 seen_this_round.extend(batch_projects);
                 events += MESSAGES_PER_BATCH * EVENTS_PER_MESSAGE;
                 let report = streamer
@@ -104,7 +115,12 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
                     .await;
                 assert!(report.failed_message_ids.is_empty(), "{:?}", report.summary);
             }
-            expected_reads += seen_this_round.len();
+            // Per round: the index (its head and 16 shards), then each configured project seen.
+            expected_reads += INDEX_KEYS
+                + seen_this_round
+                    .iter()
+                    .filter(|r| configured.contains(r))
+                    .count();
             let new_configured: Vec<usize> = seen_this_round
                 .iter()
                 .filter(|r| configured.contains(r) && !seen_configured[c].contains(r))
@@ -130,8 +146,9 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
         expected_secret_reads,
         "{totals:?}"
     );
-    // The table: every project read once per container and TTL, configured or not, in as
-    // few BatchGetItem calls as 100 keys per call allow.
+    // The table: the index once per container and TTL, then each configured project seen,
+    // once per container and TTL, in as few BatchGetItem calls as 100 keys per call allow;
+    // never the 4,500 projects without a stream.
     let (keys, batch_gets) = (
         count("DynamoDB.BatchGetItem.keys"),
         count("DynamoDB.BatchGetItem"),
@@ -150,4 +167,89 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
             per_thousand(*n)
         );
     }
+}
+
+/// The table's reads in one cache TTL of one container, with the index of configured
+/// projects and without it, as ten times as many projects emit events without a stream: with
+/// it, the index and the 50 configured projects' items, whatever the number of others.
+#[tokio::test]
+async fn table_reads_stay_flat_as_projects_without_a_stream_grow() {
+    const CONFIGURED: usize = 50;
+    let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
+    let mut table = Vec::new();
+    for emitting in [5_000, 50_000] {
+        let mut keys = Vec::new();
+        for indexed in [true, false] {
+            let state = StateEnv::new().await;
+            for rank in 0..CONFIGURED {
+                let spec = loki_config(&loki.hostname(), LOKI_PASSWORD);
+                state.configure(&format!("proj-{rank}"), spec).await;
+            }
+            if indexed {
+                state.build_index().await;
+            }
+            let read = keys_read_in_one_ttl(&state, emitting).await;
+            keys.push(read);
+        }
+        assert_eq!(
+            keys[0],
+            INDEX_KEYS + CONFIGURED,
+            "with the index, {emitting} projects"
+        );
+        assert_eq!(
+            keys[1],
+            INDEX_KEYS + emitting,
+            "without it, {emitting} projects"
+        );
+        table.push((emitting, keys[0], keys[1]));
+    }
+    eprintln!("table keys read per container and TTL (50 projects with a stream):");
+    eprintln!("  projects emitting   with the index   without");
+    for (emitting, with, without) in table {
+        eprintln!("  {emitting:>17}   {with:>14}   {without:>7}");
+    }
+}
+
+/// Sends one event of each of `emitting` projects (`proj-0` …) through a new container
+/// within one TTL, and counts the keys it asked the table for.
+async fn keys_read_in_one_ttl(state: &StateEnv, emitting: usize) -> usize {
+    let calls = CallCounter::default();
+    // An hour: however slow the machine, every batch falls within one TTL.
+    let settings = StreamerSettings::from_lookup(|name| match name {
+        "CONFIG_CACHE_TTL_SECONDS" => Some("3600".into()),
+        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
+        "EXTRA_CA_CERTS" => Some(ca_file()),
+        _ => None,
+    })
+    .unwrap();
+    let store = state.container_store(&calls).await;
+    let streamer = Streamer::from_settings(&settings, store, Default::default()).unwrap();
+    let ranks: Vec<usize> = (0..emitting).collect();
+    for (b, batch) in ranks.chunks(1_000).enumerate() {
+        let messages: Vec<QueueMessage> = batch
+            .chunks(EVENTS_PER_MESSAGE)
+            .enumerate()
+            .map(|(m, ranks)| {
+                let records: Vec<String> = ranks
+                    .iter()
+                    .map(|rank| {
+                        event(&format!("proj-{rank}"), &format!("{b}-{m}-{rank}")).to_string()
+                    })
+                    .collect();
+                QueueMessage::new(
+                    format!("{b}-{m}"),
+                    format!("[{}]", records.join(",")),
+                    OffsetDateTime::now_utc(),
+                )
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let report = streamer.process_batch(&messages, deadline).await;
+        assert!(report.failed_message_ids.is_empty(), "{:?}", report.summary);
+    }
+    calls
+        .all()
+        .get("DynamoDB.BatchGetItem.keys")
+        .copied()
+        .unwrap_or(0)
 }

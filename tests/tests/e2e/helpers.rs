@@ -182,6 +182,15 @@ impl StateEnv {
             .unwrap()
     }
 
+    /// Builds the index of configured projects, as `make migrate` does: from then on the
+    /// streamer reads only configured projects' items.
+    pub async fn build_index(&self) {
+        self.streams
+            .build_index(time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+
     /// The project's item as DynamoDB holds it, read past the store (and its call counter).
     pub async fn raw_item(
         &self,

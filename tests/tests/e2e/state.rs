@@ -1,8 +1,9 @@
-//! Project state against moto: one table read per batch (asking again for what a throttled
-//! read left unprocessed), credentials read once per version, delivery health, suspension
-//! and its end, concurrent writers, and the migration from the old one-secret-per-project
-//! format.
+//! Project state against moto: the reads of a batch (the index of configured projects, then
+//! their items, asking again for what a throttled read left unprocessed), credentials read
+//! once per version, delivery health, suspension and its end, concurrent writers, the index
+//! kept exact, and the migration from the old one-secret-per-project format.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::config_api::Api;
 use crate::helpers::*;
 
 const BATCH_GET: &str = "DynamoDB.BatchGetItem";
+const BATCH_GET_KEYS: &str = "DynamoDB.BatchGetItem.keys";
 const GET_SECRET: &str = "Secrets Manager.GetSecretValue";
 
 fn with_settings(settings: &[(&'static str, &str)], cache_ttl_seconds: u64) -> Options {
@@ -50,8 +52,11 @@ fn events(projects: &[&str], prefix: &str) -> Vec<SqsRecord> {
         .collect()
 }
 
+/// Each batch after a TTL expiry reads the table twice: the index of configured projects (its
+/// head and 16 shards) and the items of the configured projects it names; the 20 projects
+/// without a stream are never read. Without the index, every project is read.
 #[tokio::test]
-async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version() {
+async fn a_batch_reads_the_index_and_configured_projects_and_credentials_once_per_version() {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     // No cache: every batch reads the table again, as after each TTL expiry.
     let env = StreamerEnv::new(with_settings(&[], 0)).await;
@@ -67,18 +72,26 @@ async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version(
     projects.extend(unconfigured.iter().map(String::as_str));
     env.calls.reset();
 
+    // Not built yet: the index says so (one read), and every project is read.
+    let response = env.invoke(events(&projects, "before-index")).await;
+    assert_eq!(failed_ids(&response), Vec::<String>::new());
+    assert_eq!(env.calls.count(BATCH_GET), 2, "{:?}", env.calls.all());
+    assert_eq!(env.calls.count(BATCH_GET_KEYS), 17 + 22);
+    env.build_index().await;
+
     for round in 0..3 {
         let response = env.invoke(events(&projects, &format!("r{round}"))).await;
         assert_eq!(failed_ids(&response), Vec::<String>::new());
     }
-    assert_eq!(env.calls.count(BATCH_GET), 3, "{:?}", env.calls.all());
+    assert_eq!(env.calls.count(BATCH_GET), 2 + 6, "{:?}", env.calls.all());
+    assert_eq!(env.calls.count(BATCH_GET_KEYS), 17 + 22 + 3 * (17 + 2));
     assert_eq!(
         env.calls.count(GET_SECRET),
         1,
         "only the active stream's credential, once: {:?}",
         env.calls.all()
     );
-    assert_eq!(loki.accepted().len(), 3);
+    assert_eq!(loki.accepted().len(), 4);
 
     // A new credential version is read once more, and only once.
     let stored = env.stream("on-loki").await;
@@ -100,7 +113,7 @@ async fn a_batch_costs_one_table_read_and_credentials_are_read_once_per_version(
         env.invoke(events(&projects, &format!("r{round}"))).await;
     }
     assert_eq!(env.calls.count(GET_SECRET), 2, "{:?}", env.calls.all());
-    assert_eq!(env.calls.count(BATCH_GET), 5);
+    assert_eq!(env.calls.count(BATCH_GET), 2 + 6 + 4);
 }
 
 #[tokio::test]
@@ -840,4 +853,62 @@ async fn throttled_table(
     .await;
     let client = aws_sdk_dynamodb::Client::new(&proxy.sdk_config().await);
     (DynamoDbStreams::new(client, table), keys_asked_for)
+}
+
+/// The index of configured projects on the emulator: not trusted before it is built; then
+/// every create and delete changes it in the same transaction as the stream's item, and a
+/// refused write changes neither.
+#[tokio::test]
+async fn creates_and_deletes_keep_the_index_of_configured_projects_exact() {
+    let state = StateEnv::new().await;
+    let configured = || async {
+        state
+            .streams
+            .configured(far())
+            .await
+            .unwrap()
+            .map(|set| set.iter().map(ToString::to_string).collect::<BTreeSet<_>>())
+    };
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let before = state
+        .configure("p-before", datadog_config(DATADOG_KEY))
+        .await;
+    assert_eq!(configured().await, None, "not trusted before it is built");
+
+    state.build_index().await;
+    assert_eq!(configured().await, Some(names(&["p-before"])));
+    let second = state
+        .configure("p-second", datadog_config(DATADOG_KEY))
+        .await;
+    state
+        .configure("p-third", datadog_config(DATADOG_KEY))
+        .await;
+    assert_eq!(
+        configured().await,
+        Some(names(&["p-before", "p-second", "p-third"]))
+    );
+
+    // A create refused (the project has a stream) and a delete refused (another version)
+    // leave the index as it was.
+    assert!(matches!(
+        state.streams.create(&second).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        state
+            .streams
+            .delete(&second.project_id, second.version + 7)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    state
+        .streams
+        .delete(&before.project_id, before.version)
+        .await
+        .unwrap();
+    assert_eq!(configured().await, Some(names(&["p-second", "p-third"])));
+
+    // Building again is idempotent.
+    state.build_index().await;
+    assert_eq!(configured().await, Some(names(&["p-second", "p-third"])));
 }

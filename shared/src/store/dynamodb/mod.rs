@@ -7,21 +7,28 @@
 //! - the health, written by the streamer, each write conditional on `health_seq` and on the
 //!   stream's identity.
 //!
+//! Beside the streams, the table holds the index of configured projects ([`index`]), which
+//! creates and deletes keep exact in the same transaction as the stream's item.
+//!
 //! Limits: BatchGetItem takes at most 100 keys per call and may leave some unserved under
 //! load (`UnprocessedKeys`), which are asked for again with backoff. The streamer reads
 //! eventually consistently (half the price; a change reaches it within its cache TTL
 //! anyway); the config API reads consistently before a conditional write.
 
+pub mod index;
 mod item;
 mod update;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update as IndexUpdate,
+};
 use futures::future::join_all;
 use tokio::time::Instant;
 
@@ -48,6 +55,10 @@ const UNPROCESSED_KEY_BACKOFF: Duration = Duration::from_millis(50);
 /// may write the same stream at once, and each round only one of them wins; a write that
 /// runs out of tries is kept and added to the container's next one.
 const HEALTH_WRITE_TRIES: u32 = 8;
+/// Tries of a create or delete whose transaction another one on the same index shard
+/// cancelled (backoff 20 ms doubling, jittered).
+const TRANSACTION_TRIES: u32 = 4;
+const TRANSACTION_BACKOFF: Duration = Duration::from_millis(20);
 
 pub struct DynamoDbStreams {
     client: Client,
@@ -60,6 +71,12 @@ impl DynamoDbStreams {
             client,
             table: table.into(),
         }
+    }
+
+    /// Builds the index of configured projects from the streams in the table
+    /// ([`index::build`]); until then the streamer reads every project's item.
+    pub async fn build_index(&self, now: time::OffsetDateTime) -> StoreResult<index::Built> {
+        index::build(&self.client, &self.table, now).await
     }
 
     fn key(project: &ProjectId) -> Item {
@@ -157,6 +174,75 @@ impl DynamoDbStreams {
     }
 }
 
+/// Why a transaction of a stream's item and its index entry did not happen.
+enum Refused {
+    /// The condition on the stream's item failed.
+    Condition,
+    Failed(StoreError),
+}
+
+impl DynamoDbStreams {
+    /// `ADD` or `DELETE` of the project's id in its index shard.
+    fn index_change(&self, project: &ProjectId, action: &str) -> TransactWriteItem {
+        let update = IndexUpdate::builder()
+            .table_name(&self.table)
+            .set_key(Some(index::index_key(project)))
+            .update_expression(format!("{action} #projects :id"))
+            .expression_attribute_names("#projects", index::PROJECTS)
+            .expression_attribute_values(
+                ":id",
+                AttributeValue::Ss(vec![project.as_str().to_owned()]),
+            )
+            .build()
+            .expect("table, key and expression are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// Writes `stream` (the item's own write, with its condition) and `index` together. Two
+    /// transactions on one index shard at once cancel one of them (`TransactionConflict`):
+    /// that one is tried again, a few times, after a short random pause.
+    async fn transact(
+        &self,
+        stream: TransactWriteItem,
+        index: TransactWriteItem,
+    ) -> Result<(), Refused> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(stream.clone())
+                .transact_items(index.clone())
+                .send()
+                .await;
+            let Err(err) = result else {
+                return Ok(());
+            };
+            let reasons: Vec<&str> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|reason| reason.code().unwrap_or("None"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if reasons.first() == Some(&"ConditionalCheckFailed") {
+                return Err(Refused::Condition);
+            }
+            if reasons.contains(&"TransactionConflict") && tries < TRANSACTION_TRIES {
+                let pause = TRANSACTION_BACKOFF * 2u32.pow(tries - 1);
+                tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64())).await;
+                continue;
+            }
+            return Err(Refused::Failed(StoreError::unavailable(
+                "DynamoDB TransactWriteItems",
+                err,
+            )));
+        }
+    }
+}
+
 fn condition_failed<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -168,6 +254,15 @@ where
 
 #[async_trait]
 impl StreamLookup for DynamoDbStreams {
+    /// The index's head and shards, in one BatchGetItem.
+    async fn configured(&self, deadline: Instant) -> StoreResult<Option<HashSet<ProjectId>>> {
+        tokio::time::timeout_at(deadline, index::read(&self.client, &self.table))
+            .await
+            .map_err(|_| {
+                StoreError::unavailable("DynamoDB BatchGetItem (index)", "no answer in time")
+            })?
+    }
+
     /// One BatchGetItem per 100 projects, all at once; each chunk ends by `deadline` on its
     /// own, so a slow or throttled chunk leaves only its own projects unread.
     async fn get_many(&self, projects: &[ProjectId], deadline: Instant) -> Found {
@@ -231,25 +326,26 @@ impl StreamWrite for DynamoDbStreams {
             .transpose()
     }
 
+    /// The item, and the project's entry in the index, in one transaction.
     async fn create(&self, config: &StreamConfig) -> StoreResult<()> {
         let mut item: Item = config_attributes(config)
             .into_iter()
             .filter_map(|(name, value)| Some((name.to_owned(), value?)))
             .collect();
         item.insert(attr::PROJECT_ID.to_owned(), s(config.project_id.as_str()));
-        let result = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#key)")
             .expression_attribute_names("#key", attr::PROJECT_ID)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Err(StoreError::AlreadyExists),
-            Err(err) => Err(StoreError::unavailable("DynamoDB PutItem", err)),
+            .build()
+            .expect("table and item are set");
+        let put = TransactWriteItem::builder().put(put).build();
+        let index = self.index_change(&config.project_id, "ADD");
+        match self.transact(put, index).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Condition) => Err(StoreError::AlreadyExists),
+            Err(Refused::Failed(err)) => Err(err),
         }
     }
 
@@ -273,21 +369,22 @@ impl StreamWrite for DynamoDbStreams {
         }
     }
 
+    /// The item, and the project's entry in the index, in one transaction.
     async fn delete(&self, project: &ProjectId, expected_version: u64) -> StoreResult<()> {
-        let result = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(project)))
             .condition_expression("#version = :version")
             .expression_attribute_names("#version", attr::VERSION)
             .expression_attribute_values(":version", n(expected_version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Err(self.conflict_or_missing(project).await),
-            Err(err) => Err(StoreError::unavailable("DynamoDB DeleteItem", err)),
+            .build()
+            .expect("table and key are set");
+        let delete = TransactWriteItem::builder().delete(delete).build();
+        let index = self.index_change(project, "DELETE");
+        match self.transact(delete, index).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Condition) => Err(self.conflict_or_missing(project).await),
+            Err(Refused::Failed(err)) => Err(err),
         }
     }
 }
