@@ -5,6 +5,7 @@ mod controls_api;
 mod cost;
 mod faults;
 mod handoff;
+#[macro_use]
 mod helpers;
 mod page;
 mod retry_queue;
