@@ -13,6 +13,7 @@
 //! the KMS envelope (`CREDENTIAL_STORE`), in AWS, an embedded JSON file for the local runner, memory for unit tests. The streamer reads
 //! through [`StreamDirectory`], a bounded cache in front of the lookup and credential ports.
 
+pub mod credential_move;
 mod directory;
 mod dynamodb;
 mod file;

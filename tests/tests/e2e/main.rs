@@ -3,6 +3,7 @@
 mod config_api;
 mod controls_api;
 mod cost;
+mod envelope;
 mod faults;
 mod handoff;
 #[macro_use]

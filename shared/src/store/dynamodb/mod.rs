@@ -376,3 +376,25 @@ fn is_stream(seen: &StreamConfig, write: &mut Update) -> String {
         format!("{id} = {}", write.value(s(&seen.stream_id)))
     }
 }
+
+impl DynamoDbStreams {
+    /// Every project with a stream (a Scan of the keys: for the migration only). Keys that are
+    /// not project ids, such as the KMS envelope's credential items, are left out.
+    pub async fn project_ids(&self) -> StoreResult<Vec<ProjectId>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression("#key")
+            .expression_attribute_names("#key", attr::PROJECT_ID)
+            .into_paginator()
+            .items()
+            .send();
+        let mut projects = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError::unavailable("DynamoDB Scan", e))?;
+            projects.extend(project_of(&item));
+        }
+        Ok(projects)
+    }
+}
