@@ -21,7 +21,9 @@ run:
 	cargo run --locked -p local-runner --bin local-runner -- $(ARGS)
 
 ## migrate: move an AWS deployment's old per-project secrets into the state table (idempotent;
-## ARGS="--table NAME [--prefix PREFIX]", AWS credentials from the usual places)
+## ARGS="--table NAME [--prefix PREFIX]", AWS credentials from the usual places); with
+## ARGS="... --to kms-envelope|secrets-manager [--kms-key-id KEY] [--delete-old]", move every
+## stream's credential to the other adapter (README, "Credential stores")
 migrate:
 	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
 

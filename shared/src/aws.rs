@@ -7,10 +7,14 @@
 //! [`OPERATION_TIMEOUT`]; each attempt inside [`ATTEMPT_TIMEOUT`]. The callers bound the
 //! calls further by their own deadlines.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::settings::CredentialStoreKind;
+use crate::store::{CredentialStore, KmsEnvelopeCredentials, SecretsManagerCredentials};
 
 /// In-region AWS endpoints connect in milliseconds.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,6 +49,28 @@ pub async fn load() -> SdkConfig {
         .timeout_config(timeouts())
         .load()
         .await
+}
+
+/// The credential adapter `kind` names, on clients of `aws`: Secrets Manager secrets named
+/// with `secret_prefix`, or the KMS envelope in the streams table `table`.
+pub fn credential_store(
+    aws: &SdkConfig,
+    kind: &CredentialStoreKind,
+    secret_prefix: &str,
+    table: &str,
+) -> Arc<dyn CredentialStore> {
+    match kind {
+        CredentialStoreKind::SecretsManager => Arc::new(SecretsManagerCredentials::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            secret_prefix,
+        )),
+        CredentialStoreKind::KmsEnvelope { key_id } => Arc::new(KmsEnvelopeCredentials::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            table,
+            aws_sdk_kms::Client::new(aws),
+            key_id,
+        )),
+    }
 }
 
 #[cfg(test)]

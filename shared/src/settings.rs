@@ -131,10 +131,45 @@ pub fn config_secret_prefix(lookup: &dyn Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
 }
 
+/// Where the credentials are: `CREDENTIAL_STORE`, read by both functions and the migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialStoreKind {
+    /// `SecretsManager` (the default): one secret per stream, named with
+    /// `CONFIG_SECRET_PREFIX`.
+    SecretsManager,
+    /// `KmsEnvelope`: sealed under data keys of the KMS key `CREDENTIAL_KMS_KEY_ID` (key id,
+    /// ARN or alias; required), in the streams table.
+    KmsEnvelope { key_id: String },
+}
+
+/// `CREDENTIAL_STORE` and, for `KmsEnvelope`, `CREDENTIAL_KMS_KEY_ID`.
+pub fn credential_store(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<CredentialStoreKind, SettingsError> {
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    match get("CREDENTIAL_STORE").as_deref().map(str::trim) {
+        None | Some("SecretsManager") => Ok(CredentialStoreKind::SecretsManager),
+        Some("KmsEnvelope") => Ok(CredentialStoreKind::KmsEnvelope {
+            key_id: get("CREDENTIAL_KMS_KEY_ID")
+                .map(|v| v.trim().to_owned())
+                .ok_or(SettingsError {
+                    name: "CREDENTIAL_KMS_KEY_ID",
+                    message: "must name the KMS key when CREDENTIAL_STORE is KmsEnvelope".into(),
+                })?,
+        }),
+        Some(other) => Err(SettingsError {
+            name: "CREDENTIAL_STORE",
+            message: format!("expected SecretsManager or KmsEnvelope, got {other:?}"),
+        }),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamerSettings {
     /// `CONFIG_SECRET_PREFIX`: credential secret name prefix, default `event-log-streaming/`.
     pub config_secret_prefix: String,
+    /// `CREDENTIAL_STORE` (`SecretsManager` or `KmsEnvelope`) and `CREDENTIAL_KMS_KEY_ID`.
+    pub credential_store: CredentialStoreKind,
     /// `CONFIG_CACHE_TTL_SECONDS`: how long a configuration lookup is reused, default 30.
     pub config_cache_ttl: Duration,
     /// `CONFIG_CACHE_SIZE`: streams (and credentials) a container keeps, default 10,000.
@@ -255,6 +290,7 @@ impl StreamerSettings {
         let cache_size = at_least_one("CONFIG_CACHE_SIZE", 10_000)?;
         Ok(Self {
             config_secret_prefix: config_secret_prefix(&lookup),
+            credential_store: credential_store(&lookup)?,
             config_cache_ttl: Duration::from_secs(cache_ttl_seconds(&lookup)?),
             config_cache_size: NonZeroUsize::new(cache_size as usize).expect("at least one"),
             request_timeout: Duration::from_secs(at_least_one("PUSH_TIMEOUT_SECONDS", 20)?),
@@ -295,6 +331,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.config_secret_prefix, "event-log-streaming/");
+        assert_eq!(s.credential_store, CredentialStoreKind::SecretsManager);
         assert_eq!(s.config_cache_ttl, Duration::from_secs(30));
         assert_eq!(s.destinations.labels.source, "stytch");
         assert_eq!(s.destinations.labels.service, "stytch.auth");
@@ -329,6 +366,27 @@ mod tests {
         assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0443")]).is_err());
         assert!(settings(&[("ALLOWED_DESTINATION_PORTS", "0")]).is_err());
         assert!(settings(&[("SUSPEND_AFTER_AUTH_FAILURES", "0")]).is_err());
+    }
+
+    #[test]
+    fn the_kms_envelope_needs_its_key() {
+        let s = settings(&[
+            ("CREDENTIAL_STORE", "KmsEnvelope"),
+            ("CREDENTIAL_KMS_KEY_ID", "alias/els"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.credential_store,
+            CredentialStoreKind::KmsEnvelope {
+                key_id: "alias/els".into()
+            }
+        );
+        let err = settings(&[("CREDENTIAL_STORE", "KmsEnvelope")]).unwrap_err();
+        assert_eq!(err.name, "CREDENTIAL_KMS_KEY_ID");
+        let err = settings(&[("CREDENTIAL_STORE", "kms")]).unwrap_err();
+        assert_eq!(err.name, "CREDENTIAL_STORE");
+        let s = settings(&[("CREDENTIAL_STORE", "SecretsManager")]).unwrap();
+        assert_eq!(s.credential_store, CredentialStoreKind::SecretsManager);
     }
 
     #[test]

@@ -45,6 +45,15 @@ impl CallCounter {
     }
 }
 
+impl CallCounter {
+    pub fn kms(&self, aws: &SdkConfig) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::config::Builder::from(aws)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+}
+
 impl Intercept for CallCounter {
     fn name(&self) -> &'static str {
         "CallCounter"

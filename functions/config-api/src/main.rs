@@ -7,7 +7,7 @@ use config_api::auth::{KeySource, ManagementKeys};
 use config_api::settings::ConfigApiSettings;
 use config_api::{AppState, app};
 use event_log_streaming::destination::client::DestinationClient;
-use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
+use event_log_streaming::store::DynamoDbStreams;
 use lambda_http::Error;
 
 #[tokio::main]
@@ -21,8 +21,12 @@ async fn main() -> Result<(), Error> {
         aws_sdk_dynamodb::Client::new(&aws),
         settings.stream_table_name.clone(),
     );
-    let credentials =
-        SecretsManagerCredentials::new(secrets.clone(), settings.config_secret_prefix.clone());
+    let credentials = event_log_streaming::aws::credential_store(
+        &aws,
+        &settings.credential_store,
+        &settings.config_secret_prefix,
+        &settings.stream_table_name,
+    );
     let keys = ManagementKeys::new(KeySource::SecretsManager {
         client: secrets,
         secret_id: settings.management_keys_secret_id.clone(),
@@ -30,7 +34,7 @@ async fn main() -> Result<(), Error> {
     let client = DestinationClient::new(settings.destinations.client_options()?)?;
     let state = AppState::new(
         Arc::new(streams),
-        Arc::new(credentials),
+        credentials,
         keys,
         client,
         settings.destinations.labels.clone(),

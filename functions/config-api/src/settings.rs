@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use event_log_streaming::settings::{
-    DestinationSettings, SettingsError, cache_ttl_seconds, config_secret_prefix, stream_table_name,
+    CredentialStoreKind, DestinationSettings, SettingsError, cache_ttl_seconds,
+    config_secret_prefix, credential_store, stream_table_name,
 };
 
 #[derive(Debug, Clone)]
 pub struct ConfigApiSettings {
     /// `CONFIG_SECRET_PREFIX`, as for the streamer.
     pub config_secret_prefix: String,
+    /// `CREDENTIAL_STORE` and `CREDENTIAL_KMS_KEY_ID`, as for the streamer.
+    pub credential_store: CredentialStoreKind,
     /// `STREAM_TABLE_NAME` (required): the DynamoDB table of streams.
     pub stream_table_name: String,
     /// `MANAGEMENT_KEYS_SECRET_ID` (required): the secret holding the management keys.
@@ -31,6 +34,7 @@ impl ConfigApiSettings {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         Ok(Self {
             config_secret_prefix: config_secret_prefix(lookup),
+            credential_store: credential_store(lookup)?,
             stream_table_name: stream_table_name(lookup)?,
             management_keys_secret_id: get("MANAGEMENT_KEYS_SECRET_ID").ok_or(SettingsError {
                 name: "MANAGEMENT_KEYS_SECRET_ID",

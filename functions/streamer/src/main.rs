@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::settings::{StreamerSettings, stream_table_name};
-use event_log_streaming::store::{DynamoDbStreams, SecretsManagerCredentials};
+use event_log_streaming::store::DynamoDbStreams;
 use event_log_streaming::{Queues, Streamer};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -18,13 +18,15 @@ async fn main() -> Result<(), Error> {
     let settings = StreamerSettings::from_env()?;
     let table = stream_table_name(&|name| std::env::var(name).ok())?;
     let aws = event_log_streaming::aws::load().await;
+    let credentials = event_log_streaming::aws::credential_store(
+        &aws,
+        &settings.credential_store,
+        &settings.config_secret_prefix,
+        &table,
+    );
     let streams = Arc::new(DynamoDbStreams::new(
         aws_sdk_dynamodb::Client::new(&aws),
         table,
-    ));
-    let credentials = Arc::new(SecretsManagerCredentials::new(
-        aws_sdk_secretsmanager::Client::new(&aws),
-        settings.config_secret_prefix.clone(),
     ));
     let store = StreamerStore {
         lookup: streams.clone(),

@@ -1,5 +1,6 @@
 //! Where streams are kept: configuration, status and delivery health in a table, credentials
-//! in one secret per project.
+//! in one secret per stream (Secrets Manager) or sealed under a KMS key in the same table
+//! (envelope encryption, for many projects: [`kms_envelope`]).
 //!
 //! Ports, each as narrow as its caller:
 //! - [`StreamLookup`]: the streamer's batch read;
@@ -8,13 +9,15 @@
 //! - [`CredentialRead`] / [`CredentialWrite`]: the credential secrets, one per stream, read by
 //!   version.
 //!
-//! Adapters, one file each, each owning its record format: DynamoDB and Secrets Manager in
-//! AWS, an embedded JSON file for the local runner, memory for unit tests. The streamer reads
+//! Adapters, one file each, each owning its record format: DynamoDB, and Secrets Manager or
+//! the KMS envelope (`CREDENTIAL_STORE`), in AWS, an embedded JSON file for the local runner, memory for unit tests. The streamer reads
 //! through [`StreamDirectory`], a bounded cache in front of the lookup and credential ports.
 
+pub mod credential_move;
 mod directory;
 mod dynamodb;
 mod file;
+pub mod kms_envelope;
 mod memory;
 pub mod migrate;
 mod secrets_manager;
@@ -28,6 +31,7 @@ pub use directory::{Resolved, ResolvedStream, StreamDirectory};
 pub use dynamodb::DynamoDbStreams;
 pub use dynamodb::index::Built as IndexBuilt;
 pub use file::{FileStateStore, write_private_atomically};
+pub use kms_envelope::KmsEnvelopeCredentials;
 pub use memory::MemoryStateStore;
 pub use secrets_manager::{DEFAULT_SECRET_PREFIX, SecretsManagerCredentials};
 

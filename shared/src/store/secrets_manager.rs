@@ -54,6 +54,47 @@ impl SecretsManagerCredentials {
         format!("{}{project}/{stream_id}", self.prefix)
     }
 
+    /// The names of every stream secret under the prefix: those this adapter made, tagged with
+    /// their project (a ListSecrets: for the migration only). Other secrets under the prefix,
+    /// the management keys' should an operator put them there, are not among them.
+    pub async fn stream_secret_names(&self) -> StoreResult<Vec<String>> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(&self.prefix)
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        let mut entries = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| StoreError::unavailable("Secrets Manager ListSecrets", e))?;
+            entries.extend(page.secret_list.unwrap_or_default());
+        }
+        let mut names = Vec::new();
+        for entry in entries {
+            let Some(name) = entry.name() else { continue };
+            let Some(project) = name
+                .strip_prefix(&self.prefix)
+                .map(|rest| rest.split('/').next().unwrap_or_default())
+            else {
+                continue;
+            };
+            let tagged = entry
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("project_id") && t.value() == Some(project));
+            if tagged {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
     /// The secret string of a stream's secret: `{"credential":…,"redaction_key":…}`.
     pub fn secret_string(secret: &StreamSecret) -> String {
         serde_json::to_string(&SecretValue {

@@ -30,7 +30,7 @@ use crate::helpers::{DATADOG_KEY, LOKI_PASSWORD, LOKI_USER, StateEnv};
 
 const ADMIN: (&str, &str) = ("key-admin", "admin-secret-Fixture-77");
 const SCOPED: (&str, &str) = ("key-scoped", "scoped-secret-Fixture-88");
-const COLLECTION: &str = "/v1/projects/proj-a/event_log_streaming";
+pub(crate) const COLLECTION: &str = "/v1/projects/proj-a/event_log_streaming";
 /// The streamer's configuration cache TTL, by which an enable is dated ahead.
 const START_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -134,14 +134,14 @@ impl Api {
     }
 }
 
-fn loki_body(hostname: &str, password: &str) -> Value {
+pub(crate) fn loki_body(hostname: &str, password: &str) -> Value {
     json!({
         "destination_type": "GRAFANA_LOKI",
         "destination_config": {"grafana_loki": {"hostname": hostname, "username": LOKI_USER, "password": password}}
     })
 }
 
-fn datadog_body(site: &str, api_key: &str) -> Value {
+pub(crate) fn datadog_body(site: &str, api_key: &str) -> Value {
     json!({
         "destination_type": "DATADOG",
         "destination_config": {"datadog": {"site": site, "api_key": api_key}}

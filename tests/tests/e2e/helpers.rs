@@ -16,8 +16,8 @@ use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::domain::{ProjectId, StreamConfig, StreamingStatus};
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::{
-    CredentialStore, DynamoDbStreams, HealthWrite, SecretsManagerCredentials, StoredStream,
-    StreamLookup, StreamWrite,
+    CredentialStore, DynamoDbStreams, HealthWrite, KmsEnvelopeCredentials,
+    SecretsManagerCredentials, StoredStream, StreamLookup, StreamWrite,
 };
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
@@ -77,6 +77,8 @@ pub struct Options {
     pub event_queue: bool,
     /// Other settings, as environment variables.
     pub settings: Vec<(&'static str, String)>,
+    /// Where the credentials are.
+    pub adapter: Adapter,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             cache_ttl_seconds: 30,
             event_queue: false,
             settings: Vec::new(),
+            adapter: Adapter::SecretsManager,
         }
     }
 }
@@ -103,35 +106,113 @@ impl Options {
     }
 }
 
-/// A fresh state table and secret prefix in moto, with clients that count their calls.
+/// The credential adapters (`CREDENTIAL_STORE`); the tests of credentials run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapter {
+    SecretsManager,
+    KmsEnvelope,
+}
+
+impl Adapter {
+    /// The operation that reads a credential version (what a streamer's cache saves).
+    pub fn credential_read(self) -> &'static str {
+        match self {
+            Self::SecretsManager => "Secrets Manager.GetSecretValue",
+            Self::KmsEnvelope => "KMS.Decrypt",
+        }
+    }
+}
+
+/// One test per adapter, each calling `$name(adapter)`.
+macro_rules! on_both_adapters {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn secrets_manager() {
+                super::$name($crate::helpers::Adapter::SecretsManager).await
+            }
+            #[tokio::test]
+            async fn kms_envelope() {
+                super::$name($crate::helpers::Adapter::KmsEnvelope).await
+            }
+        }
+    };
+}
+
+/// A fresh state table and secret prefix in moto (and a KMS key, for the envelope), with
+/// clients that count their calls.
 pub struct StateEnv {
     pub streams: Arc<DynamoDbStreams>,
-    pub credentials: Arc<SecretsManagerCredentials>,
+    pub credentials: Arc<dyn CredentialStore>,
     pub calls: CallCounter,
     pub table: String,
     pub prefix: String,
+    pub adapter: Adapter,
+    /// The envelope's KMS key (one per environment); made for either adapter, so that a
+    /// migration can move to it.
+    pub kms_key_id: String,
 }
 
 impl StateEnv {
     pub async fn new() -> Self {
+        Self::with_adapter(Adapter::SecretsManager).await
+    }
+
+    pub async fn with_adapter(adapter: Adapter) -> Self {
         let aws = moto().sdk_config().await;
         let calls = CallCounter::default();
         let table = unique("streams");
         let dynamodb = calls.dynamodb(&aws);
         create_stream_table(&dynamodb, &table).await;
         let prefix = format!("{}/", unique("els"));
+        let kms_key_id = aws_sdk_kms::Client::new(&aws)
+            .create_key()
+            .description(unique("els"))
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
         let env = Self {
             streams: Arc::new(DynamoDbStreams::new(dynamodb, table.clone())),
-            credentials: Arc::new(SecretsManagerCredentials::new(
-                calls.secrets_manager(&aws),
-                prefix.clone(),
-            )),
+            credentials: credential_adapter(&aws, &calls, adapter, &table, &prefix, &kms_key_id),
             calls,
             table,
             prefix,
+            adapter,
+            kms_key_id,
         };
         env.calls.reset();
         env
+    }
+
+    /// The credential adapter `adapter` on this environment's table, secrets and key.
+    pub fn credentials_on(
+        &self,
+        aws: &SdkConfig,
+        calls: &CallCounter,
+        adapter: Adapter,
+    ) -> Arc<dyn CredentialStore> {
+        credential_adapter(
+            aws,
+            calls,
+            adapter,
+            &self.table,
+            &self.prefix,
+            &self.kms_key_id,
+        )
+    }
+
+    /// The environment's settings of its credential adapter.
+    pub fn credential_settings(&self) -> Vec<(&'static str, String)> {
+        match self.adapter {
+            Adapter::SecretsManager => vec![("CREDENTIAL_STORE", "SecretsManager".into())],
+            Adapter::KmsEnvelope => vec![
+                ("CREDENTIAL_STORE", "KmsEnvelope".into()),
+                ("CREDENTIAL_KMS_KEY_ID", self.kms_key_id.clone()),
+            ],
+        }
     }
 
     pub fn streamer_store(&self) -> StreamerStore {
@@ -157,10 +238,7 @@ impl StateEnv {
         ));
         StreamerStore {
             lookup: streams.clone(),
-            credentials: Arc::new(SecretsManagerCredentials::new(
-                calls.secrets_manager(aws),
-                self.prefix.clone(),
-            )),
+            credentials: self.credentials_on(aws, calls, self.adapter),
             health: streams,
         }
     }
@@ -212,6 +290,28 @@ impl StateEnv {
     }
 }
 
+fn credential_adapter(
+    aws: &SdkConfig,
+    calls: &CallCounter,
+    adapter: Adapter,
+    table: &str,
+    prefix: &str,
+    kms_key_id: &str,
+) -> Arc<dyn CredentialStore> {
+    match adapter {
+        Adapter::SecretsManager => Arc::new(SecretsManagerCredentials::new(
+            calls.secrets_manager(aws),
+            prefix,
+        )),
+        Adapter::KmsEnvelope => Arc::new(KmsEnvelopeCredentials::new(
+            calls.dynamodb(aws),
+            table,
+            calls.kms(aws),
+            kms_key_id,
+        )),
+    }
+}
+
 impl StreamerEnv {
     pub async fn new(options: Options) -> Self {
         let aws = moto().sdk_config().await;
@@ -238,7 +338,7 @@ impl StreamerEnv {
         } else {
             None
         };
-        let state = StateEnv::new().await;
+        let state = StateEnv::with_adapter(options.adapter).await;
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("CONFIG_SECRET_PREFIX", state.prefix.clone()),
             (
@@ -262,6 +362,7 @@ impl StreamerEnv {
             vars.insert("RETRY_QUEUE_ARN", RETRY_QUEUE_ARN.into());
             vars.insert("REQUEUE_BASE_DELAY_SECONDS", "0".into());
         }
+        vars.extend(state.credential_settings());
         vars.extend(options.settings);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let queues = Queues::from_settings(&settings, &sqs);

@@ -3,8 +3,10 @@
 mod config_api;
 mod controls_api;
 mod cost;
+mod envelope;
 mod faults;
 mod handoff;
+#[macro_use]
 mod helpers;
 mod page;
 mod retry_queue;

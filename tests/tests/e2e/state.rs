@@ -29,7 +29,6 @@ use crate::helpers::*;
 
 const BATCH_GET: &str = "DynamoDB.BatchGetItem";
 const BATCH_GET_KEYS: &str = "DynamoDB.BatchGetItem.keys";
-const GET_SECRET: &str = "Secrets Manager.GetSecretValue";
 
 fn with_settings(settings: &[(&'static str, &str)], cache_ttl_seconds: u64) -> Options {
     Options {
@@ -52,14 +51,21 @@ fn events(projects: &[&str], prefix: &str) -> Vec<SqsRecord> {
         .collect()
 }
 
-/// Each batch after a TTL expiry reads the table twice: the index of configured projects (its
-/// head and 16 shards) and the items of the configured projects it names; the 20 projects
-/// without a stream are never read. Without the index, every project is read.
-#[tokio::test]
-async fn a_batch_reads_the_index_and_configured_projects_and_credentials_once_per_version() {
+// Each batch after a TTL expiry reads the table twice: the index of configured projects (its
+// head and 16 shards) and the items of the configured projects it names; the 20 projects
+// without a stream are never read. Without the index, every project is read.
+on_both_adapters!(a_batch_reads_the_index_and_configured_projects_and_credentials_once_per_version);
+async fn a_batch_reads_the_index_and_configured_projects_and_credentials_once_per_version(
+    adapter: Adapter,
+) {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
     // No cache: every batch reads the table again, as after each TTL expiry.
-    let env = StreamerEnv::new(with_settings(&[], 0)).await;
+    let env = StreamerEnv::new(Options {
+        adapter,
+        ..with_settings(&[], 0)
+    })
+    .await;
+    let read_credential = adapter.credential_read();
     env.configure("on-loki", loki_config(&loki.hostname(), LOKI_PASSWORD))
         .await;
     env.configure(
@@ -86,7 +92,7 @@ async fn a_batch_reads_the_index_and_configured_projects_and_credentials_once_pe
     assert_eq!(env.calls.count(BATCH_GET), 2 + 6, "{:?}", env.calls.all());
     assert_eq!(env.calls.count(BATCH_GET_KEYS), 17 + 22 + 3 * (17 + 2));
     assert_eq!(
-        env.calls.count(GET_SECRET),
+        env.calls.count(read_credential),
         1,
         "only the active stream's credential, once: {:?}",
         env.calls.all()
@@ -112,7 +118,7 @@ async fn a_batch_reads_the_index_and_configured_projects_and_credentials_once_pe
     for round in 3..5 {
         env.invoke(events(&projects, &format!("r{round}"))).await;
     }
-    assert_eq!(env.calls.count(GET_SECRET), 2, "{:?}", env.calls.all());
+    assert_eq!(env.calls.count(read_credential), 2, "{:?}", env.calls.all());
     assert_eq!(env.calls.count(BATCH_GET), 2 + 6 + 4);
 }
 
@@ -202,16 +208,23 @@ async fn health_is_written_at_a_state_change_and_otherwise_at_most_once_per_inte
     assert_eq!(loki.accepted().len(), 4);
 }
 
-#[tokio::test]
-async fn refused_credentials_suspend_the_stream_which_skips_until_enabled_without_backfill() {
+on_both_adapters!(
+    refused_credentials_suspend_the_stream_which_skips_until_enabled_without_backfill
+);
+async fn refused_credentials_suspend_the_stream_which_skips_until_enabled_without_backfill(
+    adapter: Adapter,
+) {
     let loki = FakeDestination::loki(LOKI_USER, LOKI_PASSWORD).await;
-    let env = StreamerEnv::new(with_settings(
-        &[
-            ("SUSPEND_AFTER_AUTH_FAILURES", "3"),
-            ("SUSPEND_AFTER_SECONDS", "0"),
-        ],
-        0,
-    ))
+    let env = StreamerEnv::new(Options {
+        adapter,
+        ..with_settings(
+            &[
+                ("SUSPEND_AFTER_AUTH_FAILURES", "3"),
+                ("SUSPEND_AFTER_SECONDS", "0"),
+            ],
+            0,
+        )
+    })
     .await;
     env.configure("p", loki_config(&loki.hostname(), "glc_revoked-token-0000"))
         .await;
@@ -646,9 +659,9 @@ async fn a_migration_interrupted_before_the_last_step_is_finished_by_the_next_ru
     assert_eq!(current.version_id().unwrap(), version);
 }
 
-#[tokio::test]
-async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
-    let state = StateEnv::new().await;
+on_both_adapters!(a_deleted_stream_keeps_no_credential_and_can_be_created_again);
+async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again(adapter: Adapter) {
+    let state = StateEnv::with_adapter(adapter).await;
     let project = ProjectId::parse("p").unwrap();
     let created = state.configure("p", datadog_config(DATADOG_KEY)).await;
     state
@@ -673,12 +686,11 @@ async fn a_deleted_stream_keeps_no_credential_and_can_be_created_again() {
     assert_eq!(again.version, 2);
     // The new stream's secret is its own: its name is not the deleted one's.
     assert_ne!(&again.credential.secret_id, secret);
-    assert!(
-        again
-            .credential
-            .secret_id
-            .starts_with(&format!("{}p/", state.prefix))
-    );
+    let named = match adapter {
+        Adapter::SecretsManager => format!("{}p/", state.prefix),
+        Adapter::KmsEnvelope => "envelope:p/".to_owned(),
+    };
+    assert!(again.credential.secret_id.starts_with(&named));
 }
 
 /// AWS deletes a secret in the background, even with `ForceDeleteWithoutRecovery`: until it

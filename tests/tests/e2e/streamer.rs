@@ -1052,7 +1052,6 @@ async fn redaction_masks_hashes_or_removes_fields_before_they_leave_and_logs_hol
         );
     }
 
-    use event_log_streaming::store::CredentialRead;
     let secret = env.credentials.get(&hashed.credential).await.unwrap();
     let key = secret
         .redaction_key

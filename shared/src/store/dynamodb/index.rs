@@ -152,43 +152,26 @@ pub struct Built {
     pub streams: usize,
 }
 
-/// Puts every stream of the table into its shard, then writes the head: from then on the
-/// streamer trusts the index. Idempotent; safe while the config API runs (it keeps the shards
-/// itself; a stream deleted during the scan may stay listed, which costs a read and nothing
-/// else). Run after deploying a config API that keeps the index (`make migrate` does).
-pub async fn build(client: &Client, table: &str, now: time::OffsetDateTime) -> StoreResult<Built> {
+/// Puts `projects` (every stream of the table) into their shards, then writes the head: from
+/// then on the streamer trusts the index. Idempotent; safe while the config API runs (it keeps
+/// the shards itself; a stream deleted since the scan may stay listed, which costs a read and
+/// nothing else). Run after deploying a config API that keeps the index (`make migrate` does).
+pub async fn build(
+    client: &Client,
+    table: &str,
+    projects: &[ProjectId],
+    now: time::OffsetDateTime,
+) -> StoreResult<Built> {
     let mut shards: HashMap<String, Vec<String>> = HashMap::new();
-    let mut start: Option<Item> = None;
-    let mut built = Built::default();
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .projection_expression("#key")
-            .expression_attribute_names("#key", attr::PROJECT_ID)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("DynamoDB Scan", e))?;
-        for item in page.items.unwrap_or_default() {
-            let Some(id) = item.get(attr::PROJECT_ID).and_then(|v| v.as_s().ok()) else {
-                continue;
-            };
-            // The index's own items, and any other item that is not a stream's.
-            let Ok(project) = ProjectId::parse(id) else {
-                continue;
-            };
-            built.streams += 1;
-            shards
-                .entry(shard_key(&project))
-                .or_default()
-                .push(project.to_string());
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
+    for project in projects {
+        shards
+            .entry(shard_key(project))
+            .or_default()
+            .push(project.to_string());
     }
+    let built = Built {
+        streams: projects.len(),
+    };
     for (shard, ids) in shards {
         client
             .update_item()

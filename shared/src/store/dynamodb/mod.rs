@@ -76,7 +76,8 @@ impl DynamoDbStreams {
     /// Builds the index of configured projects from the streams in the table
     /// ([`index::build`]); until then the streamer reads every project's item.
     pub async fn build_index(&self, now: time::OffsetDateTime) -> StoreResult<index::Built> {
-        index::build(&self.client, &self.table, now).await
+        let projects = self.project_ids().await?;
+        index::build(&self.client, &self.table, &projects, now).await
     }
 
     fn key(project: &ProjectId) -> Item {
@@ -471,5 +472,27 @@ fn is_stream(seen: &StreamConfig, write: &mut Update) -> String {
         format!("attribute_not_exists({id}) AND {created} = {value}")
     } else {
         format!("{id} = {}", write.value(s(&seen.stream_id)))
+    }
+}
+
+impl DynamoDbStreams {
+    /// Every project with a stream (a Scan of the keys: for the migration only). Keys that are
+    /// not project ids, such as the KMS envelope's credential items, are left out.
+    pub async fn project_ids(&self) -> StoreResult<Vec<ProjectId>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression("#key")
+            .expression_attribute_names("#key", attr::PROJECT_ID)
+            .into_paginator()
+            .items()
+            .send();
+        let mut projects = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError::unavailable("DynamoDB Scan", e))?;
+            projects.extend(project_of(&item));
+        }
+        Ok(projects)
     }
 }
