@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_log_streaming::delivery::StreamerStore;
-use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
 use event_log_streaming::domain::{DestinationType, StreamControls};
 use event_log_streaming::event::QueueMessage;
 use event_log_streaming::settings::StreamerSettings;
@@ -21,7 +20,7 @@ use event_log_streaming::store::MemoryStateStore;
 use event_log_streaming::{Streamer, StreamerOptions};
 use integration_tests::fake_destination::FakeDestination;
 use integration_tests::fixtures::{
-    datadog_config, labels, loki_config, loopback_client, provision,
+    datadog_config, filter_on, hash_of, labels, loki_config, loopback_client, provision,
 };
 use time::OffsetDateTime;
 
@@ -51,30 +50,16 @@ impl Controls {
     }
 
     fn stream_controls(self) -> StreamControls {
-        let filter = EventFilterBody {
-            actions: Some(
-                [
-                    "MagicLinks*",
-                    "Passwords*",
-                    "OAuthAuthenticate",
-                    "SessionsAuthenticate",
-                    "TotpsAuthenticate",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
-            statuses: None,
-        };
-        let hash = RedactionBody {
-            fields: ["event_id", "request_id", "project_name", "user_agent"]
-                .map(String::from)
-                .to_vec(),
-            mode: "HASH".into(),
-        };
         match self {
             Self::None => StreamControls::default(),
-            Self::Filter => StreamControls::parse(Some(&filter), None).unwrap(),
-            Self::Hash => StreamControls::parse(None, Some(&hash)).unwrap(),
+            Self::Filter => filter_on(&[
+                "MagicLinks*",
+                "Passwords*",
+                "OAuthAuthenticate",
+                "SessionsAuthenticate",
+                "TotpsAuthenticate",
+            ]),
+            Self::Hash => hash_of(&["event_id", "request_id", "project_name", "user_agent"]),
         }
     }
 }

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use event_log_streaming::destination::{self, LogLabels, Payload};
-use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
 use event_log_streaming::domain::{DeliveryHealth, DestinationType, StreamControls};
 use event_log_streaming::event::{EventRecord, QueueMessage, parse_message};
 use event_log_streaming::gzip::{self as deflate, Gzip, gzip};
@@ -39,7 +38,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
-use integration_tests::fixtures::{Zipf, datadog_config, loki_config, provision};
+use integration_tests::fixtures::{
+    Zipf, datadog_config, filter_on, hash_of, loki_config, provision,
+};
 use integration_tests::moto::moto;
 use integration_tests::tls::pki;
 use serde_json::json;
@@ -85,30 +86,16 @@ impl Controls {
     }
 
     fn stream_controls(self) -> StreamControls {
-        let filter = EventFilterBody {
-            actions: Some(
-                [
-                    "MagicLinks*",
-                    "Passwords*",
-                    "OTPs*",
-                    "SessionsAuthenticate",
-                    "OAuthGoogleStart",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
-            statuses: None,
-        };
-        let hash = RedactionBody {
-            fields: ["ip_address", "user_agent", "request_id", "project_name"]
-                .map(String::from)
-                .to_vec(),
-            mode: "HASH".into(),
-        };
         match self {
             Self::None => StreamControls::default(),
-            Self::Filter => StreamControls::parse(Some(&filter), None).unwrap(),
-            Self::Hash => StreamControls::parse(None, Some(&hash)).unwrap(),
+            Self::Filter => filter_on(&[
+                "MagicLinks*",
+                "Passwords*",
+                "OTPs*",
+                "SessionsAuthenticate",
+                "OAuthGoogleStart",
+            ]),
+            Self::Hash => hash_of(&["ip_address", "user_agent", "request_id", "project_name"]),
         }
     }
 }

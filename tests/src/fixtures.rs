@@ -3,6 +3,7 @@
 
 use event_log_streaming::destination::LogLabels;
 use event_log_streaming::destination::client::{ClientOptions, DestinationClient};
+use event_log_streaming::domain::controls::{EventFilterBody, RedactionBody};
 use event_log_streaming::domain::{
     DatadogBody, Destination, DestinationConfigBody, DestinationType, LokiBody, ProjectId,
     StreamConfig, StreamControls, StreamState, StreamingStatus,
@@ -143,4 +144,22 @@ impl Zipf {
             .partition_point(|c| *c < u)
             .min(self.cumulative.len() - 1)
     }
+}
+
+/// An `event_filter` streaming `actions` (any status).
+pub fn filter_on(actions: &[&str]) -> StreamControls {
+    let filter = EventFilterBody {
+        actions: Some(actions.iter().map(|a| a.to_string()).collect()),
+        statuses: None,
+    };
+    StreamControls::parse(Some(&filter), None).unwrap()
+}
+
+/// A `redaction` hashing `fields`.
+pub fn hash_of(fields: &[&str]) -> StreamControls {
+    let hash = RedactionBody {
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        mode: "HASH".into(),
+    };
+    StreamControls::parse(None, Some(&hash)).unwrap()
 }
