@@ -108,11 +108,7 @@ async fn main() -> Result<(), Error> {
         .as_ref()
         .map(|sqs| Queues::from_settings(&settings, sqs))
         .unwrap_or_default();
-    let ports = StreamerStore {
-        lookup: store.clone(),
-        credentials: store.clone(),
-        health: store.clone(),
-    };
+    let ports = StreamerStore::of_one(store.clone());
     let streamer = Arc::new(Streamer::from_settings(&settings, ports, queues)?);
     let api = AppState::new(
         store.clone(),

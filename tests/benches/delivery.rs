@@ -95,11 +95,7 @@ async fn run(kind: DestinationType, controls: Controls) -> f64 {
     let client = loopback_client(Some(datadog.base_url()));
     let defaults = StreamerSettings::from_lookup(|_| None).unwrap();
     let streamer = Streamer::new(
-        StreamerStore {
-            lookup: store.clone(),
-            credentials: store.clone(),
-            health: store,
-        },
+        StreamerStore::of_one(store.clone()),
         client,
         Default::default(),
         StreamerOptions {

@@ -99,6 +99,20 @@ pub struct StreamerStore {
     pub health: Arc<dyn HealthWrite>,
 }
 
+impl StreamerStore {
+    /// One store serving the three ports: the local runner's file, memory in tests.
+    pub fn of_one<S>(store: Arc<S>) -> Self
+    where
+        S: StreamLookup + CredentialRead + HealthWrite + 'static,
+    {
+        Self {
+            lookup: store.clone(),
+            credentials: store.clone(),
+            health: store,
+        }
+    }
+}
+
 pub struct StreamerOptions {
     pub labels: LogLabels,
     /// The clock every decision reads; the real one outside tests.

@@ -153,11 +153,7 @@ async fn retries_end_by_the_delivery_deadline_and_the_message_is_left_to_sqs() {
     // Nothing listens there: every attempt fails without an answer, and is retried.
     configure_at(&memory, "p", true, "127.0.0.1:1").await;
     let streamer = streamer_with(
-        StreamerStore {
-            lookup: memory.clone(),
-            credentials: memory.clone(),
-            health: memory.clone(),
-        },
+        StreamerStore::of_one(memory.clone()),
         &[("ALLOW_PRIVATE_DESTINATIONS", "true")],
     );
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -184,11 +180,7 @@ async fn a_credential_that_cannot_be_read_is_shown_in_the_streams_health() {
     let mut lost = config.next_version(START);
     lost.credential.version_id = "a-version-that-does-not-exist".into();
     memory.update(&lost, config.version).await.unwrap();
-    let streamer = streamer(StreamerStore {
-        lookup: memory.clone(),
-        credentials: memory.clone(),
-        health: memory.clone(),
-    });
+    let streamer = streamer(StreamerStore::of_one(memory.clone()));
 
     let report = streamer
         .process_batch(
@@ -360,11 +352,7 @@ async fn filtered_records_are_acknowledged_unsent_and_counted_with_the_trackers_
 async fn records_of_a_disabled_stream_are_skipped_as_disabled_not_filtered() {
     let memory = Arc::new(MemoryStateStore::new());
     configure_with(&memory, "p", false, "127.0.0.1:1", only_actions(&["X"])).await;
-    let streamer = streamer(StreamerStore {
-        lookup: memory.clone(),
-        credentials: memory.clone(),
-        health: memory.clone(),
-    });
+    let streamer = streamer(StreamerStore::of_one(memory.clone()));
 
     let report = streamer
         .process_batch(

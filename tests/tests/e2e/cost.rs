@@ -53,13 +53,7 @@ async fn aws_calls_stay_within_the_cost_model_on_a_realistic_mix() {
         .collect::<Vec<_>>()
         .await;
     state.build_index().await;
-    let settings = StreamerSettings::from_lookup(|name| match name {
-        "CONFIG_CACHE_TTL_SECONDS" => Some(CACHE_TTL.as_secs().to_string()),
-        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
-        "EXTRA_CA_CERTS" => Some(ca_file()),
-        _ => None,
-    })
-    .unwrap();
+    let settings = settings(CACHE_TTL);
     let clock = Arc::new(AdvancingClock::default());
     let mut containers = Vec::new();
     for _ in 0..CONTAINERS {
@@ -215,13 +209,7 @@ async fn table_reads_stay_flat_as_projects_without_a_stream_grow() {
 async fn keys_read_in_one_ttl(state: &StateEnv, emitting: usize) -> usize {
     let calls = CallCounter::default();
     // An hour: however slow the machine, every batch falls within one TTL.
-    let settings = StreamerSettings::from_lookup(|name| match name {
-        "CONFIG_CACHE_TTL_SECONDS" => Some("3600".into()),
-        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
-        "EXTRA_CA_CERTS" => Some(ca_file()),
-        _ => None,
-    })
-    .unwrap();
+    let settings = settings(Duration::from_secs(3600));
     let store = state.container_store(&calls).await;
     let streamer = Streamer::from_settings(&settings, store, Default::default()).unwrap();
     let ranks: Vec<usize> = (0..emitting).collect();
@@ -252,4 +240,15 @@ async fn keys_read_in_one_ttl(state: &StateEnv, emitting: usize) -> usize {
         .get("DynamoDB.BatchGetItem.keys")
         .copied()
         .unwrap_or(0)
+}
+
+/// A streamer's settings with a cache of `ttl`, pushing to the loopback fake destinations.
+fn settings(ttl: Duration) -> StreamerSettings {
+    StreamerSettings::from_lookup(|name| match name {
+        "CONFIG_CACHE_TTL_SECONDS" => Some(ttl.as_secs().to_string()),
+        "ALLOW_PRIVATE_DESTINATIONS" => Some("true".into()),
+        "EXTRA_CA_CERTS" => Some(ca_file()),
+        _ => None,
+    })
+    .unwrap()
 }

@@ -512,11 +512,7 @@ where
         _ => None,
     })
     .unwrap();
-    let ports = StreamerStore {
-        lookup: store.clone(),
-        credentials: store.clone(),
-        health: store.clone(),
-    };
+    let ports = StreamerStore::of_one(store.clone());
     let streamer = Arc::new(Streamer::from_settings(&settings, ports, Default::default()).unwrap());
     let api = AppState::new(
         store.clone(),

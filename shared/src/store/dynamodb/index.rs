@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::item::{Item, attr, s};
 use crate::domain::ProjectId;
@@ -70,47 +70,16 @@ pub fn index_key(project: &ProjectId) -> Item {
     key(&shard_key(project))
 }
 
-/// The configured projects, or `None` when the index is not built (no head). One BatchGetItem
-/// of the head and every shard, eventually consistent like the streamer's other reads.
-pub async fn read(client: &Client, table: &str) -> StoreResult<Option<HashSet<ProjectId>>> {
+/// The keys of the head and every shard: what one read of the index asks for.
+pub fn keys() -> Vec<Item> {
     let mut keys: Vec<Item> = (0..SHARDS).map(|shard| key(&shard_name(shard))).collect();
     keys.push(key(HEAD));
-    let mut items: Vec<Item> = Vec::with_capacity(keys.len());
-    // Unprocessed keys are asked for again at once, a few times: 17 small items rarely
-    // exceed what one call serves.
-    for _ in 0..3 {
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .build()
-            .expect("keys are set");
-        let mut output = client
-            .batch_get_item()
-            .request_items(table, request)
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("DynamoDB BatchGetItem (index)", e))?;
-        items.extend(
-            output
-                .responses
-                .as_mut()
-                .and_then(|r| r.remove(table))
-                .unwrap_or_default(),
-        );
-        keys = output
-            .unprocessed_keys
-            .and_then(|mut u| u.remove(table))
-            .map(|k| k.keys)
-            .unwrap_or_default();
-        if keys.is_empty() {
-            break;
-        }
-    }
-    if !keys.is_empty() {
-        return Err(StoreError::unavailable(
-            "DynamoDB BatchGetItem (index)",
-            "keys left unprocessed",
-        ));
-    }
+    keys
+}
+
+/// The configured projects in the index's `items` (those [`keys`] found), or `None` when the
+/// index is not built (no head).
+pub fn projects_in(items: &[Item]) -> StoreResult<Option<HashSet<ProjectId>>> {
     let name = |item: &Item| {
         item.get(attr::PROJECT_ID)
             .and_then(|v| v.as_s().ok())
@@ -120,7 +89,7 @@ pub async fn read(client: &Client, table: &str) -> StoreResult<Option<HashSet<Pr
         return Ok(None);
     }
     let mut projects = HashSet::new();
-    for item in &items {
+    for item in items {
         match item.get(PROJECTS) {
             Some(AttributeValue::Ss(ids)) => {
                 for id in ids {

@@ -105,9 +105,8 @@ impl DynamoDbStreams {
     /// One BatchGetItem of at most [`MAX_KEYS_PER_BATCH_GET`] keys, asking again for the
     /// unprocessed ones: the items found, and the keys still unprocessed after
     /// [`UNPROCESSED_KEY_ROUNDS`] rounds.
-    async fn batch_get(&self, projects: &[ProjectId]) -> StoreResult<(Vec<Item>, Vec<Item>)> {
-        let mut found = Vec::with_capacity(projects.len());
-        let mut keys: Vec<Item> = projects.iter().map(Self::key).collect();
+    async fn batch_get(&self, mut keys: Vec<Item>) -> StoreResult<(Vec<Item>, Vec<Item>)> {
+        let mut found = Vec::with_capacity(keys.len());
         for round in 0..UNPROCESSED_KEY_ROUNDS {
             if round > 0 {
                 tokio::time::sleep(UNPROCESSED_KEY_BACKOFF * 2u32.pow(round - 1)).await;
@@ -257,11 +256,18 @@ where
 impl StreamLookup for DynamoDbStreams {
     /// The index's head and shards, in one BatchGetItem.
     async fn configured(&self, deadline: Instant) -> StoreResult<Option<HashSet<ProjectId>>> {
-        tokio::time::timeout_at(deadline, index::read(&self.client, &self.table))
+        let read = tokio::time::timeout_at(deadline, self.batch_get(index::keys()))
             .await
             .map_err(|_| {
                 StoreError::unavailable("DynamoDB BatchGetItem (index)", "no answer in time")
-            })?
+            })??;
+        match read {
+            (items, unprocessed) if unprocessed.is_empty() => index::projects_in(&items),
+            _ => Err(StoreError::unavailable(
+                "DynamoDB BatchGetItem (index)",
+                format!("keys left unprocessed after {UNPROCESSED_KEY_ROUNDS} rounds"),
+            )),
+        }
     }
 
     /// One BatchGetItem per 100 projects, all at once; each chunk ends by `deadline` on its
@@ -270,7 +276,11 @@ impl StreamLookup for DynamoDbStreams {
         let chunks = projects
             .chunks(MAX_KEYS_PER_BATCH_GET)
             .map(|chunk| async move {
-                let read = tokio::time::timeout_at(deadline, self.batch_get(chunk)).await;
+                let read = tokio::time::timeout_at(
+                    deadline,
+                    self.batch_get(chunk.iter().map(Self::key).collect()),
+                )
+                .await;
                 (chunk, read)
             });
         let mut found = Found::default();
