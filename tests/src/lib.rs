@@ -12,6 +12,7 @@ pub mod logs;
 pub mod moto;
 pub mod moto_proxy;
 pub mod tls;
+pub mod zlib_reference;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
