@@ -221,7 +221,12 @@ async fn keys_command(
         }
         KeysCommand::List => {
             let keys = keys::list(store).await?;
-            let width = keys.iter().map(|k| k.key_id.len()).max().unwrap_or(0).max(6);
+            let width = keys
+                .iter()
+                .map(|k| k.key_id.len())
+                .max()
+                .unwrap_or(0)
+                .max(6);
             println!("{:<width$}  {:<20}  PROJECTS", "KEY ID", "CREATED");
             for key in keys {
                 let created = key

@@ -55,7 +55,11 @@ impl DeadLetters {
         format!("the dead-letter queue {}", self.url)
     }
 
-    fn aws_error<E, R>(&self, action: &'static str, err: &aws_sdk_sqs::error::SdkError<E, R>) -> AwsError
+    fn aws_error<E, R>(
+        &self,
+        action: &'static str,
+        err: &aws_sdk_sqs::error::SdkError<E, R>,
+    ) -> AwsError
     where
         E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,

@@ -79,7 +79,10 @@ impl Target {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(&letter.body)
-                .message_attributes(SENT_TIMESTAMP_ATTRIBUTE, number(letter.sent_ms().to_string()));
+                .message_attributes(
+                    SENT_TIMESTAMP_ATTRIBUTE,
+                    number(letter.sent_ms().to_string()),
+                );
             if let Some(attempts) = letter.attempts {
                 entry = entry.message_attributes(ATTEMPTS_ATTRIBUTE, number(attempts.to_string()));
             }
@@ -95,7 +98,12 @@ impl Target {
             .map_err(|e| AwsError::of("sqs:SendMessage", self.resource(), &e))?;
         let mut results = vec![Ok(()); letters.len()];
         for failed in output.failed() {
-            if let Some(result) = failed.id().parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+            if let Some(result) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
                 *result = Err(format!(
                     "{}: {}",
                     failed.code(),
@@ -232,8 +240,7 @@ impl Redrive<'_> {
             }
         }
         run.report.moved += sent.len();
-        run.moved
-            .extend(sent.iter().map(|l| l.message_id.clone()));
+        run.moved.extend(sent.iter().map(|l| l.message_id.clone()));
         match self.from.delete(&sent).await {
             Ok(not_deleted) => {
                 run.report.not_deleted.extend(not_deleted);
@@ -298,9 +305,16 @@ mod tests {
             batches(letters).iter().map(Vec::len).collect()
         };
         assert_eq!(sizes((0..25).map(|_| letter(10)).collect()), [10, 10, 5]);
-        assert_eq!(sizes((0..3).map(|_| letter(200 * 1024)).collect()), [1, 1, 1]);
         assert_eq!(
-            sizes(vec![letter(100 * 1024), letter(100 * 1024), letter(100 * 1024)]),
+            sizes((0..3).map(|_| letter(200 * 1024)).collect()),
+            [1, 1, 1]
+        );
+        assert_eq!(
+            sizes(vec![
+                letter(100 * 1024),
+                letter(100 * 1024),
+                letter(100 * 1024)
+            ]),
             [2, 1]
         );
         assert!(batches(Vec::new()).is_empty());

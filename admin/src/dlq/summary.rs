@@ -44,7 +44,11 @@ impl fmt::Display for Summary {
         };
         section(f, "reason", rows(&self.by_reason))?;
         section(f, "project", rows(&self.by_project))?;
-        let ages = self.by_age.iter().map(|(band, n)| (band.label(), *n)).collect();
+        let ages = self
+            .by_age
+            .iter()
+            .map(|(band, n)| (band.label(), *n))
+            .collect();
         section(f, "age", ages)
     }
 }
@@ -97,8 +101,22 @@ mod tests {
             attempts: None,
         };
         let mut summary = Summary::default();
-        summary.add(&letter(Some("retries_exhausted"), Some("p-1"), datetime!(2026-03-10 11:30 UTC)), now);
-        summary.add(&letter(Some("retries_exhausted"), Some("p-2"), datetime!(2026-03-09 11:30 UTC)), now);
+        summary.add(
+            &letter(
+                Some("retries_exhausted"),
+                Some("p-1"),
+                datetime!(2026-03-10 11:30 UTC),
+            ),
+            now,
+        );
+        summary.add(
+            &letter(
+                Some("retries_exhausted"),
+                Some("p-2"),
+                datetime!(2026-03-09 11:30 UTC),
+            ),
+            now,
+        );
         summary.add(&letter(None, None, datetime!(2026-02-01 00:00 UTC)), now);
         assert_eq!(summary.messages, 3);
         assert_eq!(summary.by_reason["retries_exhausted"], 2);
@@ -109,6 +127,9 @@ mod tests {
         assert_eq!(summary.by_age[&AgeBand::UnderAWeek], 1);
         assert_eq!(summary.by_age[&AgeBand::AWeekOrMore], 1);
         let text = summary.to_string();
-        assert!(text.starts_with("messages: 3\nby reason:\n  (none)             1\n"), "{text}");
+        assert!(
+            text.starts_with("messages: 3\nby reason:\n  (none)             1\n"),
+            "{text}"
+        );
     }
 }

@@ -21,7 +21,10 @@ pub use file::FileKeys;
 pub use secrets_manager::SecretsManagerKeys;
 
 /// Rounds of a change that concurrent changes keep overtaking before it gives up.
-pub const CHANGE_ROUNDS: usize = 3;
+pub const CHANGE_ROUNDS: usize = 4;
+/// The longest pause before a round after a conflict, times the round: writers that
+/// collided pick different pauses and so do not collide again.
+const CONFLICT_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 /// A new key's secret: 24 random bytes, 48 hex characters (as the local runner's key).
 const SECRET_BYTES: usize = 24;
 /// Key ids are the user half of HTTP Basic (`key_id:secret`), so they hold no `:`.
@@ -34,8 +37,11 @@ pub trait KeyStore: Send + Sync {
     async fn read(&self) -> Result<(Vec<ManagementKey>, Self::Version), KeysError>;
     /// [`KeysError::Conflict`] when the list is no longer at `version`; then nothing of
     /// `keys` took effect.
-    async fn replace(&self, version: &Self::Version, keys: &[ManagementKey])
-    -> Result<(), KeysError>;
+    async fn replace(
+        &self,
+        version: &Self::Version,
+        keys: &[ManagementKey],
+    ) -> Result<(), KeysError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +152,10 @@ async fn change(
     edit: impl Fn(&mut Vec<ManagementKey>) -> Result<(), KeysError>,
 ) -> Result<(), KeysError> {
     let mut last = String::new();
-    for _ in 0..CHANGE_ROUNDS {
+    for round in 0..CHANGE_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(CONFLICT_PAUSE.mul_f64(fastrand::f64()) * round as u32).await;
+        }
         let (mut keys, version) = store.read().await?;
         edit(&mut keys)?;
         match store.replace(&version, &keys).await {
@@ -183,8 +192,8 @@ fn parse_projects(list: &str) -> Result<Vec<String>, KeysError> {
     }
     let mut projects = Vec::new();
     for item in items {
-        let project =
-            ProjectId::parse(item).map_err(|e| KeysError::InvalidProjects(format!("{item:?}: {e}")))?;
+        let project = ProjectId::parse(item)
+            .map_err(|e| KeysError::InvalidProjects(format!("{item:?}: {e}")))?;
         if !projects.contains(&project.as_str().to_owned()) {
             projects.push(project.as_str().to_owned());
         }
@@ -258,22 +267,32 @@ mod tests {
         assert_eq!(listed[0].key_id, "ops-1");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_change_overtaken_reads_again_and_keeps_the_other_change() {
         let store = Memory::default();
         *store.conflicts.lock().unwrap() = CHANGE_ROUNDS - 1;
         create(&store, "ops-1", "*", now()).await.unwrap();
-        let ids: Vec<String> = list(&store).await.unwrap().into_iter().map(|k| k.key_id).collect();
+        let ids: Vec<String> = list(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
         assert_eq!(ids, ["other-1", "other-2", "ops-1"]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_change_overtaken_every_round_is_refused() {
         let store = Memory::default();
         *store.conflicts.lock().unwrap() = CHANGE_ROUNDS;
         let err = create(&store, "ops-1", "*", now()).await.unwrap_err();
         assert!(matches!(err, KeysError::KeptChanging(_)), "{err}");
-        let ids: Vec<String> = list(&store).await.unwrap().into_iter().map(|k| k.key_id).collect();
+        let ids: Vec<String> = list(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
         assert!(!ids.contains(&"ops-1".to_owned()));
     }
 

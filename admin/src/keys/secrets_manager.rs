@@ -6,7 +6,9 @@
 //! `InvalidParameterException` when `AWSCURRENT` is no longer on the version read: someone
 //! wrote meanwhile, and the change is read again instead of overwriting theirs. The version
 //! left staged [`PENDING_STAGE`] by a lost round takes effect nowhere; the next write moves
-//! the label on. (moto 5.2.5 checks `RemoveFromVersionId` the same way.)
+//! the label on. (moto 5.2.5 checks `RemoveFromVersionId` the same way; it serves a
+//! GetSecretValue without a stage from the version last put as `AWSCURRENT`, not from where
+//! the label is now, so reads name the stage.)
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -48,17 +50,19 @@ impl KeyStore for SecretsManagerKeys {
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
+            .version_stage(CURRENT_STAGE)
             .send()
             .await
             .map_err(|e| AwsError::of("secretsmanager:GetSecretValue", self.resource(), &e))?;
         let version = output.version_id().unwrap_or_default().to_owned();
-        let keys = serde_json::from_str(output.secret_string().unwrap_or_default()).map_err(
-            |e| KeysError::NotAList {
-                place: self.resource(),
-                line: e.line(),
-                column: e.column(),
-            },
-        )?;
+        let keys =
+            serde_json::from_str(output.secret_string().unwrap_or_default()).map_err(|e| {
+                KeysError::NotAList {
+                    place: self.resource(),
+                    line: e.line(),
+                    column: e.column(),
+                }
+            })?;
         Ok((keys, version))
     }
 

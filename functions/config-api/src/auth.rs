@@ -97,9 +97,12 @@ impl ManagementKeys {
         {
             return Ok(keys.clone());
         }
+        // The stage named, as AWS defaults it: moto otherwise answers with the version last
+        // put as current, not the one `els-admin` moved the stage to.
         let output = client
             .get_secret_value()
             .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
             .send()
             .await
             .map_err(|e| {
@@ -225,7 +228,9 @@ mod tests {
         let keys: Vec<ManagementKey> = serde_json::from_str(new).unwrap();
         assert_eq!(keys[0].created_at.unwrap().year(), 2026);
         // Written back as read: an old key gains no field.
-        let written = serde_json::to_string(&serde_json::from_str::<Vec<ManagementKey>>(old).unwrap()).unwrap();
+        let written =
+            serde_json::to_string(&serde_json::from_str::<Vec<ManagementKey>>(old).unwrap())
+                .unwrap();
         assert_eq!(written, old);
         let unknown = r#"[{"key_id":"k","secret_sha256":"ab","projects":["*"],"role":"x"}]"#;
         assert!(serde_json::from_str::<Vec<ManagementKey>>(unknown).is_err());
