@@ -14,7 +14,7 @@ export SAM_CLI_TELEMETRY := 0
 # cargo-lambda finds zig through the first python3 on PATH: the tools' virtualenv.
 WITH_TOOLS := PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"
 
-.PHONY: run migrate test browser fault lint build sam-build bench fmt
+.PHONY: run migrate admin test browser fault lint build sam-build bench fmt
 
 ## run: the config API and POST /v1/events on 127.0.0.1:3000, on a local file store (.local/)
 run:
@@ -26,6 +26,11 @@ run:
 ## stream's credential to the other adapter (README, "Credential stores")
 migrate:
 	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
+
+## admin: the operators' command (ARGS="keys list", "dlq summary", "dlq redrive --reason R",
+## "stream show PROJECT", "--stack NAME ...", "--local keys ..."; README, "Admin command")
+admin:
+	cargo run --locked -p els-admin -- $(ARGS)
 
 ## test: install the AWS emulator (moto), the API tester (schemathesis) and the browser if
 ## needed, then run every test

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use config_api::auth::ManagementKey;
 use event_log_streaming::store::write_private_atomically;
-use serde_json::json;
 
 pub const LOCAL_KEY_ID: &str = "local-admin";
+/// The keys file in the data directory; `els-admin --local` changes it too.
+pub const KEYS_FILE_NAME: &str = "management-keys.json";
 
 /// The keys in `path`; on first start, a new all-projects key whose secret is returned once.
 pub fn load_or_create(path: &Path) -> std::io::Result<(Vec<ManagementKey>, Option<String>)> {
@@ -25,13 +26,12 @@ pub fn load_or_create(path: &Path) -> std::io::Result<(Vec<ManagementKey>, Optio
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
             let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let key = ManagementKey::new(LOCAL_KEY_ID, &secret, &["*"]);
-            let stored = json!([{
-                "key_id": key.key_id,
-                "secret_sha256": key.secret_sha256,
-                "projects": key.projects,
-            }]);
-            write_private_atomically(path, serde_json::to_string_pretty(&stored)?.as_bytes())?;
+            let key = ManagementKey {
+                created_at: Some(time::OffsetDateTime::now_utc()),
+                ..ManagementKey::new(LOCAL_KEY_ID, &secret, &["*"])
+            };
+            let stored = serde_json::to_string_pretty(std::slice::from_ref(&key))?;
+            write_private_atomically(path, stored.as_bytes())?;
             Ok((vec![key], Some(secret)))
         }
         Err(e) => Err(e),

@@ -17,9 +17,9 @@ use event_log_streaming::destination::client::DestinationClient;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::FileStateStore;
 use event_log_streaming::{Queues, Streamer};
-use local_runner::keys::{self, LOCAL_KEY_ID};
-use local_runner::local_app;
+use local_runner::keys::{self, KEYS_FILE_NAME, LOCAL_KEY_ID};
 use local_runner::sqs::Consumer;
+use local_runner::{STATE_FILE_NAME, local_app};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,9 +75,8 @@ async fn main() -> Result<(), Error> {
         _ => None,
     })?;
 
-    let store = Arc::new(FileStateStore::new(args.data_dir.join("state.json")));
-    let (management_keys, new_secret) =
-        keys::load_or_create(&args.data_dir.join("management-keys.json"))?;
+    let store = Arc::new(FileStateStore::new(args.data_dir.join(STATE_FILE_NAME)));
+    let (management_keys, new_secret) = keys::load_or_create(&args.data_dir.join(KEYS_FILE_NAME))?;
     if let Some(secret) = new_secret {
         println!(
             "\nCreated a management key (shown once; only its hash is kept in {}):",

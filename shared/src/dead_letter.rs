@@ -17,6 +17,12 @@ use aws_sdk_sqs::operation::send_message::SendMessageError;
 use crate::event::{ATTEMPTS_ATTRIBUTE, QueueMessage, RejectedRecord, SENT_TIMESTAMP_ATTRIBUTE};
 use crate::event_queue::message_attribute;
 
+/// Message attributes of a dead letter: why it was set aside, and from what.
+pub const REASON_ATTRIBUTE: &str = "rejection_reason";
+pub const DETAIL_ATTRIBUTE: &str = "rejection_detail";
+pub const SOURCE_MESSAGE_ID_ATTRIBUTE: &str = "source_message_id";
+pub const PROJECT_ID_ATTRIBUTE: &str = "project_id";
+
 /// SQS attribute values are limited in total size per message; a reason is a sentence.
 const MAX_DETAIL_CHARS: usize = 500;
 
@@ -52,13 +58,13 @@ impl DeadLetterQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(&record.body)
-            .message_attributes("rejection_reason", attribute(record.reason.as_str()))
-            .message_attributes("rejection_detail", attribute(&detail))
-            .message_attributes("source_message_id", attribute(&source.message_id))
+            .message_attributes(REASON_ATTRIBUTE, attribute(record.reason.as_str()))
+            .message_attributes(DETAIL_ATTRIBUTE, attribute(&detail))
+            .message_attributes(SOURCE_MESSAGE_ID_ATTRIBUTE, attribute(&source.message_id))
             .message_attributes(ATTEMPTS_ATTRIBUTE, number(source.attempt.to_string()))
             .message_attributes(SENT_TIMESTAMP_ATTRIBUTE, number(sent_ms.to_string()));
         if let Some(project) = &record.project_id {
-            request = request.message_attributes("project_id", attribute(project.as_str()));
+            request = request.message_attributes(PROJECT_ID_ATTRIBUTE, attribute(project.as_str()));
         }
         request.send().await.map(|_| ()).map_err(DeadLetterError)
     }

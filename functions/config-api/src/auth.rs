@@ -1,7 +1,8 @@
 //! Management keys: HTTP Basic with `key_id:secret`.
 //!
 //! Keys live in one Secrets Manager secret (`MANAGEMENT_KEYS_SECRET_ID`) as a JSON list of
-//! `{key_id, secret_sha256, projects}`, where `projects` lists project ids or is `["*"]`. Only
+//! `{key_id, secret_sha256, projects}`, where `projects` lists project ids or is `["*"]`, and
+//! optionally `created_at` (RFC 3339; `els-admin keys create` sets it, older lists lack it). Only
 //! the SHA-256 of each secret is stored, and it is compared in constant time. The list is
 //! cached for [`KEYS_CACHE_TTL`] so that a rotation takes effect within a minute.
 
@@ -14,7 +15,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use event_log_streaming::domain::ProjectId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -23,7 +24,7 @@ use crate::{AppState, request_id};
 
 pub const KEYS_CACHE_TTL: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagementKey {
     pub key_id: String,
@@ -31,6 +32,13 @@ pub struct ManagementKey {
     pub secret_sha256: String,
     /// Project ids, or `"*"` for every project.
     pub projects: Vec<String>,
+    /// When the key was made, for operators; keys written before it was kept have none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub created_at: Option<time::OffsetDateTime>,
 }
 
 impl ManagementKey {
@@ -39,6 +47,7 @@ impl ManagementKey {
             key_id: key_id.into(),
             secret_sha256: sha256_hex(secret),
             projects: projects.iter().map(|p| p.to_string()).collect(),
+            created_at: None,
         }
     }
 
@@ -88,9 +97,12 @@ impl ManagementKeys {
         {
             return Ok(keys.clone());
         }
+        // The stage named, as AWS defaults it: moto otherwise answers with the version last
+        // put as current, not the one `els-admin` moved the stage to.
         let output = client
             .get_secret_value()
             .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
             .send()
             .await
             .map_err(|e| {
@@ -205,6 +217,23 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn lists_with_and_without_a_creation_time_parse_and_unknown_fields_do_not() {
+        let old = r#"[{"key_id":"k","secret_sha256":"ab","projects":["*"]}]"#;
+        let keys: Vec<ManagementKey> = serde_json::from_str(old).unwrap();
+        assert!(keys[0].created_at.is_none());
+        let new = r#"[{"key_id":"k","secret_sha256":"ab","projects":["p"],"created_at":"2026-01-02T03:04:05Z"}]"#;
+        let keys: Vec<ManagementKey> = serde_json::from_str(new).unwrap();
+        assert_eq!(keys[0].created_at.unwrap().year(), 2026);
+        // Written back as read: an old key gains no field.
+        let written =
+            serde_json::to_string(&serde_json::from_str::<Vec<ManagementKey>>(old).unwrap())
+                .unwrap();
+        assert_eq!(written, old);
+        let unknown = r#"[{"key_id":"k","secret_sha256":"ab","projects":["*"],"role":"x"}]"#;
+        assert!(serde_json::from_str::<Vec<ManagementKey>>(unknown).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod page;
 mod routes;
 pub mod settings;
 pub mod streams;
-mod view;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, so one moto server serves them all.
 
+mod admin;
 mod config_api;
 mod controls_api;
 mod cost;
