@@ -23,12 +23,12 @@ run:
 ## migrate: move an AWS deployment's old per-project secrets into the state table (idempotent;
 ## ARGS="--table NAME [--prefix PREFIX]", AWS credentials from the usual places); with
 ## ARGS="... --to kms-envelope|secrets-manager [--kms-key-id KEY] [--delete-old]", move every
-## stream's credential to the other adapter (README, "Credential stores")
+## stream's credential to the other adapter (docs/operations.md, "Credential stores")
 migrate:
 	cargo run --locked -p local-runner --bin migrate -- $(ARGS)
 
 ## admin: the operators' command (ARGS="keys list", "dlq summary", "dlq redrive --reason R",
-## "stream show PROJECT", "--stack NAME ...", "--local keys ..."; README, "Admin command")
+## "stream show PROJECT", "--stack NAME ...", "--local keys ..."; docs/operations.md, "Admin command")
 admin:
 	cargo run --locked -p els-admin -- $(ARGS)
 
@@ -91,7 +91,7 @@ sam-build: $(TOOLS_STAMP)
 	$(WITH_TOOLS) sam build
 
 ## bench: encoding, gzip, stream controls, end-to-end delivery, and the release streamer driven as Lambda
-## drives it (see README, "Performance")
+## drives it (see docs/performance.md)
 bench: $(MOTO)
 	cargo build --release --locked -p streamer
 	cargo bench -p event-log-streaming --bench gzip --locked

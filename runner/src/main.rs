@@ -2,8 +2,9 @@
 //!
 //! Usage: local-runner [--listen ADDR] [--data-dir DIR] [--sqs-queue-url URL]
 //!                     [--sqs-retry-queue-url URL] [--batch-timeout-seconds N]
-//! The streamer's environment settings apply (see the README); `CONFIG_CACHE_TTL_SECONDS`
-//! defaults to 0 here, so a change made through the API applies to the next event.
+//! The streamer's environment settings apply (docs/operations.md, "Streamer settings");
+//! `CONFIG_CACHE_TTL_SECONDS` defaults to 0 here, so a change made through the API applies to
+//! the next event.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

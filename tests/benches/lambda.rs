@@ -633,7 +633,7 @@ fn gzip_levels(rng: &mut fastrand::Rng) {
 }
 
 /// Events per push and bytes sent per streamed event as invocations grow, on the cost
-/// model's mix (README, Cost): 5,000 projects with Zipf(1) traffic, every tenth rank
+/// model's mix (docs/cost.md): 5,000 projects with Zipf(1) traffic, every tenth rank
 /// configured. Each configured project of an invocation gets one push of its events (these
 /// events, gzipped at the streamer's level) plus about 400 bytes of request headers.
 fn batching(rng: &mut fastrand::Rng) {

@@ -1,6 +1,6 @@
 //! What happens to a push after each attempt, and to records that cannot be delivered now:
 //! the whole retry policy, in one place, as pure functions of what was seen and of the time
-//! passed in. Callers ask and act; the table tests below read like the README's table
+//! passed in. Callers ask and act; the table tests below read like the table in docs/delivery.md
 //! ("What is delivered, and how").
 //!
 //! - [`decide`]: after one attempt of a push, deliver, wait and try again (on the pooled
@@ -247,7 +247,7 @@ mod tests {
         Decision::Retry { delay, connection }
     }
 
-    /// Every row of the README's table, in its order. Jitter 0.5: the computed wait is half
+    /// Every row of docs/delivery.md's table, in its order. Jitter 0.5: the computed wait is half
     /// its ceiling.
     #[test]
     fn every_answer_meets_the_documented_fate() {

@@ -1,8 +1,7 @@
 //! What the streamer costs in AWS calls, counted by operation over a realistic mix: 5,000
 //! projects sending Zipf-distributed traffic, 500 of them configured, three containers with
 //! caches that expire between rounds; and how the table's reads grow (they do not) when ten
-//! times as many projects emit events without a stream. The README's cost section rests on
-//! these counts.
+//! times as many projects emit events without a stream. docs/cost.md rests on these counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //!
 //! Why: a Secrets Manager secret costs $0.40 a month, $40,000 a month at 100,000 streams; a
 //! KMS key costs $1 a month whatever it protects, and a few hundred bytes more in DynamoDB
-//! cost next to nothing (README, "Cost"). Why a data key rather than `kms:Encrypt` of the
+//! cost next to nothing (docs/cost.md). Why a data key rather than `kms:Encrypt` of the
 //! secret itself (≤ 4 KB would do): the issue asks for envelope encryption, the plaintext
 //! never travels to KMS, and the format does not depend on KMS's payload limit; the price
 //! is the same, one KMS request per write (`GenerateDataKey`) and per uncached read
