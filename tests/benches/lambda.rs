@@ -217,6 +217,26 @@ fn record(rng: &mut fastrand::Rng, project: &str) -> String {
     .to_string()
 }
 
+/// One SQS message in Lambda's JSON, sent at `sent_ms` (Unix milliseconds).
+fn sqs_message(id: &str, body: String, sent_ms: u128) -> serde_json::Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("handle-{id}"),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": sent_ms.to_string(),
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": sent_ms.to_string(),
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
+        "awsRegion": "us-east-1",
+    })
+}
+
 /// The SQS events of a case, in Lambda's JSON.
 fn events_of(case: Case, rng: &mut fastrand::Rng, batches: usize) -> Vec<String> {
     // One project, or Zipf(1) over [`ZIPF_PROJECTS`].
@@ -241,22 +261,7 @@ fn events_of(case: Case, rng: &mut fastrand::Rng, batches: usize) -> Vec<String>
                             (0..case.events_per_message).map(|_| one(rng)).collect();
                         format!("[{}]", records.join(","))
                     };
-                    json!({
-                        "messageId": format!("{b}-{m}"),
-                        "receiptHandle": format!("handle-{b}-{m}"),
-                        "body": body,
-                        "attributes": {
-                            "ApproximateReceiveCount": "1",
-                            "SentTimestamp": now_ms().to_string(),
-                            "SenderId": "AIDAEXAMPLE",
-                            "ApproximateFirstReceiveTimestamp": now_ms().to_string(),
-                        },
-                        "messageAttributes": {},
-                        "md5OfBody": "",
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
-                        "awsRegion": "us-east-1",
-                    })
+                    sqs_message(&format!("{b}-{m}"), body, now_ms())
                 })
                 .collect();
             json!({ "Records": records }).to_string()
@@ -701,19 +706,15 @@ fn case_events(case: Case, rng: &mut fastrand::Rng) -> Vec<String> {
     events_of(case, rng, batches)
 }
 
-async fn run_case(
-    case: Case,
+/// The release streamer as Lambda starts it, its runtime API at `runtime_address`.
+fn start_streamer(
     environment: &Environment,
     sink: &FakeDestination,
-    events: Vec<String>,
-) -> Measured {
-    let api = Arc::new(RuntimeApi::default());
-    let runtime_address = api.clone().serve().await;
-
-    let started = Instant::now();
-    let mut child: Child = Command::new(streamer_binary())
+    runtime_address: &str,
+) -> Child {
+    Command::new(streamer_binary())
         .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_address)
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "streamer")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -734,7 +735,20 @@ async fn run_case(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start the streamer");
+        .expect("start the streamer")
+}
+
+async fn run_case(
+    case: Case,
+    environment: &Environment,
+    sink: &FakeDestination,
+    events: Vec<String>,
+) -> Measured {
+    let api = Arc::new(RuntimeApi::default());
+    let runtime_address = api.clone().serve().await;
+
+    let started = Instant::now();
+    let mut child = start_streamer(environment, sink, &runtime_address);
     let pid = child.id();
     if std::env::var_os("BENCH_PRINT_PID").is_some() {
         eprintln!("streamer pid {pid}");
@@ -770,6 +784,115 @@ async fn run_case(
         bytes_per_event: (sink.body_bytes() - bytes_before) as f64 / measured_events as f64,
         init_ms: init.as_secs_f64() * 1e3,
     }
+}
+
+/// The template's event source: a batch is invoked when it holds `BatchSize` messages or its
+/// first message has waited `MaximumBatchingWindowInSeconds`, whichever comes first.
+const TEMPLATE_BATCH_SIZE: usize = 1_000;
+const TEMPLATE_BATCHING_WINDOW_S: f64 = 5.0;
+/// 100 M events a day is 1,157 a second; Lambda starts five pollers on a queue, so each
+/// gathers about a fifth of them.
+const STEADY_MESSAGES_PER_SECOND_PER_POLLER: f64 = 231.0;
+const STEADY_BATCHES: usize = 40;
+
+/// Delivery lag at the template's settings: a steady (Poisson) stream of one-event messages
+/// of the 500 Zipf projects, gathered into batches as the event source does, each invoked on
+/// the release streamer as it closes. An event's lag is the batching window's part (its batch
+/// closes − it was sent: simulated time, since waiting is all the window does) plus the
+/// processing part (the invocation, from the event handed over to the answer, which comes
+/// after every push was acknowledged: measured). The sink answers at once, so a real
+/// destination's round trip comes on top of the processing part. Percentiles are over events.
+async fn steady_load_lag(
+    environment: &Environment,
+    sink: &FakeDestination,
+    rng: &mut fastrand::Rng,
+) {
+    let api = Arc::new(RuntimeApi::default());
+    let runtime_address = api.clone().serve().await;
+    let mut child = start_streamer(environment, sink, &runtime_address);
+    let projects = Zipf::new(ZIPF_PROJECTS);
+    let mut clock = 0.0_f64;
+    let mut window_parts = Vec::new();
+    let mut processing_parts = Vec::new();
+    let mut totals = Vec::new();
+    let mut invocations = Vec::new();
+    // The first batch warms connections and caches, as in the cases above; not measured.
+    for batch in 0..=STEADY_BATCHES {
+        let mut sent: Vec<f64> = Vec::new();
+        let opened = clock
+            + rng.f64().max(f64::MIN_POSITIVE).ln().abs() / STEADY_MESSAGES_PER_SECOND_PER_POLLER;
+        let mut next = opened;
+        while sent.len() < TEMPLATE_BATCH_SIZE && next <= opened + TEMPLATE_BATCHING_WINDOW_S {
+            sent.push(next);
+            next +=
+                rng.f64().max(f64::MIN_POSITIVE).ln().abs() / STEADY_MESSAGES_PER_SECOND_PER_POLLER;
+        }
+        let closed = if sent.len() == TEMPLATE_BATCH_SIZE {
+            *sent.last().unwrap()
+        } else {
+            opened + TEMPLATE_BATCHING_WINDOW_S
+        };
+        clock = closed;
+        let now = now_ms();
+        let records: Vec<serde_json::Value> = sent
+            .iter()
+            .enumerate()
+            .map(|(m, at)| {
+                let waited_ms = ((closed - at) * 1e3) as u128;
+                let project = format!("bench-{}", projects.sample(rng));
+                sqs_message(
+                    &format!("steady-{batch}-{m}"),
+                    record(rng, &project),
+                    now - waited_ms,
+                )
+            })
+            .collect();
+        let event = json!({ "Records": records }).to_string();
+        let started = Instant::now();
+        api.invoke(event).await;
+        let processing = started.elapsed().as_secs_f64();
+        if batch == 0 {
+            continue;
+        }
+        invocations.push((processing, batch));
+        for at in &sent {
+            window_parts.push(closed - at);
+            processing_parts.push(processing);
+            totals.push(closed - at + processing);
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let errors = api.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{errors:?}");
+    let percentile = |values: &mut Vec<f64>, p: f64| {
+        values.sort_by(f64::total_cmp);
+        values[((values.len() - 1) as f64 * p).round() as usize]
+    };
+    let events = window_parts.len();
+    println!(
+        "delivery lag, steady load ({STEADY_MESSAGES_PER_SECOND_PER_POLLER} one-event messages/s to a poller, BatchSize {TEMPLATE_BATCH_SIZE}, window {TEMPLATE_BATCHING_WINDOW_S} s, {ZIPF_PROJECTS} Zipf projects, {events} events in {STEADY_BATCHES} batches of {:.0} on average):",
+        events as f64 / STEADY_BATCHES as f64
+    );
+    for (part, values, unit) in [
+        ("batching window", &mut window_parts, 1.0),
+        ("processing", &mut processing_parts, 1e3),
+        ("total", &mut totals, 1.0),
+    ] {
+        let (p50, p99) = (
+            percentile(values, 0.5) * unit,
+            percentile(values, 0.99) * unit,
+        );
+        let unit = if unit == 1.0 { "s" } else { "ms" };
+        println!("  {part:<16} p50 {p50:>7.2} {unit}, p99 {p99:>7.2} {unit}");
+    }
+    invocations.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest: Vec<String> = invocations
+        .iter()
+        .take(3)
+        .map(|(seconds, batch)| format!("batch {batch}: {:.0} ms", seconds * 1e3))
+        .collect();
+    println!("  slowest invocations: {}", slowest.join(", "));
 }
 
 fn main() {
@@ -866,6 +989,10 @@ fn main() {
             if let Some((_, base)) = without(case) {
                 println!("{}: {:.2}x without controls", case.name, rate / base);
             }
+        }
+        // `BENCH_CASE=steady` runs only this one.
+        if only.as_ref().is_none_or(|only| "steady load lag".contains(only.as_str())) {
+            steady_load_lag(&environment, &sink, &mut rng).await;
         }
     });
 }
