@@ -212,7 +212,7 @@ fn every_reason_is_listed(reason: RejectReason) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use time::macros::datetime;
 
     use super::*;
@@ -242,7 +242,11 @@ mod tests {
         }
     }
 
-    fn letter(reason: Option<&str>, project: Option<&str>, sent_at: OffsetDateTime) -> DeadLetter {
+    pub(crate) fn letter(
+        reason: Option<&str>,
+        project: Option<&str>,
+        sent_at: OffsetDateTime,
+    ) -> DeadLetter {
         DeadLetter {
             message_id: "m".into(),
             receipt_handle: "r".into(),

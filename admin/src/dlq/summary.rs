@@ -87,19 +87,11 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::dlq::tests::letter;
 
     #[test]
     fn each_message_counts_once_in_each_section() {
         let now = datetime!(2026-03-10 12:00 UTC);
-        let letter = |reason: Option<&str>, project: Option<&str>, sent_at| DeadLetter {
-            message_id: "m".into(),
-            receipt_handle: "r".into(),
-            body: "{}".into(),
-            reason: reason.map(str::to_owned),
-            project: project.map(str::to_owned),
-            sent_at,
-            attempts: None,
-        };
         let mut summary = Summary::default();
         summary.add(
             &letter(

@@ -267,17 +267,17 @@ mod tests {
         assert_eq!(listed[0].key_id, "ops-1");
     }
 
+    async fn key_ids(store: &Memory) -> Vec<String> {
+        let keys = list(store).await.unwrap();
+        keys.into_iter().map(|k| k.key_id).collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_change_overtaken_reads_again_and_keeps_the_other_change() {
         let store = Memory::default();
         *store.conflicts.lock().unwrap() = CHANGE_ROUNDS - 1;
         create(&store, "ops-1", "*", now()).await.unwrap();
-        let ids: Vec<String> = list(&store)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.key_id)
-            .collect();
+        let ids = key_ids(&store).await;
         let mut expected: Vec<String> = (1..CHANGE_ROUNDS).map(|n| format!("other-{n}")).collect();
         expected.push("ops-1".into());
         assert_eq!(ids, expected);
@@ -289,12 +289,7 @@ mod tests {
         *store.conflicts.lock().unwrap() = CHANGE_ROUNDS;
         let err = create(&store, "ops-1", "*", now()).await.unwrap_err();
         assert!(matches!(err, KeysError::KeptChanging(_)), "{err}");
-        let ids: Vec<String> = list(&store)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.key_id)
-            .collect();
+        let ids = key_ids(&store).await;
         assert!(!ids.contains(&"ops-1".to_owned()));
     }
 
