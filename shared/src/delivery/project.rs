@@ -124,8 +124,7 @@ impl Pusher<'_> {
                     range.len(),
                     splits_left,
                     deadline,
-                    &mut delivery.health,
-                    &mut delivery.pushes,
+                    &mut delivery,
                 )
                 .await;
             attempts += pushed.attempts;
@@ -197,8 +196,7 @@ impl Pusher<'_> {
     }
 
     /// One push, attempted and retried as the retry policy decides. Each attempt is noted
-    /// in `health` and counted in `pushes`.
-    #[allow(clippy::too_many_arguments)]
+    /// in the delivery's health and counted in its pushes.
     async fn push(
         &self,
         destination: &Destination,
@@ -206,8 +204,7 @@ impl Pusher<'_> {
         records: usize,
         splits_left: usize,
         deadline: Instant,
-        health: &mut DeliveryHealth,
-        pushes: &mut PushCounts,
+        delivery: &mut ProjectDelivery,
     ) -> Pushed {
         let mut attempts = 0;
         let mut first_attempt_at = None;
@@ -241,8 +238,14 @@ impl Pusher<'_> {
                 .await;
             drop(slot);
             let class = classify(&response);
-            note_attempt(health, destination, &response, &class, self.clock);
-            pushes.attempt(&class);
+            note_attempt(
+                &mut delivery.health,
+                destination,
+                &response,
+                &class,
+                self.clock,
+            );
+            delivery.pushes.attempt(&class);
             let state = PushState {
                 attempts: attempts as u32,
                 first_attempt_at: first,
