@@ -140,7 +140,7 @@ impl<'a> EventRecord<'a> {
 }
 
 /// Why a record can never be delivered. Rejected records go to the dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RejectReason {
     MalformedJson,
     NotAnObject,

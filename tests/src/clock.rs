@@ -35,3 +35,20 @@ impl Clock for AdvancingClock {
         OffsetDateTime::now_utc() + self.ahead()
     }
 }
+
+/// A wall clock that stands still at `at` while monotonic time runs with the real clock: every
+/// push is accepted "at" `at`, so a lag measured from a known send time is exact.
+#[derive(Debug)]
+pub struct StillWallClock {
+    pub at: OffsetDateTime,
+}
+
+impl Clock for StillWallClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn utc(&self) -> OffsetDateTime {
+        self.at
+    }
+}

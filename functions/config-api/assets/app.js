@@ -113,6 +113,15 @@
     return Number.isNaN(date.getTime()) ? timestamp : date.toLocaleString();
   }
 
+  // A lag in words a customer reads at a glance: tenths below 10 s, whole seconds below two
+  // minutes, then whole minutes.
+  function lagText(millis) {
+    const seconds = millis / 1000;
+    if (seconds < 10) return `${Math.max(seconds, 0.1).toFixed(1)} s`;
+    if (seconds < 120) return `${Math.round(seconds)} s`;
+    return `${Math.round(seconds / 60)} min`;
+  }
+
   function selectedType() {
     const checked = document.querySelector('input[name="destination-type"]:checked');
     return checked ? checked.value : null;
@@ -290,6 +299,12 @@
     syncStatusButtons();
 
     const health = stream.delivery_health || {};
+    const lag = health.last_delivery_lag_ms;
+    const hasLag = typeof lag === "number";
+    $("health-lag").textContent = hasLag
+      ? `Events arrive about ${lagText(lag)} after they happen (latest delivery, ${when(health.last_delivery_lag_at)}).`
+      : "";
+    show("health-lag", hasLag);
     $("health-last-success").textContent = when(health.last_success_at);
     $("health-last-error").textContent = health.last_error
       ? `${when(health.last_error.at)}: ${health.last_error.message}`

@@ -72,6 +72,10 @@ struct HealthView {
     events_delivered: u64,
     events_failed: u64,
     events_filtered: u64,
+    /// The latest delivery's lag, and when it was seen; null before the first delivery.
+    last_delivery_lag_ms: Option<u64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_delivery_lag_at: Option<OffsetDateTime>,
 }
 
 #[derive(Serialize)]
@@ -144,6 +148,8 @@ impl From<&StoredStream> for ConfigView {
                 events_delivered: health.events_delivered,
                 events_failed: health.events_failed,
                 events_filtered: health.events_filtered,
+                last_delivery_lag_ms: health.last_delivery_lag.map(|lag| lag.millis),
+                last_delivery_lag_at: health.last_delivery_lag.map(|lag| lag.at),
             },
         }
     }

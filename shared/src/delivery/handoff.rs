@@ -27,7 +27,7 @@ use tracing::warn;
 use super::Queues;
 use super::retry::{self, Handoff, RetryPolicy};
 use crate::domain::ProjectId;
-use crate::event::{FailedRecord, QueueMessage, RejectedRecord};
+use crate::event::{FailedRecord, QueueMessage, RejectReason, RejectedRecord};
 use crate::store::error_chain;
 
 /// Sends in flight at once: a refused chunk can hold a thousand records.
@@ -82,6 +82,16 @@ pub struct Settled {
     /// Messages left whole although some of their records had been handed elsewhere: their
     /// redelivery repeats those (both queues failed twice).
     pub redelivered_whole: usize,
+    /// Each record handed off, with its project (none when it had no valid one), for the
+    /// metrics.
+    pub handed: Vec<(Option<ProjectId>, HandedTo)>,
+}
+
+/// Where a record was handed off to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandedTo {
+    RetryQueue,
+    DeadLetterQueue(RejectReason),
 }
 
 /// One send: records taken out of their message's ledger for the time of a round, and put
@@ -110,6 +120,28 @@ enum Send {
 enum Handed {
     Back,
     DeadLettered,
+}
+
+impl Send {
+    /// The projects of the records this send put where `handed` says.
+    fn projects_handed_to(&self, handed: Handed) -> Vec<(Option<ProjectId>, HandedTo)> {
+        match (self, handed) {
+            (Self::Back { records, .. }, _) => records
+                .iter()
+                .map(|r| (Some(r.project_id.clone()), HandedTo::RetryQueue))
+                .collect(),
+            (
+                Self::DeadLetter { record, .. } | Self::DeadLetterElseBack { record, .. },
+                Handed::DeadLettered,
+            ) => vec![(
+                record.project_id.clone(),
+                HandedTo::DeadLetterQueue(record.reason),
+            )],
+            (Self::DeadLetter { record, .. } | Self::DeadLetterElseBack { record, .. }, _) => {
+                vec![(record.project_id.clone(), HandedTo::RetryQueue)]
+            }
+        }
+    }
 }
 
 /// Hands off what each message has left, by `deadline`.
@@ -162,6 +194,9 @@ pub async fn settle(
                     (*message, 1)
                 }
             };
+            if let Some(handed) = handed {
+                settled.handed.extend(send.projects_handed_to(handed));
+            }
             let ledger = &mut ledgers[message];
             match (handed, send) {
                 (Some(Handed::Back), _) => {

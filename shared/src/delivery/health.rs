@@ -6,7 +6,7 @@
 //! - otherwise at most once per stream per `HEALTH_WRITE_INTERVAL_SECONDS`.
 //!
 //! Counts never make a write due on their own: records delivered, failed or filtered out by
-//! the stream's `event_filter` ride along with the next write. A stream whose records are all
+//! the stream's `event_filter`, and the latest delivery lag, ride along with the next write. A stream whose records are all
 //! filtered (no push, so no change of state) is written at most once per interval.
 //!
 //! After a write, the stored health (all containers' observations) decides suspension: the
@@ -34,7 +34,7 @@ use tracing::{error, warn};
 use crate::clock::Clock;
 use crate::destination::classify::destination_name;
 use crate::domain::{DeliveryHealth, ProjectId, StreamConfig, SuspendPolicy, Suspension};
-use crate::metrics;
+use crate::metrics::{self, MetricsOut};
 use crate::store::{HealthWrite, error_chain};
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +64,7 @@ pub struct HealthTracker {
     clock: Arc<dyn Clock>,
     streams: Mutex<LruCache<ProjectId, Tracked>>,
     writes: Semaphore,
+    metrics: MetricsOut,
 }
 
 /// What a health write led to.
@@ -80,6 +81,7 @@ impl HealthTracker {
         store: Arc<dyn HealthWrite>,
         clock: Arc<dyn Clock>,
         capacity: NonZeroUsize,
+        metrics: MetricsOut,
     ) -> Self {
         Self {
             options,
@@ -87,6 +89,7 @@ impl HealthTracker {
             clock,
             streams: Mutex::new(LruCache::new(capacity)),
             writes: Semaphore::new(CONCURRENT_WRITES),
+            metrics,
         }
     }
 
@@ -219,7 +222,8 @@ impl HealthTracker {
                     reason = %suspension.reason,
                     "stream suspended"
                 );
-                metrics::emit(&metrics::stream_suspended(now, project, destination));
+                self.metrics
+                    .emit(&metrics::stream_suspended(now, project, destination));
                 Written::Suspended
             }
             // The configuration changed since these deliveries: the new one gets its chance.

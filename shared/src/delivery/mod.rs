@@ -16,6 +16,9 @@
 //!   records back to the retry queue, rejected ones to the dead-letter queue; a message is
 //!   left to SQS whole only when none of its records went anywhere.
 //!
+//! Then the batch's summary is logged and its metrics written ([`crate::metrics::batch`]):
+//! every record counted under the destination type it was headed for.
+//!
 //! Delivery is at-least-once: a record is sent again only if its own push failed (or, as a
 //! last resort, when both queues refuse what is left of its message). Loki drops a duplicate
 //! (same timestamp and bytes); Datadog does not deduplicate.
@@ -45,11 +48,13 @@ use crate::destination::client::{ClientBuildError, DestinationClient};
 use crate::domain::{DeliveryError, DeliveryHealth, Destination, ProjectId, SuspendPolicy};
 use crate::event::{EventRecord, FailedRecord, QueueMessage, parse_message};
 use crate::event_queue::EventQueue;
+use crate::metrics::batch::Route;
+use crate::metrics::{BatchMetrics, MetricsOut, PushCounts};
 use crate::settings::{SettingsError, StreamerSettings};
 use crate::store::{
     CredentialRead, HealthWrite, Resolved, ResolvedStream, StreamDirectory, StreamLookup,
 };
-use handoff::MessageLedger;
+use handoff::{HandedTo, MessageLedger};
 use health::{HealthOptions, HealthTracker, Written};
 use outcome::RecordOutcome;
 pub use outcome::{BatchReport, BatchSummary, ProjectStatus, SkipReason};
@@ -125,6 +130,8 @@ pub struct StreamerOptions {
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
     pub health: HealthOptions,
+    /// Where metric lines go: standard output outside tests.
+    pub metrics: MetricsOut,
 }
 
 impl StreamerOptions {
@@ -150,6 +157,7 @@ impl StreamerOptions {
                         .unwrap_or(time::Duration::MAX),
                 },
             },
+            metrics: MetricsOut::Stdout,
         }
     }
 }
@@ -172,6 +180,26 @@ pub struct Streamer {
     request_timeout: Duration,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    metrics: MetricsOut,
+}
+
+/// What became of one project's records in a batch.
+struct ProjectOutcome {
+    /// Each record's outcome, with the index of its message.
+    outcomes: Vec<(usize, RecordOutcome)>,
+    /// Push attempts beyond the first.
+    retries: usize,
+    pushes: PushCounts,
+}
+
+impl ProjectOutcome {
+    fn settled(outcomes: Vec<(usize, RecordOutcome)>) -> Self {
+        Self {
+            outcomes,
+            retries: 0,
+            pushes: PushCounts::default(),
+        }
+    }
 }
 
 impl Streamer {
@@ -194,6 +222,7 @@ impl Streamer {
                 store.health,
                 options.clock.clone(),
                 options.config_cache_size,
+                options.metrics.clone(),
             ),
             client,
             queues,
@@ -202,6 +231,7 @@ impl Streamer {
             request_timeout: options.request_timeout,
             retry: options.retry,
             clock: options.clock,
+            metrics: options.metrics,
         }
     }
 
@@ -240,23 +270,36 @@ impl Streamer {
             messages: messages.len(),
             ..Default::default()
         };
-        let (mut ledgers, by_project) = screen(messages, &mut summary);
+        let mut metrics = BatchMetrics::default();
+        let (mut ledgers, by_project) = screen(messages, &mut summary, &mut metrics);
 
         let projects: Vec<ProjectId> = by_project.keys().cloned().collect();
         let resolved = self.directory.resolve(&projects, lookup_deadline).await;
+        let route_of = |project: &ProjectId| resolved.get(project).and_then(route);
+        for (project, records) in &by_project {
+            metrics.route(route_of(project)).received += records.len() as u64;
+        }
         let deliveries = join_all(by_project.into_iter().map(|(project, records)| {
             let resolved = &resolved[&project];
             self.stream_project(project, resolved, records, delivery_deadline)
         }))
         .await;
-        for (outcomes, retries) in deliveries {
-            summary.retries += retries;
-            for (index, outcome) in outcomes {
+        for (project, delivery) in projects.iter().zip(deliveries) {
+            let counts = metrics.route(route_of(project));
+            counts.pushes.add(&delivery.pushes);
+            summary.retries += delivery.retries;
+            for (index, outcome) in delivery.outcomes {
                 summary.count(&outcome);
                 let ledger = &mut ledgers[index];
                 match outcome {
-                    RecordOutcome::Delivered => ledger.delivered += 1,
-                    RecordOutcome::Skipped(_) => {}
+                    RecordOutcome::Delivered { lag } => {
+                        ledger.delivered += 1;
+                        counts.delivered += 1;
+                        counts.lag.record(lag);
+                    }
+                    RecordOutcome::Skipped(reason) => {
+                        *counts.skipped.entry(reason).or_default() += 1;
+                    }
                     RecordOutcome::Failed(record) => ledger.failed.push(record),
                     RecordOutcome::Rejected(record) => ledger.rejected.push(record),
                 }
@@ -272,6 +315,15 @@ impl Streamer {
             deadline,
         )
         .await;
+        for (project, handed) in &settled.handed {
+            let counts = metrics.route(project.as_ref().and_then(route_of));
+            match handed {
+                HandedTo::RetryQueue => counts.sent_back += 1,
+                HandedTo::DeadLetterQueue(reason) => {
+                    *counts.dead_lettered.entry(*reason).or_default() += 1;
+                }
+            }
+        }
         summary.requeued = settled.sent_back;
         summary.dead_lettered = settled.dead_lettered;
         summary.redelivered_whole = settled.redelivered_whole;
@@ -282,35 +334,49 @@ impl Streamer {
             .collect();
         summary.failed_messages = failed_message_ids.len();
         summary.log();
+        for line in metrics.lines(self.clock.utc()) {
+            self.metrics.emit(&line);
+        }
         BatchReport {
             failed_message_ids,
             retryable_messages: settled.retryable,
             kept_rejections: settled.kept_rejections,
             summary,
+            metrics,
         }
     }
 
-    /// One project's records: their outcomes and the retries spent.
+    /// One project's records: their outcomes, the retries and the pushes spent.
     async fn stream_project(
         &self,
         project: ProjectId,
         resolved: &Resolved,
         records: Vec<Slotted<'_>>,
         deadline: Instant,
-    ) -> (Vec<(usize, RecordOutcome)>, usize) {
+    ) -> ProjectOutcome {
         let eligible = eligibility::partition(&project, resolved, records);
         let mut outcomes = eligible.settled;
-        let (stored, mut seen, retries) = match resolved {
+        let (stored, mut seen, retries, pushes) = match resolved {
             Resolved::Stream(stream) => match &stream.destination {
                 Some(destination) if !eligible.streamable.is_empty() => {
                     let delivery = self
                         .deliver(&project, stream, destination, eligible.streamable, deadline)
                         .await;
                     outcomes.extend(delivery.outcomes);
-                    (&stream.stored, delivery.health, delivery.retries)
+                    (
+                        &stream.stored,
+                        delivery.health,
+                        delivery.retries,
+                        delivery.pushes,
+                    )
                 }
-                Some(_) if eligible.filtered > 0 => (&stream.stored, DeliveryHealth::default(), 0),
-                _ => return (outcomes, 0),
+                Some(_) if eligible.filtered > 0 => (
+                    &stream.stored,
+                    DeliveryHealth::default(),
+                    0,
+                    PushCounts::default(),
+                ),
+                _ => return ProjectOutcome::settled(outcomes),
             },
             // The customer sees why nothing arrives, as for any failed delivery.
             Resolved::NoCredential { stored, error } => {
@@ -319,7 +385,7 @@ impl Streamer {
                     .filter(|(_, outcome)| matches!(outcome, RecordOutcome::Failed(_)))
                     .count();
                 if failed == 0 && eligible.filtered == 0 {
-                    return (outcomes, 0);
+                    return ProjectOutcome::settled(outcomes);
                 }
                 let mut health = DeliveryHealth {
                     events_failed: failed as u64,
@@ -334,9 +400,11 @@ impl Streamer {
                     };
                     health.failure(error, false);
                 }
-                (stored, health, 0)
+                (stored, health, 0, PushCounts::default())
             }
-            Resolved::NotConfigured | Resolved::Unavailable(_) => return (outcomes, 0),
+            Resolved::NotConfigured | Resolved::Unavailable(_) => {
+                return ProjectOutcome::settled(outcomes);
+            }
         };
         // Filtered records cost no write of their own: the tracker adds them to what it writes
         // anyway (a change of state, or at most once per interval), so a project whose records
@@ -349,7 +417,11 @@ impl Streamer {
         if written == Written::Suspended {
             self.directory.forget(&project);
         }
-        (outcomes, retries)
+        ProjectOutcome {
+            outcomes,
+            retries,
+            pushes,
+        }
     }
 
     /// The streamable records of a project with a destination, through its redaction.
@@ -374,6 +446,7 @@ impl Streamer {
                 status: ProjectStatus::Failed,
                 retries: 0,
                 health: DeliveryHealth::default(),
+                pushes: PushCounts::default(),
             };
         }
         let pusher = Pusher {
@@ -391,11 +464,22 @@ impl Streamer {
     }
 }
 
+/// The destination type a project's records are headed for, when it has a stream.
+fn route(resolved: &Resolved) -> Route {
+    match resolved {
+        Resolved::Stream(stream) => Some(stream.stored.config.destination_type()),
+        Resolved::NoCredential { stored, .. } => Some(stored.config.destination_type()),
+        Resolved::NotConfigured | Resolved::Unavailable(_) => None,
+    }
+}
+
 /// Splits every message into its records, counted, and groups the valid ones by project;
-/// records that can never be delivered go straight to their message's ledger.
+/// records that can never be delivered go straight to their message's ledger (and count as
+/// received with no destination: they never have one).
 fn screen<'a>(
     messages: &'a [QueueMessage],
     summary: &mut BatchSummary,
+    metrics: &mut BatchMetrics,
 ) -> (Vec<MessageLedger>, BTreeMap<ProjectId, Vec<Slotted<'a>>>) {
     let mut ledgers: Vec<MessageLedger> =
         messages.iter().map(|_| MessageLedger::default()).collect();
@@ -411,7 +495,10 @@ fn screen<'a>(
                         by_project.insert(record.project_id.clone(), vec![(index, record)]);
                     }
                 },
-                Err(record) => ledgers[index].rejected.push(record),
+                Err(record) => {
+                    metrics.route(None).received += 1;
+                    ledgers[index].rejected.push(record);
+                }
             }
         }
     }

@@ -1,10 +1,13 @@
 //! What became of each record, of each project's delivery, and of a whole batch.
 
+use std::time::Duration;
+
 use crate::domain::Eligibility;
 use crate::event::{FailedRecord, RejectedRecord};
+use crate::metrics::BatchMetrics;
 
 /// Why a record was acknowledged without being sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SkipReason {
     NotConfigured,
     Disabled,
@@ -29,7 +32,10 @@ impl SkipReason {
 
 #[derive(Debug)]
 pub enum RecordOutcome {
-    Delivered,
+    /// `lag`: from the record's send to the queue to the acceptance of the push carrying it.
+    Delivered {
+        lag: Duration,
+    },
     Skipped(SkipReason),
     /// Not delivered now; sent again later (its message, or the record alone).
     Failed(FailedRecord),
@@ -70,6 +76,8 @@ pub struct BatchReport {
     /// kept in their (failed) messages.
     pub kept_rejections: Vec<(usize, RejectedRecord)>,
     pub summary: BatchSummary,
+    /// What the invocation's metric lines said.
+    pub metrics: BatchMetrics,
 }
 
 /// Record counts of one batch, logged once per invocation.
@@ -102,7 +110,7 @@ impl BatchSummary {
     /// Counts a record's outcome; rejected records are counted once dead-lettered.
     pub fn count(&mut self, outcome: &RecordOutcome) {
         match outcome {
-            RecordOutcome::Delivered => self.delivered += 1,
+            RecordOutcome::Delivered { .. } => self.delivered += 1,
             RecordOutcome::Skipped(reason) => match reason {
                 SkipReason::NotConfigured => self.skipped_not_configured += 1,
                 SkipReason::Disabled => self.skipped_disabled += 1,

@@ -7,8 +7,9 @@
 //!   at a time ([`Pushes`]);
 //! - **push**: each push is attempted, and after each attempt the retry policy
 //!   ([`super::retry::decide`]) says what follows;
-//! - **settle**: every record gets its outcome, and every attempt is noted for the stream's
-//!   delivery health.
+//! - **settle**: every record gets its outcome (a delivered one with its lag: from its send to
+//!   the queue to its push's acceptance), and every attempt is noted for the stream's
+//!   delivery health and counted for the metrics.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Bytes;
+use time::OffsetDateTime;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::{Level, warn};
@@ -29,9 +31,12 @@ use crate::destination::classify::{Classification, advice, classify};
 use crate::destination::client::{Connection, DestinationClient, PushResponse};
 use crate::destination::{self, Limits, LogLabels, Payload};
 use crate::domain::controls::Redactor;
-use crate::domain::{DeliveryError, DeliveryHealth, Destination, DestinationType, ProjectId};
+use crate::domain::{
+    DeliveryError, DeliveryHealth, DeliveryLag, Destination, DestinationType, ProjectId,
+};
 use crate::event::{EventRecord, FailedRecord, RejectReason, RejectedRecord};
 use crate::gzip::gzip;
+use crate::metrics::PushCounts;
 
 /// What became of a project's records, and what its attempts tell about its destination.
 pub struct ProjectDelivery {
@@ -42,6 +47,8 @@ pub struct ProjectDelivery {
     pub retries: usize,
     /// Every attempt, as delivery health sees it.
     pub health: DeliveryHealth,
+    /// Every attempt, as the metrics count it.
+    pub pushes: PushCounts,
 }
 
 /// The shared means of pushing: one client, one bound on requests in flight, one policy.
@@ -93,6 +100,7 @@ impl Pusher<'_> {
             status: ProjectStatus::Delivered,
             retries: 0,
             health: DeliveryHealth::default(),
+            pushes: PushCounts::default(),
         };
         let sendable = screen(records, redactor, destination_type, limits, &mut delivery);
 
@@ -100,6 +108,7 @@ impl Pusher<'_> {
         let mut splits_left = MAX_REJECTION_SPLITS;
         let (mut attempts, mut bytes) = (0, 0);
         let mut failure: Option<Arc<str>> = None;
+        let mut last_accepted = None;
         while let Some((range, body)) =
             pushes.next(|| Payload::new(destination, self.labels, limits))
         {
@@ -115,7 +124,7 @@ impl Pusher<'_> {
                     range.len(),
                     splits_left,
                     deadline,
-                    &mut delivery.health,
+                    &mut delivery,
                 )
                 .await;
             attempts += pushed.attempts;
@@ -123,8 +132,13 @@ impl Pusher<'_> {
             let chunk = &sendable[range.clone()];
             match pushed.decision {
                 Decision::Delivered => {
-                    let delivered = chunk.iter().map(|o| (o.index, RecordOutcome::Delivered));
+                    let accepted = self.clock.utc();
+                    let delivered = chunk.iter().map(|o| {
+                        let lag = lag(o.record.sent_at, accepted);
+                        (o.index, RecordOutcome::Delivered { lag })
+                    });
                     delivery.outcomes.extend(delivered);
+                    last_accepted = Some(accepted);
                 }
                 Decision::Split { uses_budget } => {
                     splits_left -= usize::from(uses_budget);
@@ -154,7 +168,7 @@ impl Pusher<'_> {
                 }
             }
         }
-        settle(&mut delivery);
+        settle(&mut delivery, last_accepted);
         // A delivered project is the common case, and a line for each at 100 M events a day
         // is most of the streamer's log bill: it is debug; anything else is info.
         macro_rules! project_delivery {
@@ -182,7 +196,7 @@ impl Pusher<'_> {
     }
 
     /// One push, attempted and retried as the retry policy decides. Each attempt is noted
-    /// in `health`.
+    /// in the delivery's health and counted in its pushes.
     async fn push(
         &self,
         destination: &Destination,
@@ -190,7 +204,7 @@ impl Pusher<'_> {
         records: usize,
         splits_left: usize,
         deadline: Instant,
-        health: &mut DeliveryHealth,
+        delivery: &mut ProjectDelivery,
     ) -> Pushed {
         let mut attempts = 0;
         let mut first_attempt_at = None;
@@ -224,7 +238,14 @@ impl Pusher<'_> {
                 .await;
             drop(slot);
             let class = classify(&response);
-            note_attempt(health, destination, &response, &class, self.clock);
+            note_attempt(
+                &mut delivery.health,
+                destination,
+                &response,
+                &class,
+                self.clock,
+            );
+            delivery.pushes.attempt(&class);
             let state = PushState {
                 attempts: attempts as u32,
                 first_attempt_at: first,
@@ -379,17 +400,36 @@ impl<'r, 'a> Pushes<'r, 'a> {
     }
 }
 
-/// Counts the project's events for its delivery health.
-fn settle(delivery: &mut ProjectDelivery) {
+/// Counts the project's events for its delivery health, with the delivery's lag (the median
+/// of its delivered records', seen when its last push was accepted).
+fn settle(delivery: &mut ProjectDelivery, last_accepted: Option<OffsetDateTime>) {
+    let mut lags = Vec::new();
     for (_, outcome) in &delivery.outcomes {
         match outcome {
-            RecordOutcome::Delivered => delivery.health.events_delivered += 1,
+            RecordOutcome::Delivered { lag } => {
+                delivery.health.events_delivered += 1;
+                lags.push(*lag);
+            }
             RecordOutcome::Failed(_) | RecordOutcome::Rejected(_) => {
                 delivery.health.events_failed += 1
             }
             RecordOutcome::Skipped(_) => {}
         }
     }
+    if let (Some(at), false) = (last_accepted, lags.is_empty()) {
+        let middle = lags.len() / 2;
+        let median = *lags.select_nth_unstable(middle).1;
+        delivery.health.last_delivery_lag = Some(DeliveryLag {
+            at,
+            millis: u64::try_from(median.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+/// From a record's send to the queue to its push's acceptance; none when the clocks disagree
+/// (SQS stamps the send, this container the acceptance).
+fn lag(sent_at: OffsetDateTime, accepted: OffsetDateTime) -> Duration {
+    Duration::try_from(accepted - sent_at).unwrap_or(Duration::ZERO)
 }
 
 fn note_attempt(
@@ -442,6 +482,7 @@ mod tests {
             status: ProjectStatus::Delivered,
             retries: 0,
             health: DeliveryHealth::default(),
+            pushes: PushCounts::default(),
         }
     }
 

@@ -369,3 +369,64 @@ async fn records_of_a_disabled_stream_are_skipped_as_disabled_not_filtered() {
         (1, 0)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_batch_metrics_count_each_record_under_the_destination_type_it_was_headed_for() {
+    let memory = Arc::new(MemoryStateStore::new());
+    // Nothing listens there: each attempt fails without an answer.
+    configure_at(&memory, "down", true, "127.0.0.1:1").await;
+    configure(&memory, "off", false).await;
+    let metrics = crate::metrics::MetricsOut::kept();
+    let settings = StreamerSettings::from_lookup(|name| {
+        (name == "ALLOW_PRIVATE_DESTINATIONS").then(|| "true".to_owned())
+    })
+    .unwrap();
+    let mut options = StreamerOptions::from_settings(&settings);
+    options.clock = Arc::new(PausedClock::starting_at(START));
+    options.metrics = metrics.clone();
+    let streamer = Streamer::with_options(
+        &settings,
+        StreamerStore::of_one(memory.clone()),
+        Queues::default(),
+        options,
+    )
+    .unwrap();
+
+    let report = streamer
+        .process_batch(
+            &[
+                message("m1", &["down", "off", "nobody"]),
+                QueueMessage::new("m2", "not json", START),
+            ],
+            Instant::now() + Duration::from_secs(8),
+        )
+        .await;
+
+    let loki = report
+        .metrics
+        .get(Some(crate::domain::DestinationType::GrafanaLoki))
+        .unwrap();
+    assert_eq!((loki.received, loki.delivered), (2, 0));
+    assert_eq!(loki.skipped.get(&SkipReason::Disabled), Some(&1));
+    assert!(loki.pushes.attempts >= 2, "{:?}", loki.pushes);
+    assert_eq!(
+        loki.pushes.failures.get("Transient"),
+        Some(&loki.pushes.attempts)
+    );
+    assert!(loki.lag.is_empty(), "a record never pushed has no lag");
+    let none = report.metrics.get(None).unwrap();
+    assert_eq!(none.received, 2);
+    assert_eq!(none.skipped.get(&SkipReason::NotConfigured), Some(&1));
+    // No dead-letter queue here: the malformed record stays in its message, not counted as
+    // dead-lettered.
+    assert!(none.dead_lettered.is_empty());
+    assert_eq!(none.pushes, crate::metrics::PushCounts::default());
+
+    // What the report holds is what the lines said, one per destination type.
+    let lines = metrics.lines();
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    let millis = first["_aws"]["Timestamp"].as_i64().unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000);
+    assert_eq!(lines, report.metrics.lines(at.unwrap()));
+    assert_eq!(lines.len(), 2);
+}

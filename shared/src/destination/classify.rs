@@ -53,6 +53,18 @@ pub enum Classification {
 }
 
 impl Classification {
+    /// The class's name, as the streamer's metrics count push failures by it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "Delivered",
+            Self::Rejected { .. } => "Rejected",
+            Self::Misconfigured { .. } => "Misconfigured",
+            Self::TooLarge => "TooLarge",
+            Self::Blocked { .. } => "Blocked",
+            Self::Transient { .. } => "Transient",
+        }
+    }
+
     /// What went wrong, for logs and the dead-letter queue; empty for a delivery.
     pub fn detail(&self) -> &str {
         match self {

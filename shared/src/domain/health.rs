@@ -40,6 +40,18 @@ pub struct DeliveryHealth {
     pub events_failed: u64,
     /// Records the stream's `event_filter` kept from leaving: acknowledged, never sent.
     pub events_filtered: u64,
+    /// How long the latest delivery's events took from being sent to the queue to being
+    /// accepted by the destination; `None` before the first delivery.
+    pub last_delivery_lag: Option<DeliveryLag>,
+}
+
+/// How late a delivery's events arrived: the median, over its delivered events, of the time
+/// from the event's send to the queue to the destination's acceptance of the push carrying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryLag {
+    /// When the delivery's last push was accepted.
+    pub at: OffsetDateTime,
+    pub millis: u64,
 }
 
 /// When the streamer suspends a stream whose credentials keep being refused.
@@ -83,6 +95,12 @@ impl DeliveryHealth {
         self.events_delivered += update.events_delivered;
         self.events_failed += update.events_failed;
         self.events_filtered += update.events_filtered;
+        // Containers write in any order: the latest observation wins.
+        if let Some(lag) = update.last_delivery_lag
+            && self.last_delivery_lag.is_none_or(|kept| kept.at <= lag.at)
+        {
+            self.last_delivery_lag = Some(lag);
+        }
         if let Some(at) = update.last_success_at {
             self.last_success_at = self.last_success_at.max(Some(at));
             self.consecutive_failures = update.consecutive_failures;
@@ -313,6 +331,25 @@ mod tests {
         }
         assert_eq!((health.events_delivered, health.events_failed), (12, 1));
         assert_eq!(health.last_success_at, Some(T0 + Duration::minutes(10)));
+    }
+
+    #[test]
+    fn the_latest_delivery_lag_wins_whatever_order_containers_write_in() {
+        let lag = |minutes, millis| DeliveryHealth {
+            last_delivery_lag: Some(DeliveryLag {
+                at: T0 + Duration::minutes(minutes),
+                millis,
+            }),
+            ..Default::default()
+        };
+        let mut health = DeliveryHealth::default();
+        health.apply(&lag(10, 800));
+        health.apply(&lag(3, 90_000));
+        assert_eq!(health.last_delivery_lag, lag(10, 800).last_delivery_lag);
+        health.apply(&DeliveryHealth::default());
+        assert_eq!(health.last_delivery_lag, lag(10, 800).last_delivery_lag);
+        health.apply(&lag(11, 1_200));
+        assert_eq!(health.last_delivery_lag, lag(11, 1_200).last_delivery_lag);
     }
 
     #[test]

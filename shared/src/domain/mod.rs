@@ -14,7 +14,7 @@ pub use config::{
     LokiBody, StreamConfig, StreamControls, StreamSecret, legacy_stream_id, new_stream_id,
 };
 pub use datadog::{DatadogApiKey, DatadogDestination, DatadogSite};
-pub use health::{DeliveryError, DeliveryHealth, MAX_RECENT_ERRORS, SuspendPolicy};
+pub use health::{DeliveryError, DeliveryHealth, DeliveryLag, MAX_RECENT_ERRORS, SuspendPolicy};
 pub use loki::{LokiDestination, LokiHostname, parse_port};
 pub use project_id::ProjectId;
 pub use status::{Eligibility, StreamState, StreamingStatus, Suspension};

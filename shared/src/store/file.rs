@@ -25,8 +25,8 @@ use crate::domain::controls::{
     DatadogTags, EventFilterBody, LokiLabels, LokiTenantId, RedactionBody, RedactionKey,
 };
 use crate::domain::{
-    CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
-    LokiHostname, ProjectId, StreamConfig, StreamControls, StreamSecret, StreamState,
+    CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DeliveryLag, DestinationType,
+    Endpoint, LokiHostname, ProjectId, StreamConfig, StreamControls, StreamSecret, StreamState,
     StreamingStatus, Suspension, legacy_stream_id,
 };
 use crate::secret::Secret;
@@ -261,6 +261,15 @@ struct HealthRecord {
     events_failed: u64,
     #[serde(default)]
     events_filtered: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_delivery_lag: Option<LagRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LagRecord {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    millis: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -360,6 +369,10 @@ impl From<&StoredStream> for StreamRecord {
             events_delivered: health.events_delivered,
             events_failed: health.events_failed,
             events_filtered: health.events_filtered,
+            last_delivery_lag: health.last_delivery_lag.map(|lag| LagRecord {
+                at: lag.at,
+                millis: lag.millis,
+            }),
         };
         record
     }
@@ -492,6 +505,10 @@ impl StreamRecord {
                 events_delivered: health.events_delivered,
                 events_failed: health.events_failed,
                 events_filtered: health.events_filtered,
+                last_delivery_lag: health.last_delivery_lag.map(|lag| DeliveryLag {
+                    at: lag.at,
+                    millis: lag.millis,
+                }),
             },
         })
     }
@@ -549,6 +566,11 @@ mod tests {
             },
             true,
         );
+        let lag = DeliveryLag {
+            at: now,
+            millis: 1_250,
+        };
+        update.last_delivery_lag = Some(lag);
         store.record(&config, &update).await.unwrap();
         let suspension = Suspension {
             at: now,
@@ -566,6 +588,7 @@ mod tests {
             .unwrap();
         assert_eq!(stream.config, config);
         assert_eq!(stream.health.consecutive_auth_failures, 1);
+        assert_eq!(stream.health.last_delivery_lag, Some(lag));
         let read = CredentialRead::get(&reopened, &credential).await.unwrap();
         assert_eq!(read.credential.expose(), "glc_a-long-loki-token-1a2b");
         let key = |s: &StreamSecret| s.redaction_key.as_ref().map(|k| k.to_secret());

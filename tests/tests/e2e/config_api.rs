@@ -197,7 +197,7 @@ async fn a_configuration_goes_through_its_whole_lifecycle() {
         config["delivery_health"],
         json!({"last_success_at": null, "last_failure_at": null, "consecutive_failures": 0,
                "last_error": null, "recent_errors": [], "events_delivered": 0, "events_failed": 0,
-               "events_filtered": 0})
+               "events_filtered": 0, "last_delivery_lag_ms": null, "last_delivery_lag_at": null})
     );
     assert_eq!(
         config["destination_config"],

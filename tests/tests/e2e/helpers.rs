@@ -10,15 +10,16 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use config_api::AppState;
 use config_api::auth::{KeySource, ManagementKey, ManagementKeys};
-use event_log_streaming::Queues;
-use event_log_streaming::Streamer;
+use event_log_streaming::clock::Clock;
 use event_log_streaming::delivery::StreamerStore;
 use event_log_streaming::domain::{ProjectId, StreamConfig, StreamingStatus};
+use event_log_streaming::metrics::MetricsOut;
 use event_log_streaming::settings::StreamerSettings;
 use event_log_streaming::store::{
     CredentialStore, DynamoDbStreams, HealthWrite, KmsEnvelopeCredentials,
     SecretsManagerCredentials, StoredStream, StreamLookup, StreamWrite,
 };
+use event_log_streaming::{Queues, Streamer, StreamerOptions};
 use integration_tests::aws::{CallCounter, create_stream_table};
 use integration_tests::fake_destination::FakeDestination;
 use integration_tests::fixtures::{self, StreamSpec, provision};
@@ -56,6 +57,8 @@ pub struct StreamerEnv {
     pub retry_queue_url: Option<String>,
     /// `RETRY_QUEUE_ARN`: the source whose messages the streamer believes are copies.
     pub retry_queue_arn: Option<String>,
+    /// The metric lines the streamer wrote, kept rather than printed.
+    pub metrics: MetricsOut,
 }
 
 impl std::ops::Deref for StreamerEnv {
@@ -79,6 +82,8 @@ pub struct Options {
     pub settings: Vec<(&'static str, String)>,
     /// Where the credentials are.
     pub adapter: Adapter,
+    /// The streamer's clock, when not the real one.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for Options {
@@ -91,6 +96,7 @@ impl Default for Options {
             event_queue: false,
             settings: Vec::new(),
             adapter: Adapter::SecretsManager,
+            clock: None,
         }
     }
 }
@@ -366,9 +372,18 @@ impl StreamerEnv {
         vars.extend(options.settings);
         let settings = StreamerSettings::from_lookup(|k| vars.get(k).cloned()).unwrap();
         let queues = Queues::from_settings(&settings, &sqs);
-        let streamer = Streamer::from_settings(&settings, state.streamer_store(), queues).unwrap();
+        let metrics = MetricsOut::kept();
+        let mut streamer_options = StreamerOptions::from_settings(&settings);
+        streamer_options.metrics = metrics.clone();
+        if let Some(clock) = options.clock {
+            streamer_options.clock = clock;
+        }
+        let streamer =
+            Streamer::with_options(&settings, state.streamer_store(), queues, streamer_options)
+                .unwrap();
         Self {
             streamer,
+            metrics,
             state,
             sqs,
             dlq_url,

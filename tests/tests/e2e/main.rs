@@ -9,6 +9,7 @@ mod faults;
 mod handoff;
 #[macro_use]
 mod helpers;
+mod metrics;
 mod page;
 mod retry_queue;
 mod runner;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use config_api::auth::ManagementKey;
 use event_log_streaming::domain::controls::{EventFilterBody, HASH_PREFIX, RedactionBody};
-use event_log_streaming::domain::{DeliveryHealth, Endpoint, ProjectId, StreamConfig};
+use event_log_streaming::domain::{DeliveryHealth, DeliveryLag, Endpoint, ProjectId, StreamConfig};
 use event_log_streaming::store::{HealthWrite, MemoryStateStore, StreamWrite};
 use fantoccini::Locator;
 use fantoccini::key::Key;
@@ -157,6 +157,8 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
         .text_containing("loki-password-stored", "•••• 4e1f")
         .await;
 
+    // Nothing delivered yet: no lag to tell.
+    assert!(!browser.is_displayed("health-lag").await);
     browser.click("enable").await;
     browser.text_containing("status-badge", "Active").await;
     let events = format!(
@@ -173,6 +175,10 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
     assert_eq!(ingest.status(), 200);
     browser.click("refresh-health").await;
     browser.text_when("health-delivered", |t| t == "2").await;
+    let lag = browser
+        .text_containing("health-lag", "Events arrive about ")
+        .await;
+    assert!(lag.contains(" s after they happen"), "{lag}");
     browser.screenshot("2-active-with-health").await;
     browser.text_containing("health-last-error", "none").await;
     assert!(loki.accepted_event_ids().contains(&"page-1".to_owned()));
@@ -380,6 +386,10 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
     // What the streamer counts of the filter shows in the health panel.
     let filtered = DeliveryHealth {
         events_filtered: 3,
+        last_delivery_lag: Some(DeliveryLag {
+            at: time::OffsetDateTime::now_utc(),
+            millis: 2_449,
+        }),
         ..Default::default()
     };
     HealthWrite::record(store.as_ref(), &config, &filtered)
@@ -403,6 +413,9 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
         assert_eq!(browser.value(input).await, value, "#{input}");
     }
     browser.text_when("health-filtered", |t| t == "3").await;
+    browser
+        .text_containing("health-lag", "Events arrive about 2.4 s after they happen")
+        .await;
 
     // Each bad value: the API's refusal next to its field, nothing saved, and the good value
     // saves again (which hides the error).

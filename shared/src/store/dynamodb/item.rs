@@ -14,8 +14,8 @@ use crate::domain::controls::{
     DatadogTags, EventFilterBody, LokiLabels, LokiTenantId, RedactionBody,
 };
 use crate::domain::{
-    CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DestinationType, Endpoint,
-    LokiHostname, ProjectId, StreamConfig, StreamControls, StreamState, StreamingStatus,
+    CredentialRef, DatadogSite, DeliveryError, DeliveryHealth, DeliveryLag, DestinationType,
+    Endpoint, LokiHostname, ProjectId, StreamConfig, StreamControls, StreamState, StreamingStatus,
     Suspension, legacy_stream_id,
 };
 use crate::store::{StoreError, StoreResult, StoredStream};
@@ -61,13 +61,16 @@ pub mod attr {
     pub const EVENTS_DELIVERED: &str = "events_delivered";
     pub const EVENTS_FAILED: &str = "events_failed";
     pub const EVENTS_FILTERED: &str = "events_filtered";
+    /// The latest delivery lag: milliseconds, and when it was seen. Both or neither.
+    pub const LAST_DELIVERY_LAG_MS: &str = "last_delivery_lag_ms";
+    pub const LAST_DELIVERY_LAG_AT: &str = "last_delivery_lag_at";
     /// The fields of each entry of [`RECENT_ERRORS`].
     pub const ERROR_AT: &str = "at";
     pub const ERROR_DESTINATION_STATUS: &str = "destination_status";
     pub const ERROR_MESSAGE: &str = "message";
 
     /// What a health write reads: the health, and which stream at which version it is.
-    pub const HEALTH_READ: [&str; 14] = [
+    pub const HEALTH_READ: [&str; 16] = [
         PROJECT_ID,
         STREAM_ID,
         CREATED_AT,
@@ -82,6 +85,8 @@ pub mod attr {
         EVENTS_DELIVERED,
         EVENTS_FAILED,
         EVENTS_FILTERED,
+        LAST_DELIVERY_LAG_MS,
+        LAST_DELIVERY_LAG_AT,
     ];
 }
 
@@ -231,6 +236,14 @@ pub fn health_attributes(health: &DeliveryHealth) -> Vec<(&'static str, Option<A
         (attr::EVENTS_DELIVERED, Some(n(health.events_delivered))),
         (attr::EVENTS_FAILED, Some(n(health.events_failed))),
         (attr::EVENTS_FILTERED, Some(n(health.events_filtered))),
+        (
+            attr::LAST_DELIVERY_LAG_MS,
+            health.last_delivery_lag.map(|lag| n(lag.millis)),
+        ),
+        (
+            attr::LAST_DELIVERY_LAG_AT,
+            health.last_delivery_lag.map(|lag| time_value(lag.at)),
+        ),
     ]
 }
 
@@ -425,6 +438,14 @@ pub fn health_from_item(item: &Item) -> StoreResult<DeliveryHealth> {
         events_delivered: number(item, attr::EVENTS_DELIVERED)?.unwrap_or(0),
         events_failed: number(item, attr::EVENTS_FAILED)?.unwrap_or(0),
         events_filtered: number(item, attr::EVENTS_FILTERED)?.unwrap_or(0),
+        last_delivery_lag: match (
+            number(item, attr::LAST_DELIVERY_LAG_MS)?,
+            time(item, attr::LAST_DELIVERY_LAG_AT)?,
+        ) {
+            (Some(millis), Some(at)) => Some(DeliveryLag { at, millis }),
+            (None, None) => None,
+            _ => return Err(corrupt(item, attr::LAST_DELIVERY_LAG_MS)),
+        },
     })
 }
 
@@ -487,6 +508,10 @@ mod tests {
             events_delivered: 10,
             events_failed: 4,
             events_filtered: 6,
+            last_delivery_lag: Some(DeliveryLag {
+                at: datetime!(2026-11-24 09:30 UTC),
+                millis: 2_400,
+            }),
         };
         let mut item: Item = config_attributes(&config)
             .into_iter()
