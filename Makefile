@@ -49,6 +49,16 @@ browser:
 		echo "The page test needs Chromium and ChromeDriver: sudo apt-get install -y $(BROWSER_PACKAGES)"; exit 1; \
 	fi
 
+## screenshot: the Stream Settings page as the README shows it (docs/stream-settings.png), made
+## by the page test in Chromium; run it when the page changes (a test in make test says when)
+SCREENSHOTS := target/page-screenshots
+screenshot: $(MOTO) browser
+	rm -rf $(SCREENSHOTS)
+	PAGE_SCREENSHOTS=$(CURDIR)/$(SCREENSHOTS) cargo test --locked -p integration-tests --test e2e \
+		page::a_customer_configures
+	cp $(SCREENSHOTS)/readme.png docs/stream-settings.png
+	cat functions/config-api/assets/* | sha256sum | cut -d' ' -f1 > docs/stream-settings.png.page-sha256
+
 ## fault: the fault run at the issue's size (10,000 events through a failing destination
 ## while the streamer's SQS, DynamoDB and Secrets Manager calls fail or stall; make test runs
 ## it with 600)

@@ -17,6 +17,10 @@ use serde_json::json;
 use crate::helpers::*;
 
 const PROJECT: &str = "proj-page";
+/// The picture of the page the README shows, made by `make screenshot` from this test's
+/// "readme" view (an active stream with its health), and the SHA-256 of the page's assets it was made from.
+const SCREENSHOT: &str = "docs/stream-settings.png";
+const SCREENSHOT_PAGE_SHA256: &str = "docs/stream-settings.png.page-sha256";
 const CONTROLS_PROJECT: &str = "proj-page-controls";
 
 /// The local runner on `store` and a free loopback port; its base URL.
@@ -180,6 +184,13 @@ async fn a_customer_configures_tests_enables_watches_and_deletes_a_stream_in_the
         .await;
     assert!(lag.contains(" s after they happen"), "{lag}");
     browser.screenshot("2-active-with-health").await;
+    // The README's picture: the same moment, from the top of the page.
+    browser
+        .client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    browser.screenshot("readme").await;
     browser.text_containing("health-last-error", "none").await;
     assert!(loki.accepted_event_ids().contains(&"page-1".to_owned()));
 
@@ -584,4 +595,33 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
         .unwrap();
     assert_eq!(undescribed, json!([]));
     browser.close().await;
+}
+
+/// The SHA-256 of the page's assets (`functions/config-api/assets/`), files in name order,
+/// as `make screenshot` records it: `cat assets/* | sha256sum`.
+fn page_assets_sha256(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<_> = std::fs::read_dir(root.join("functions/config-api/assets"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(std::fs::read(file).unwrap());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn the_readmes_screenshot_was_made_from_the_page_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let png = std::fs::read(root.join(SCREENSHOT)).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{SCREENSHOT} is not a PNG");
+    let recorded = std::fs::read_to_string(root.join(SCREENSHOT_PAGE_SHA256)).unwrap();
+    assert_eq!(
+        recorded.trim(),
+        page_assets_sha256(&root),
+        "the page changed since {SCREENSHOT} was made: run `make screenshot` and commit it"
+    );
 }
