@@ -414,21 +414,8 @@ fn letter(
     }
 }
 
-async fn new_queue(label: &str) -> String {
-    sqs()
-        .await
-        .create_queue()
-        .queue_name(unique(label))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
 async fn dead_letter_queue(letters: &[Letter]) -> String {
-    let url = new_queue("dlq").await;
+    let url = new_queue(&sqs().await, "dlq").await;
     let sqs = sqs().await;
     let attribute = |data_type: &str, value: String| {
         aws_sdk_sqs::types::MessageAttributeValue::builder()
@@ -550,7 +537,7 @@ async fn a_redrive_moves_only_the_chosen_messages_each_with_its_send_time_and_at
     for (flags, moved) in table {
         let sent = letters();
         let dlq = dead_letter_queue(&sent).await;
-        let retries = new_queue("retries").await;
+        let retries = new_queue(&sqs().await, "retries").await;
         let vars = [
             ("DEAD_LETTER_QUEUE_URL", dlq.as_str()),
             ("RETRY_QUEUE_URL", retries.as_str()),
@@ -615,7 +602,7 @@ async fn a_redrive_moves_only_the_chosen_messages_each_with_its_send_time_and_at
 #[tokio::test]
 async fn a_redrive_to_the_event_queue_says_the_attributes_are_not_believed_there() {
     let dlq = dead_letter_queue(&[letter(1, None, None, 0)]).await;
-    let events = new_queue("events").await;
+    let events = new_queue(&sqs().await, "events").await;
     let vars = [
         ("DEAD_LETTER_QUEUE_URL", dlq.as_str()),
         ("EVENT_QUEUE_URL", events.as_str()),
@@ -639,7 +626,7 @@ async fn a_refused_send_leaves_every_message_in_the_dead_letter_queue_and_names_
         letter(2, Some("retries_exhausted"), Some("p-1"), 0),
     ])
     .await;
-    let retries = new_queue("retries").await;
+    let retries = new_queue(&sqs().await, "retries").await;
     let proxy = MotoProxy::start(|target, _| match target {
         "AmazonSQS.SendMessageBatch" => Step::Fail {
             error_type: "com.amazonaws.sqs#AccessDenied",

@@ -43,6 +43,12 @@ pub fn unique(label: &str) -> String {
     )
 }
 
+/// A new SQS queue on moto, its name made unique from `label`; its URL.
+pub async fn new_queue(sqs: &aws_sdk_sqs::Client, label: &str) -> String {
+    let created = sqs.create_queue().queue_name(unique(label)).send().await;
+    created.unwrap().queue_url().unwrap().to_owned()
+}
+
 pub fn ca_file() -> String {
     pki().ca_file.display().to_string()
 }
@@ -322,18 +328,7 @@ impl StreamerEnv {
     pub async fn new(options: Options) -> Self {
         let aws = moto().sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let queue = |label: &'static str| {
-            let sqs = sqs.clone();
-            async move {
-                let created = sqs
-                    .create_queue()
-                    .queue_name(unique(label))
-                    .send()
-                    .await
-                    .unwrap();
-                created.queue_url().unwrap().to_owned()
-            }
-        };
+        let queue = |label: &'static str| new_queue(&sqs, label);
         let dlq_url = if options.dead_letter_queue {
             Some(queue("dlq").await)
         } else {

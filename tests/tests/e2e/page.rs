@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use config_api::auth::ManagementKey;
-use event_log_streaming::domain::controls::{EventFilterBody, HASH_PREFIX, RedactionBody};
+use event_log_streaming::domain::controls::{
+    EventFilterBody, HASH_PREFIX, LokiLabels, LokiTenantId, RedactionBody,
+};
 use event_log_streaming::domain::{DeliveryHealth, DeliveryLag, Endpoint, ProjectId, StreamConfig};
 use event_log_streaming::store::{HealthWrite, MemoryStateStore, StreamWrite};
 use fantoccini::Locator;
@@ -344,14 +346,7 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
     browser.screenshot("controls-0-saved").await;
 
     let config = stored(&store, CONTROLS_PROJECT).await;
-    let Endpoint::GrafanaLoki {
-        tenant_id,
-        labels: saved_labels,
-        ..
-    } = &config.endpoint
-    else {
-        panic!("{:?}", config.endpoint)
-    };
+    let (tenant_id, saved_labels) = loki_tenant_and_labels(&config);
     assert_eq!(tenant_id.as_ref().map(|t| t.as_str()), Some("tenant-a"));
     assert_eq!(
         saved_labels.to_body(),
@@ -518,14 +513,7 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
     browser.select("redaction-mode", "").await;
     save(&browser).await;
     let config = stored(&store, CONTROLS_PROJECT).await;
-    let Endpoint::GrafanaLoki {
-        tenant_id,
-        labels: saved_labels,
-        ..
-    } = &config.endpoint
-    else {
-        panic!("{:?}", config.endpoint)
-    };
+    let (tenant_id, saved_labels) = loki_tenant_and_labels(&config);
     assert!(tenant_id.is_none() && saved_labels.is_empty());
     assert!(config.controls.event_filter.is_none() && config.controls.redaction.is_none());
     reopen(&browser, &base).await;
@@ -595,6 +583,16 @@ async fn every_stream_control_is_saved_kept_refused_in_place_and_cleared_in_the_
         .unwrap();
     assert_eq!(undescribed, json!([]));
     browser.close().await;
+}
+
+/// The tenant and labels of a stored Loki stream.
+fn loki_tenant_and_labels(config: &StreamConfig) -> (&Option<LokiTenantId>, &LokiLabels) {
+    match &config.endpoint {
+        Endpoint::GrafanaLoki {
+            tenant_id, labels, ..
+        } => (tenant_id, labels),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// The SHA-256 of the page's assets (`functions/config-api/assets/`), files in name order,

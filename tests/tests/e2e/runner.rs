@@ -387,16 +387,7 @@ async fn sqs_mode_believes_the_attributes_of_a_copy_only_from_the_retry_queue() 
         loki_config(&revoked.hostname(), "glc_revoked-0000"),
     )
     .await;
-    let queue_url = env
-        .sqs
-        .create_queue()
-        .queue_name(unique("events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue_url = new_queue(&env.sqs, "events").await;
     let retry_queue_url = env.retry_queue_url.clone().unwrap();
     let number = |value: i128| {
         aws_sdk_sqs::types::MessageAttributeValue::builder()
